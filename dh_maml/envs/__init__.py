@@ -1,0 +1,43 @@
+"""Task families by name, and validation of a spec's ``env`` section."""
+
+from __future__ import annotations
+
+from dh_maml.envs.bandit import BernoulliBandit
+from dh_maml.envs.base import TaskFamily, TaskVectorEnv
+from dh_maml.envs.mujoco import AntDir, AntGoal, AntVel, HalfCheetahDir, HalfCheetahVel
+from dh_maml.envs.navigation import Navigation2D
+from dh_maml.envs.tabular import TabularMDP
+
+FAMILIES: dict[str, type[TaskFamily]] = {
+    cls.name: cls
+    for cls in (Navigation2D, BernoulliBandit, TabularMDP, HalfCheetahVel, HalfCheetahDir, AntVel, AntDir, AntGoal)
+}
+
+__all__ = ["FAMILIES", "TaskFamily", "TaskVectorEnv", "make_family", "validate_env_spec"]
+
+
+def _family_options(env_spec, problems: list[str]):
+    from dh_maml.spec import build_dataclass, unknown_key_message
+
+    cls = FAMILIES.get(env_spec.family)
+    if cls is None:
+        problems.append(unknown_key_message("env.family", env_spec.family, FAMILIES).replace("unknown key", "unknown family"))
+        return None, None
+    return cls, build_dataclass(cls.Options, env_spec.options, "env.options", problems)
+
+
+def validate_env_spec(env_spec) -> list[str]:
+    """Problems with ``env.family`` and ``env.options`` (empty when valid)."""
+    problems: list[str] = []
+    _family_options(env_spec, problems)
+    return problems
+
+
+def make_family(env_spec) -> TaskFamily:
+    problems: list[str] = []
+    cls, options = _family_options(env_spec, problems)
+    if problems:
+        from dh_maml.spec import SpecError
+
+        raise SpecError(problems)
+    return cls(horizon=env_spec.horizon, options=options)

@@ -1,0 +1,143 @@
+"""Task-family interface and the array-native vector env the cheap families share.
+
+A task family samples tasks from an explicit ``numpy.random.Generator`` and builds
+gymnasium vector envs whose sub-envs can each run a different task, so that every
+episode of several tasks steps in one call and one batched policy forward.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any, ClassVar, Sequence
+
+import gymnasium as gym
+import numpy as np
+from gymnasium.vector import AutoresetMode, VectorEnv
+from gymnasium.vector.utils import batch_space
+
+
+@dataclass(frozen=True)
+class NoOptions:
+    """Families without options of their own."""
+
+
+class TaskVectorEnv(VectorEnv):
+    """A gymnasium vector env whose sub-envs each carry a task.
+
+    ``set_tasks`` assigns one task per sub-env; ``reset_task`` gives every sub-env
+    the same task. Tasks take effect at the next ``reset``.
+    """
+
+    def set_tasks(self, tasks: Sequence[Any]) -> None:
+        raise NotImplementedError
+
+    def reset_task(self, task: Any) -> None:
+        self.set_tasks([task] * self.num_envs)
+
+
+class ArrayVectorEnv(TaskVectorEnv):
+    """Vector env over numpy state arrays, with time limit and next-step autoreset.
+
+    Subclasses implement the dynamics for all sub-envs at once in ``_reset_envs``
+    and ``_step_envs``; this class keeps the gymnasium 1.x contract: an env that
+    ended is reset on the *following* ``step`` call, which returns its first
+    observation with zero reward and neither flag set.
+    """
+
+    metadata = {"autoreset_mode": AutoresetMode.NEXT_STEP}
+
+    def __init__(self, num_envs: int, horizon: int, observation_space: gym.Space, action_space: gym.Space):
+        self.num_envs = num_envs
+        self.horizon = horizon
+        self.single_observation_space = observation_space
+        self.single_action_space = action_space
+        self.observation_space = batch_space(observation_space, num_envs)
+        self.action_space = batch_space(action_space, num_envs)
+        self._t = np.zeros(num_envs, dtype=np.int64)
+        self._needs_reset = np.zeros(num_envs, dtype=bool)
+        self._tasks: list[Any] | None = None
+
+    def set_tasks(self, tasks: Sequence[Any]) -> None:
+        if len(tasks) != self.num_envs:
+            raise ValueError(f"set_tasks: expected {self.num_envs} tasks (one per sub-env), got {len(tasks)}")
+        self._tasks = list(tasks)
+        self._load_tasks(self._tasks)
+
+    @abstractmethod
+    def _load_tasks(self, tasks: list[Any]) -> None:
+        """Copy per-sub-env task parameters into arrays."""
+
+    @abstractmethod
+    def _reset_envs(self, idx: np.ndarray) -> None:
+        """Reset the state of sub-envs ``idx``."""
+
+    @abstractmethod
+    def _observe(self) -> np.ndarray:
+        """Observations of all sub-envs."""
+
+    @abstractmethod
+    def _step_envs(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Advance every sub-env; return (rewards, terminated)."""
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        super().reset(seed=seed)
+        if self._tasks is None:
+            raise RuntimeError("call set_tasks(...) or reset_task(...) before reset()")
+        if self._np_random is None:
+            self._np_random, self._np_random_seed = gym.utils.seeding.np_random(None)
+        every = np.arange(self.num_envs)
+        self._reset_envs(every)
+        self._t[:] = 0
+        self._needs_reset[:] = False
+        return self._observe(), {}
+
+    def step(self, actions):
+        actions = np.asarray(actions)
+        restart = np.flatnonzero(self._needs_reset)
+        rewards, terminated = self._step_envs(actions)
+        self._t += 1
+        truncated = (self._t >= self.horizon) & ~terminated
+        if restart.size:
+            self._reset_envs(restart)
+            self._t[restart] = 0
+            rewards[restart] = 0.0
+            terminated[restart] = False
+            truncated[restart] = False
+        self._needs_reset = terminated | truncated
+        return self._observe(), rewards, terminated, truncated, {}
+
+
+class TaskFamily(ABC):
+    """A distribution over tasks plus the vector envs that run them."""
+
+    name: ClassVar[str]
+    default_horizon: ClassVar[int]
+    Options: ClassVar[type] = NoOptions
+
+    def __init__(self, horizon: int | None = None, options: Any = None):
+        self.horizon = horizon or self.default_horizon
+        self.options = options if options is not None else self.Options()
+
+    @abstractmethod
+    def sample_tasks(self, n: int, rng: np.random.Generator) -> list[Any]:
+        """Draw ``n`` tasks; all randomness comes from ``rng``."""
+
+    @abstractmethod
+    def make_vector_env(self, num_envs: int) -> TaskVectorEnv:
+        """A vector env of ``num_envs`` sub-envs, tasks set later with ``set_tasks``."""
+
+    @property
+    def observation_space(self) -> gym.Space:
+        return self._spaces()[0]
+
+    @property
+    def action_space(self) -> gym.Space:
+        return self._spaces()[1]
+
+    def _spaces(self) -> tuple[gym.Space, gym.Space]:
+        if not hasattr(self, "_space_cache"):
+            env = self.make_vector_env(1)
+            self._space_cache = (env.single_observation_space, env.single_action_space)
+            env.close()
+        return self._space_cache

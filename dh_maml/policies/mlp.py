@@ -1,0 +1,98 @@
+"""Gaussian and categorical MLP policies.
+
+``forward`` returns plain tensors (distribution parameters), never a Distribution,
+so ``torch.func.functional_call`` and ``torch.func.vmap`` can run it with
+per-task parameters; ``distribution`` turns those tensors into a
+``torch.distributions`` object.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import gymnasium as gym
+import torch
+from torch import Tensor, nn
+from torch.distributions import Categorical, Distribution, Independent, Normal
+from torch.func import functional_call, vmap
+
+Params = dict[str, Tensor]
+
+_ACTIVATIONS = {"tanh": nn.Tanh, "relu": nn.ReLU}
+
+
+def _mlp(sizes: Sequence[int], nonlinearity: str) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+        linear = nn.Linear(n_in, n_out)
+        nn.init.xavier_uniform_(linear.weight)
+        nn.init.zeros_(linear.bias)
+        layers.append(linear)
+        if i < len(sizes) - 2:
+            layers.append(_ACTIVATIONS[nonlinearity]())
+    return nn.Sequential(*layers)
+
+
+class Policy(nn.Module):
+    """Common surface of the policies: explicit-parameter calls, single or per task."""
+
+    def params(self) -> Params:
+        return {name: p for name, p in self.named_parameters()}
+
+    def outputs(self, params: Params, obs: Tensor) -> tuple[Tensor, ...]:
+        return functional_call(self, params, (obs,))
+
+    def outputs_per_task(self, params: Params, obs: Tensor) -> tuple[Tensor, ...]:
+        """``params`` stacked on a leading task dim; ``obs`` is [tasks, ..., obs_dim]."""
+        return vmap(lambda p, o: functional_call(self, p, (o,)))(params, obs)
+
+    def distribution(self, outputs: tuple[Tensor, ...]) -> Distribution:
+        raise NotImplementedError
+
+    def dist(self, params: Params, obs: Tensor) -> Distribution:
+        return self.distribution(self.outputs(params, obs))
+
+
+class GaussianMLPPolicy(Policy):
+    """Diagonal Gaussian with a state-independent log-std, floored at ``min_std``."""
+
+    def __init__(self, obs_dim: int, act_dim: int, hidden_sizes: Sequence[int] = (64, 64),
+                 nonlinearity: str = "tanh", init_std: float = 1.0, min_std: float = 1e-6):
+        super().__init__()
+        self.mean = _mlp([obs_dim, *hidden_sizes, act_dim], nonlinearity)
+        self.log_std = nn.Parameter(torch.full((act_dim,), math.log(init_std)))
+        self.min_log_std = math.log(min_std)
+
+    def forward(self, obs: Tensor) -> tuple[Tensor, Tensor]:
+        mean = self.mean(obs)
+        std = self.log_std.clamp(min=self.min_log_std).exp().expand_as(mean)
+        return mean, std
+
+    def distribution(self, outputs: tuple[Tensor, ...]) -> Distribution:
+        mean, std = outputs
+        return Independent(Normal(mean, std), 1)
+
+
+class CategoricalMLPPolicy(Policy):
+    def __init__(self, obs_dim: int, num_actions: int, hidden_sizes: Sequence[int] = (32, 32),
+                 nonlinearity: str = "relu"):
+        super().__init__()
+        self.logits = _mlp([obs_dim, *hidden_sizes, num_actions], nonlinearity)
+
+    def forward(self, obs: Tensor) -> tuple[Tensor]:
+        return (self.logits(obs),)
+
+    def distribution(self, outputs: tuple[Tensor, ...]) -> Distribution:
+        return Categorical(logits=outputs[0])
+
+
+def make_policy(observation_space: gym.Space, action_space: gym.Space, policy_spec) -> Policy:
+    """The policy matching a family's spaces: Gaussian for Box actions, categorical for Discrete."""
+    obs_dim = int(math.prod(observation_space.shape))
+    if isinstance(action_space, gym.spaces.Discrete):
+        return CategoricalMLPPolicy(obs_dim, int(action_space.n), policy_spec.hidden_sizes, policy_spec.nonlinearity)
+    if isinstance(action_space, gym.spaces.Box):
+        return GaussianMLPPolicy(obs_dim, int(math.prod(action_space.shape)), policy_spec.hidden_sizes,
+                                 policy_spec.nonlinearity, policy_spec.init_std, policy_spec.min_std)
+    raise TypeError(f"unsupported action space {action_space}: expected Box or Discrete")

@@ -1,0 +1,304 @@
+"""Experiment specs: YAML -> typed, validated dataclasses.
+
+Precedence is defaults < YAML < command-line overrides (``--set trpo.max_kl=0.02``).
+Every error names the key path, the offending value and what was expected, so a
+user never has to read a traceback to fix a spec.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+import yaml
+
+
+class SpecError(ValueError):
+    """A spec could not be read or failed validation; ``str()`` is the user-facing text."""
+
+    def __init__(self, problems: list[str], source: str | None = None):
+        self.problems = problems
+        self.source = source
+        where = f" in {source}" if source else ""
+        text = "\n".join(f"  - {p}" for p in problems)
+        super().__init__(f"invalid spec{where}:\n{text}")
+
+
+def _range(lo: float | None = None, hi: float | None = None, *, lo_open: bool = False) -> dict:
+    return {"lo": lo, "hi": hi, "lo_open": lo_open}
+
+
+def _choices(*values: str) -> dict:
+    return {"choices": values}
+
+
+@dataclass
+class ExperimentSpec:
+    name: str = "experiment"
+    seed: int = field(default=0, metadata=_range(0))
+    iterations: int = field(default=50, metadata=_range(1))
+    device: str = field(default="cpu", metadata=_choices("cpu", "cuda"))
+
+
+@dataclass
+class EnvSpec:
+    family: str = "navigation-2d"
+    horizon: int | None = field(default=None, metadata=_range(1))
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class PolicySpec:
+    hidden_sizes: list[int] = field(default_factory=lambda: [64, 64])
+    nonlinearity: str = field(default="tanh", metadata=_choices("tanh", "relu"))
+    init_std: float = field(default=1.0, metadata=_range(0.0, lo_open=True))
+    min_std: float = field(default=1e-6, metadata=_range(0.0, lo_open=True))
+
+
+@dataclass
+class MAMLSpec:
+    meta_batch_size: int = field(default=20, metadata=_range(1))
+    fast_batch_size: int = field(default=20, metadata=_range(1))
+    fast_lr: float = field(default=0.1, metadata=_range(0.0, lo_open=True))
+    num_steps: int = field(default=1, metadata=_range(1))
+    first_order: bool = False
+    gamma: float = field(default=0.99, metadata=_range(0.0, 1.0))
+    gae_lambda: float = field(default=1.0, metadata=_range(0.0, 1.0))
+    normalize_advantages: bool = True
+    baseline_reg: float = field(default=1e-5, metadata=_range(0.0, lo_open=True))
+
+
+@dataclass
+class TRPOSpec:
+    max_kl: float = field(default=1e-2, metadata=_range(0.0, lo_open=True))
+    cg_iters: int = field(default=10, metadata=_range(1))
+    cg_damping: float = field(default=1e-5, metadata=_range(0.0))
+    ls_max_steps: int = field(default=15, metadata=_range(1))
+    ls_backtrack_ratio: float = field(default=0.8, metadata=_range(0.0, 1.0, lo_open=True))
+
+
+@dataclass
+class SamplerSpec:
+    observers: int = field(default=2, metadata=_range(1))
+    torch_threads: int = field(default=1, metadata=_range(1))
+
+
+@dataclass
+class WandbSpec:
+    enabled: bool = False
+    project: str = "dh-maml"
+    mode: str = field(default="online", metadata=_choices("online", "offline", "disabled"))
+
+
+@dataclass
+class MetricsSpec:
+    queue_size: int = field(default=1024, metadata=_range(1))
+    wandb: WandbSpec = field(default_factory=WandbSpec)
+
+
+@dataclass
+class CheckpointSpec:
+    every: int = field(default=10, metadata=_range(1))
+
+
+@dataclass
+class MetaTestSpec:
+    every: int = field(default=0, metadata=_range(0))
+    num_tasks: int = field(default=100, metadata=_range(1))
+    num_steps: int = field(default=3, metadata=_range(0))
+    seed: int = field(default=10_000, metadata=_range(0))
+    paper_protocol: bool = False
+
+
+@dataclass
+class Spec:
+    experiment: ExperimentSpec = field(default_factory=ExperimentSpec)
+    env: EnvSpec = field(default_factory=EnvSpec)
+    policy: PolicySpec = field(default_factory=PolicySpec)
+    maml: MAMLSpec = field(default_factory=MAMLSpec)
+    trpo: TRPOSpec = field(default_factory=TRPOSpec)
+    sampler: SamplerSpec = field(default_factory=SamplerSpec)
+    metrics: MetricsSpec = field(default_factory=MetricsSpec)
+    checkpoint: CheckpointSpec = field(default_factory=CheckpointSpec)
+    meta_test: MetaTestSpec = field(default_factory=MetaTestSpec)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+_TYPE_NAMES = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}
+
+
+def _describe(tp: Any) -> str:
+    origin = typing.get_origin(tp)
+    if tp in _TYPE_NAMES:
+        return _TYPE_NAMES[tp]
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join("null" if a is type(None) else _describe(a) for a in typing.get_args(tp))
+    if origin is list:
+        return f"a list of {_describe(typing.get_args(tp)[0]).removeprefix('a ').removeprefix('an ')}s"
+    if origin is dict or tp is dict:
+        return "a mapping"
+    if dataclasses.is_dataclass(tp):
+        return "a mapping"
+    return str(tp)
+
+
+def _convert(value: Any, tp: Any, path: str, problems: list[str]) -> Any:
+    """Return ``value`` checked against annotation ``tp``; record a problem and return None if it does not fit."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        if len(inner) == 1:
+            return _convert(value, inner[0], path, problems)
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, Mapping):
+            problems.append(f"{path}: expected a mapping of keys, got {value!r}")
+            return None
+        return build_dataclass(tp, value, path, problems)
+    if origin is list:
+        (item_tp,) = typing.get_args(tp)
+        if not isinstance(value, (list, tuple)):
+            problems.append(f"{path}: expected {_describe(tp)}, got {value!r}")
+            return None
+        return [_convert(v, item_tp, f"{path}[{i}]", problems) for i, v in enumerate(value)]
+    if origin is dict or tp is dict:
+        if not isinstance(value, Mapping):
+            problems.append(f"{path}: expected a mapping, got {value!r}")
+            return None
+        return dict(value)
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+    elif tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+    elif tp is str:
+        if isinstance(value, str):
+            return value
+    problems.append(f"{path}: expected {_describe(tp)}, got {value!r}")
+    return None
+
+
+def _check_range(value: Any, meta: Mapping[str, Any], path: str, problems: list[str]) -> None:
+    if value is None:
+        return
+    if "choices" in meta and value not in meta["choices"]:
+        problems.append(f"{path}: expected one of {', '.join(map(str, meta['choices']))}, got {value!r}")
+    lo, hi = meta.get("lo"), meta.get("hi")
+    if lo is not None and (value < lo or (meta.get("lo_open") and value == lo)):
+        bound = f"> {lo}" if meta.get("lo_open") else f">= {lo}"
+        problems.append(f"{path}: expected a value {bound}, got {value!r}")
+    if hi is not None and value > hi:
+        problems.append(f"{path}: expected a value <= {hi}, got {value!r}")
+
+
+def unknown_key_message(path: str, key: str, valid: Iterable[str]) -> str:
+    valid = list(valid)
+    close = difflib.get_close_matches(key, valid, n=1)
+    hint = f"did you mean '{close[0]}'?" if close else f"valid keys: {', '.join(valid)}"
+    return f"{path}: unknown key '{key}' ({hint})"
+
+
+def build_dataclass(cls: type, data: Mapping[str, Any], path: str, problems: list[str]) -> Any:
+    """Build ``cls`` from ``data`` on top of its defaults, appending every problem found."""
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    kwargs = {}
+    for key, value in data.items():
+        key_path = f"{path}.{key}" if path else str(key)
+        if key not in fields:
+            problems.append(unknown_key_message(path or "spec", str(key), fields))
+            continue
+        converted = _convert(value, hints[key], key_path, problems)
+        if converted is None and value is not None:
+            continue
+        _check_range(converted, fields[key].metadata, key_path, problems)
+        kwargs[key] = converted
+    return cls(**kwargs)
+
+
+def _merge(base: dict, override: Mapping) -> dict:
+    out = dict(base)
+    for key, value in override.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def parse_override(text: str) -> dict[str, Any]:
+    """Turn ``a.b.c=value`` into ``{"a": {"b": {"c": value}}}``; the value is read as YAML."""
+    if "=" not in text:
+        raise SpecError([f"--set {text!r}: expected KEY.PATH=VALUE, e.g. trpo.max_kl=0.02"])
+    key, raw = text.split("=", 1)
+    parts = [p for p in key.strip().split(".") if p]
+    if not parts:
+        raise SpecError([f"--set {text!r}: the key before '=' is empty"])
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError as exc:
+        raise SpecError([f"--set {text!r}: the value is not valid YAML ({exc.problem})"]) from None
+    out: dict[str, Any] = {parts[-1]: value}
+    for part in reversed(parts[:-1]):
+        out = {part: out}
+    return out
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise SpecError([f"spec file '{path}' does not exist (expected a YAML file, e.g. specs/navigation-2d.yaml)"])
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise SpecError([f"malformed YAML{where}: {problem}"], source=str(path)) from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise SpecError([f"the top level must be a mapping of sections, got {type(data).__name__}"], source=str(path))
+    return data
+
+
+def spec_from_dict(data: Mapping[str, Any], source: str | None = None) -> Spec:
+    """Validate a plain mapping, including the env family's own options."""
+    problems: list[str] = []
+    spec = build_dataclass(Spec, data, "", problems)
+    if not problems:
+        from dh_maml.envs import validate_env_spec
+
+        problems.extend(validate_env_spec(spec.env))
+    if problems:
+        raise SpecError(problems, source)
+    return spec
+
+
+def load_spec(path: str | Path | None = None, overrides: Iterable[str] = ()) -> Spec:
+    """Defaults < YAML file < ``--set`` overrides."""
+    data: dict[str, Any] = read_yaml(path) if path is not None else {}
+    for text in overrides:
+        data = _merge(data, parse_override(text))
+    return spec_from_dict(data, source=str(path) if path is not None else None)
+
+
+def with_overrides(spec: Spec, overrides: Iterable[str]) -> Spec:
+    """A validated copy of ``spec`` with ``--set`` overrides applied (used when resuming a run)."""
+    data = spec.to_dict()
+    for text in overrides:
+        data = _merge(data, parse_override(text))
+    return spec_from_dict(data)

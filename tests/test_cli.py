@@ -1,0 +1,77 @@
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SPECS = sorted((ROOT / "specs").glob("*.yaml"))
+SMALL = ["--set", "maml.meta_batch_size=4", "--set", "maml.fast_batch_size=5"]
+
+
+def launch(*args, check=True):
+    proc = subprocess.run([sys.executable, str(ROOT / "launch.py"), *map(str, args)], capture_output=True,
+                          text=True, cwd=ROOT, timeout=600)
+    if check:
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+    return proc
+
+
+def metrics(run):
+    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_train_then_meta_test_writes_outputs(tmp_path):
+    run = tmp_path / "run"
+    out = launch("train", "--spec", ROOT / "specs/navigation-2d.yaml", "--iterations", 2, "--run-dir", run, *SMALL)
+    assert "done: checkpoint" in out.stdout
+    records = metrics(run)
+    assert [r["iteration"] for r in records] == [1, 2]
+    for key in ("returns/pre", "returns/post", "loss/surrogate_before", "kl/after", "cg/residual",
+                "line_search/steps", "step/norm", "time/sampling", "time/trpo", "env_steps_per_s"):
+        assert key in records[0]
+    assert (run / "spec.yaml").is_file() and (run / "checkpoints/latest.pt").is_file()
+    test = launch("test", "--run", run, "--tasks", 3, "--steps", 2, "--seed", 4, "--out", tmp_path / "r.json")
+    result = json.loads((tmp_path / "r.json").read_text())
+    assert result["steps"] == [0, 1, 2] and result["tasks"] == 3 and result["seed"] == 4
+    assert len(result["mean"]) == len(result["se"]) == 3
+    assert (tmp_path / "r.csv").read_text().startswith("steps,mean,se")
+    assert (tmp_path / "r.png").read_bytes()[:4] == b"\x89PNG"
+    assert "after 1 step(s)" in test.stdout
+
+
+def test_resume_reproduces_the_uninterrupted_run(tmp_path):
+    spec = ROOT / "specs/navigation-2d.yaml"
+    small = [*SMALL, "--set", "checkpoint.every=1"]
+    launch("train", "--spec", spec, "--iterations", 3, "--run-dir", tmp_path / "full", *small)
+    launch("train", "--spec", spec, "--iterations", 2, "--run-dir", tmp_path / "part", *small)
+    launch("train", "--resume", tmp_path / "part", "--iterations", 3)
+    full, part = metrics(tmp_path / "full"), metrics(tmp_path / "part")
+    assert len(part) == 3
+    for a, b in zip(full, part):
+        for key in ("returns/pre", "returns/post", "loss/surrogate_after", "kl/after", "step/norm"):
+            assert a[key] == pytest.approx(b[key], rel=1e-6, abs=1e-9), key
+
+
+def test_bad_input_gives_exit_2_and_a_readable_error(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("maml:\n  fast_lr: fast\n")
+    proc = launch("train", "--spec", bad, check=False)
+    assert proc.returncode == 2
+    assert "maml.fast_lr: expected a number, got 'fast'" in proc.stderr and "Traceback" not in proc.stderr
+    proc = launch("train", "--spec", ROOT / "specs/navigation-2d.yaml", "--set", "trpo.max_kl", check=False)
+    assert proc.returncode == 2 and "expected KEY.PATH=VALUE" in proc.stderr
+    proc = launch("test", "--run", tmp_path, check=False)
+    assert proc.returncode == 2 and "not a run directory" in proc.stderr
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=[p.stem for p in SPECS])
+def test_every_family_runs_a_meta_iteration(spec):
+    from dh_maml.spec import load_spec
+    from dh_maml.trainer import LocalTrainer
+
+    trainer = LocalTrainer(load_spec(spec, ["maml.meta_batch_size=2", "maml.fast_batch_size=2"]))
+    record = trainer.iterate()
+    trainer.close()
+    assert record["env_steps"] > 0 and all(v == v for v in record.values() if isinstance(v, float))

@@ -1,0 +1,179 @@
+import numpy as np
+import pytest
+
+from dh_maml.envs import FAMILIES
+from dh_maml.envs.bandit import BanditOptions, BernoulliBandit
+from dh_maml.envs.mujoco import (AntDir, AntGoal, AntVel, DirectionTask, GoalTask, HalfCheetahDir, HalfCheetahVel,
+                                 VelocityTask)
+from dh_maml.envs.navigation import Navigation2D, NavigationTask
+from dh_maml.envs.tabular import TabularMDP
+
+
+def rollout(family, tasks, seed, steps, actions=None):
+    env = family.make_vector_env(len(tasks))
+    env.set_tasks(tasks)
+    env.action_space.seed(seed)
+    obs, _ = env.reset(seed=seed)
+    out = [obs]
+    for t in range(steps):
+        a = env.action_space.sample() if actions is None else actions(t)
+        step = env.step(a)
+        out.append(step)
+    env.close()
+    return out
+
+
+@pytest.mark.parametrize("name", sorted(FAMILIES))
+def test_seeded_determinism_of_tasks_and_rollouts(name):
+    family = FAMILIES[name]()
+    t1 = family.sample_tasks(3, np.random.default_rng(7))
+    t2 = family.sample_tasks(3, np.random.default_rng(7))
+    t3 = family.sample_tasks(3, np.random.default_rng(8))
+    flat = lambda ts: np.concatenate([np.ravel(np.asarray(v, dtype=float)) for t in ts for v in vars(t).values()])
+    assert np.array_equal(flat(t1), flat(t2)) and not np.array_equal(flat(t1), flat(t3))
+    r1 = rollout(family, t1, seed=3, steps=5)
+    r2 = rollout(family, t1, seed=3, steps=5)
+    for a, b in zip(r1[1:], r2[1:]):
+        np.testing.assert_array_equal(a[0], b[0])
+        np.testing.assert_array_equal(a[1], b[1])
+
+
+def test_navigation_reward_clipping_termination_and_autoreset():
+    fam = Navigation2D()
+    tasks = fam.sample_tasks(1000, np.random.default_rng(0))
+    goals = np.array([t.goal for t in tasks])
+    assert goals.min() >= -0.5 and goals.max() <= 0.5 and goals.std() > 0.2
+    env = fam.make_vector_env(2)
+    env.set_tasks([NavigationTask((0.05, 0.0)), NavigationTask((0.3, -0.2))])
+    obs, _ = env.reset(seed=0)
+    assert np.array_equal(obs, np.zeros((2, 2), dtype=np.float32))
+    obs, r, term, trunc, _ = env.step(np.array([[0.05, 0.0], [1.0, -1.0]], dtype=np.float32))
+    np.testing.assert_allclose(obs, [[0.05, 0.0], [0.1, -0.1]], atol=1e-6)  # second action clipped to 0.1
+    np.testing.assert_allclose(r, [0.0, -np.hypot(0.2, 0.1)], atol=1e-6)
+    assert term.tolist() == [True, False] and not trunc.any()
+    obs, r, term, trunc, _ = env.step(np.zeros((2, 2), dtype=np.float32))
+    # next-step autoreset: env 0 restarts at the origin with zero reward and no flags
+    np.testing.assert_allclose(obs[0], [0.0, 0.0])
+    assert r[0] == 0.0 and not term[0] and not trunc[0]
+
+
+def test_navigation_horizon_truncates():
+    fam = Navigation2D(horizon=7)
+    out = rollout(fam, [NavigationTask((0.4, 0.4))], seed=0, steps=7, actions=lambda t: np.zeros((1, 2), np.float32))
+    truncs = [step[3][0] for step in out[1:]]
+    assert truncs == [False] * 6 + [True]
+    assert Navigation2D().horizon == 100
+
+
+def test_bandit_rewards_follow_arm_probabilities():
+    fam = BernoulliBandit(horizon=10, options=BanditOptions(num_arms=3))
+    tasks = fam.sample_tasks(500, np.random.default_rng(0))
+    probs = np.array([t.probs for t in tasks])
+    assert probs.shape == (500, 3) and probs.min() >= 0 and probs.max() <= 1
+    task = type(tasks[0])(probs=(0.0, 1.0, 0.25))
+    env = fam.make_vector_env(4000)
+    env.reset_task(task)
+    env.reset(seed=1)
+    for arm, p in enumerate(task.probs):
+        _, r, _, _, _ = env.step(np.full(4000, arm))
+        assert abs(r.mean() - p) < 0.03
+    assert env.step(np.zeros(4000, dtype=int))[3].sum() == 0  # 4 pulls < horizon 10
+
+
+def test_tabular_mdp_distributions_and_dynamics():
+    fam = TabularMDP()
+    tasks = fam.sample_tasks(200, np.random.default_rng(0))
+    p = np.stack([t.transitions for t in tasks])
+    means = np.stack([t.reward_means for t in tasks])
+    assert p.shape == (200, 10, 5, 10)
+    np.testing.assert_allclose(p.sum(-1), 1.0)
+    assert abs(means.mean() - 1.0) < 0.05 and abs(means.std() - 1.0) < 0.05
+    assert abs(p.mean() - 0.1) < 1e-3 and abs(p.var() - 9 / (100 * 11)) < 2e-3  # Dirichlet(1) marginals
+    # deterministic transitions to state 3 with reward mean 2: check next states and reward noise
+    trans = np.zeros((10, 5, 10))
+    trans[..., 3] = 1.0
+    task = type(tasks[0])(transitions=trans, reward_means=np.full((10, 5), 2.0))
+    env = fam.make_vector_env(5000)
+    env.reset_task(task)
+    obs, _ = env.reset(seed=0)
+    assert (obs.argmax(1) == 0).all()
+    obs, r, _, _, _ = env.step(np.zeros(5000, dtype=int))
+    assert (obs.argmax(1) == 3).all()
+    assert abs(r.mean() - 2.0) < 0.05 and abs(r.std() - 1.0) < 0.05
+    for _ in range(9):
+        *_, trunc, _ = env.step(np.zeros(5000, dtype=int))
+    assert trunc.all()
+
+
+def _one_step(family, task, action):
+    env = family.make_env()
+    env.unwrapped.reset_task(task)
+    env.reset(seed=0)
+    _, reward, terminated, _, info = env.step(action)
+    env.close()
+    return reward, terminated, info
+
+
+@pytest.mark.parametrize("family, task, expected", [
+    (HalfCheetahVel(), VelocityTask(1.3), lambda i, a: -abs(i["x_velocity"] - 1.3) - 0.05 * (a**2).sum()),
+    (HalfCheetahDir(), DirectionTask(-1.0), lambda i, a: -i["x_velocity"] - 0.05 * (a**2).sum()),
+    (AntVel(), VelocityTask(2.0), lambda i, a: -abs(i["x_velocity"] - 2.0) + 1.0 - 0.005 * (a**2).sum()
+     + i["reward_contact"] + 0.05),
+    (AntDir(), DirectionTask(1.0), lambda i, a: i["x_velocity"] - 0.005 * (a**2).sum() + i["reward_contact"] + 0.05),
+    (AntGoal(), GoalTask((1.0, -2.0)), lambda i, a: -(abs(i["x_position"] - 1.0) + abs(i["y_position"] + 2.0))
+     + 4.0 - 0.005 * (a**2).sum() + i["reward_contact"] + 0.05),
+])
+def test_mujoco_task_rewards(family, task, expected):
+    action = np.linspace(-0.8, 0.8, family.action_space.shape[0]).astype(np.float32)
+    reward, _, info = _one_step(family, task, action)
+    assert reward == pytest.approx(expected(info, action.astype(np.float64)), rel=1e-6, abs=1e-8)
+    assert abs(info["x_velocity"]) > 0  # the step moved the body
+
+
+def test_mujoco_velocity_is_finite_difference_of_torso_x():
+    fam = HalfCheetahVel()
+    env = fam.make_env()
+    env.unwrapped.reset_task(VelocityTask(1.0))
+    env.reset(seed=0)
+    x0 = env.unwrapped.data.qpos[0]
+    _, _, _, _, info = env.step(np.ones(6, dtype=np.float32))
+    assert info["x_velocity"] == pytest.approx((env.unwrapped.data.qpos[0] - x0) / env.unwrapped.dt)
+    assert env.unwrapped.dt == pytest.approx(0.05)
+
+
+def test_mujoco_task_ranges_and_horizon():
+    rng = np.random.default_rng(0)
+    v = np.array([t.velocity for t in HalfCheetahVel().sample_tasks(500, rng)])
+    assert v.min() >= 0 and v.max() <= 2 and v.max() > 1.9
+    v = np.array([t.velocity for t in AntVel().sample_tasks(500, rng)])
+    assert v.min() >= 0 and v.max() <= 3 and v.max() > 2.9
+    d = np.array([t.direction for t in HalfCheetahDir().sample_tasks(500, rng)])
+    assert set(d) == {-1.0, 1.0} and abs(d.mean()) < 0.15
+    g = np.array([t.goal for t in AntGoal().sample_tasks(500, rng)])
+    assert g.min() >= -3 and g.max() <= 3 and g.std() > 1.5
+    out = rollout(HalfCheetahDir(horizon=5), [DirectionTask(1.0)], seed=0, steps=5)
+    assert [s[3][0] for s in out[1:]] == [False] * 4 + [True]
+
+
+def test_ant_terminates_when_torso_leaves_healthy_range():
+    fam = AntDir()
+    env = fam.make_env()
+    env.unwrapped.reset_task(DirectionTask(1.0))
+    env.reset(seed=0)
+    qpos, qvel = env.unwrapped.data.qpos.copy(), env.unwrapped.data.qvel.copy()
+    qpos[2] = 1.5  # torso far above the healthy range [0.2, 1.0]
+    env.unwrapped.set_state(qpos, qvel)
+    _, _, terminated, _, _ = env.step(np.zeros(8, dtype=np.float32))
+    assert terminated
+
+
+def test_step_before_task_is_a_clear_error():
+    env = HalfCheetahVel().make_env()
+    env.reset(seed=0)
+    with pytest.raises(RuntimeError, match="reset_task"):
+        env.step(np.zeros(6, dtype=np.float32))
+    nav = Navigation2D().make_vector_env(2)
+    with pytest.raises(RuntimeError, match="set_tasks"):
+        nav.reset()
+    with pytest.raises(ValueError, match="expected 2 tasks"):
+        nav.set_tasks([NavigationTask((0, 0))])

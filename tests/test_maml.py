@@ -1,0 +1,117 @@
+import numpy as np
+import pytest
+import torch
+
+from dh_maml.algos.maml import MAMLTRPO, TaskResult, adapt, step_sizes
+from dh_maml.episodes import EpisodeBatch
+from dh_maml.policies import GaussianMLPPolicy
+from dh_maml.spec import MAMLSpec, TRPOSpec, load_spec
+from dh_maml.trainer import LocalTrainer
+
+
+def synthetic_batch(gen, t_steps=6, b=4, obs_dim=2, act_dim=2):
+    mask = torch.ones(t_steps, b)
+    mask[4:, 1] = 0.0
+    return EpisodeBatch(
+        observations=torch.randn(t_steps, b, obs_dim, generator=gen),
+        actions=torch.randn(t_steps, b, act_dim, generator=gen),
+        rewards=torch.randn(t_steps, b, generator=gen),
+        mask=mask,
+        advantages=torch.randn(t_steps, b, generator=gen) * mask,
+    )
+
+
+def setup(num_steps, first_order):
+    gen = torch.Generator().manual_seed(0)
+    torch.manual_seed(0)
+    policy = GaussianMLPPolicy(2, 2, (8,), init_std=0.8).double()
+    result = TaskResult(0, [synthetic_batch(gen) for _ in range(num_steps)], synthetic_batch(gen))
+    learner = MAMLTRPO(policy, MAMLSpec(fast_lr=0.5, num_steps=num_steps, first_order=first_order), TRPOSpec())
+    return policy, result, learner
+
+
+def meta_gradient_and_fd(num_steps, first_order, directions=4):
+    policy, result, learner = setup(num_steps, first_order)
+    obj = learner.objective(result)
+    params = policy.params()
+    grads = torch.autograd.grad(obj.loss, list(params.values()))
+    g = torch.cat([x.reshape(-1) for x in grads])
+
+    def post_adaptation_loss(vector):
+        p, offset = {}, 0
+        for k, v in params.items():
+            p[k] = vector[offset:offset + v.numel()].view_as(v).detach().requires_grad_()
+            offset += v.numel()
+        return learner.objective(result, p, obj.old_outputs, create_graph=False).loss.item()
+
+    theta = torch.cat([v.detach().reshape(-1) for v in params.values()])
+    gen = torch.Generator().manual_seed(1)
+    analytic, numeric = [], []
+    for _ in range(directions):
+        u = torch.randn(theta.shape, generator=gen, dtype=theta.dtype)
+        eps = 1e-5
+        numeric.append((post_adaptation_loss(theta + eps * u) - post_adaptation_loss(theta - eps * u)) / (2 * eps))
+        analytic.append(g.dot(u).item())
+    return np.array(analytic), np.array(numeric)
+
+
+@pytest.mark.parametrize("num_steps", [1, 2])
+def test_second_order_meta_gradient_matches_finite_differences(float64, num_steps):
+    analytic, numeric = meta_gradient_and_fd(num_steps, first_order=False)
+    np.testing.assert_allclose(analytic, numeric, rtol=1e-5, atol=1e-8)
+
+
+def test_first_order_meta_gradient_differs_from_the_true_gradient(float64):
+    analytic, numeric = meta_gradient_and_fd(1, first_order=True)
+    assert np.abs(analytic - numeric).max() > 1e-2 * np.abs(numeric).max()
+
+
+def test_adapt_is_one_sgd_step_per_batch(float64):
+    policy, result, learner = setup(2, False)
+    params = policy.params()
+    from dh_maml.algos.maml import inner_loss
+
+    g1 = torch.autograd.grad(inner_loss(policy, params, result.train[0]), list(params.values()))
+    p1 = {k: v - 0.5 * g for (k, v), g in zip(params.items(), g1)}
+    g2 = torch.autograd.grad(inner_loss(policy, p1, result.train[1]), list(p1.values()))
+    p2 = {k: v - 0.25 * g for (k, v), g in zip(p1.items(), g2)}
+    got = adapt(policy, params, result.train, [0.5, 0.25], create_graph=False)
+    for k in params:
+        torch.testing.assert_close(got[k], p2[k])
+    assert step_sizes(0.5, 3, paper_protocol=True) == [0.5, 0.25, 0.25]
+    assert step_sizes(0.5, 3) == [0.5, 0.5, 0.5]
+
+
+def test_objective_starts_at_ratio_one_and_zero_kl(float64):
+    policy, result, learner = setup(1, False)
+    obj = learner.objective(result)
+    valid = result.valid
+    expected = -((valid.advantages * valid.mask).sum(0) / valid.mask.sum(0)).mean()
+    assert obj.loss.item() == pytest.approx(expected.item())
+    assert obj.kl.item() == pytest.approx(0.0, abs=1e-12)
+
+
+def test_trpo_step_lowers_the_surrogate_within_the_kl_bound(float64):
+    policy, result, learner = setup(1, False)
+    before = [p.detach().clone() for p in policy.parameters()]
+    start = learner.objective(result)
+    stats = learner.step([start])
+    assert stats.trpo.accepted
+    assert stats.trpo.loss_after < stats.trpo.loss_before
+    assert 0 < stats.trpo.kl_after <= learner.trpo.max_kl
+    assert any(not torch.equal(a, b.detach()) for a, b in zip(before, policy.parameters()))
+    new = {k: v.detach().requires_grad_() for k, v in policy.params().items()}
+    after = learner.objective(result, new, start.old_outputs, create_graph=False)
+    assert after.loss.item() == pytest.approx(stats.trpo.loss_after, rel=1e-9)
+
+
+def test_in_process_navigation_post_adaptation_return_improves():
+    spec = load_spec(None, ["maml.meta_batch_size=10", "maml.fast_batch_size=10", "experiment.seed=3"])
+    trainer = LocalTrainer(spec)
+    records = [trainer.iterate() for _ in range(10)]
+    trainer.close()
+    first = records[0]["returns/post"]
+    last = np.mean([r["returns/post"] for r in records[-3:]])
+    assert last > first + 15, [round(r["returns/post"], 1) for r in records]
+    assert all(r["kl/after"] <= spec.trpo.max_kl for r in records)
+    assert records[-1]["returns/post"] > records[-1]["returns/pre"]

@@ -1,0 +1,89 @@
+import math
+
+import pytest
+import torch
+
+from dh_maml.algos.trpo import conjugate_gradient, flat, kl_hvp, line_search
+from dh_maml.policies import GaussianMLPPolicy
+
+
+def test_conjugate_gradient_matches_direct_solve(float64):
+    torch.manual_seed(0)
+    m = torch.randn(12, 12)
+    a = m @ m.T + 0.5 * torch.eye(12)
+    b = torch.randn(12)
+    x, residual = conjugate_gradient(lambda v: a @ v, b, iters=30)
+    torch.testing.assert_close(x, torch.linalg.solve(a, b), atol=1e-8, rtol=1e-8)
+    assert residual < 1e-6
+    x3, residual3 = conjugate_gradient(lambda v: a @ v, b, iters=3)
+    assert residual3 == pytest.approx((b - a @ x3).norm().item(), rel=1e-6)
+    assert residual3 > residual
+
+
+def _kl_setup():
+    torch.manual_seed(0)
+    pol = GaussianMLPPolicy(3, 2, (6,), init_std=0.7).double()
+    obs = torch.randn(40, 3)
+    shapes = {k: v.shape for k, v in pol.params().items()}
+    old = tuple(o.detach() for o in pol(obs))
+
+    def kl_at(vector):
+        params, offset = {}, 0
+        for k, shape in shapes.items():
+            n = shape.numel()
+            params[k] = vector[offset:offset + n].view(shape)
+            offset += n
+        pi, old_pi = pol.dist(params, obs), pol.distribution(old)
+        return torch.distributions.kl_divergence(pi, old_pi).mean()
+
+    return flat([p.detach() for p in pol.parameters()]), kl_at
+
+
+def test_kl_hvp_matches_finite_differences_and_exact_hessian(float64):
+    theta, kl_at = _kl_setup()
+    leaf = theta.clone().requires_grad_()
+    hvp = kl_hvp(kl_at(leaf), [leaf], damping=0.0)
+    torch.manual_seed(1)
+    v = torch.randn_like(theta)
+    hv = hvp(v)
+
+    def grad_at(vec):
+        p = vec.clone().requires_grad_()
+        (g,) = torch.autograd.grad(kl_at(p), p)
+        return g
+
+    eps = 1e-5
+    fd = (grad_at(theta + eps * v) - grad_at(theta - eps * v)) / (2 * eps)
+    torch.testing.assert_close(hv, fd, atol=1e-7, rtol=1e-5)
+    exact = torch.autograd.functional.hessian(kl_at, theta)
+    torch.testing.assert_close(hv, exact @ v, atol=1e-10, rtol=1e-8)
+    damped = kl_hvp(kl_at(leaf), [leaf], damping=0.1)(v)
+    torch.testing.assert_close(damped, hv + 0.1 * v)
+
+
+def quadratic(center, kl_scale):
+    def evaluate(x):
+        return float(((x - center) ** 2).sum()), float(kl_scale * (x**2).sum())
+    return evaluate
+
+
+def test_line_search_accepts_first_improving_step_within_kl():
+    old = torch.zeros(2)
+    full_step = torch.tensor([-4.0, 0.0])  # x = old - fraction * full_step moves towards +x
+    res = line_search(quadratic(torch.tensor([1.0, 0.0]), 0.001), old, full_step, old_loss=1.0,
+                      max_kl=0.01, max_steps=10, ratio=0.5)
+    # fraction 1 -> x=4 (loss 9, worse); 0.5 -> x=2 (loss 1, not better); 0.25 -> x=1 (loss 0)
+    assert res.accepted and res.steps == 3 and res.loss == 0.0
+    torch.testing.assert_close(res.params, torch.tensor([1.0, 0.0]))
+
+
+def test_line_search_refuses_over_kl_worse_and_non_finite_steps():
+    old = torch.zeros(2)
+    step = torch.tensor([-1.0, 0.0])
+    over_kl = line_search(quadratic(torch.tensor([1.0, 0.0]), 1.0), old, step, 1.0, max_kl=1e-6,
+                          max_steps=4, ratio=0.5)
+    assert not over_kl.accepted and torch.equal(over_kl.params, old) and over_kl.steps == 4
+    worse = line_search(quadratic(torch.tensor([-1.0, 0.0]), 0.0), old, step, 1.0, 0.01, 4, 0.5)
+    assert not worse.accepted and torch.equal(worse.params, old)
+    nan = line_search(lambda x: (math.nan, 0.0), old, step, 1.0, 0.01, 3, 0.5)
+    assert not nan.accepted and torch.equal(nan.params, old)
