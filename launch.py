@@ -46,8 +46,6 @@ def cmd_train(args: argparse.Namespace) -> int:
     overrides = list(args.set)
     if args.iterations is not None:
         overrides.append(f"experiment.iterations={args.iterations}")
-    if args.device is not None:
-        overrides.append(f"experiment.device={args.device}")
     if args.resume:
         run_dir = Path(args.resume)
         spec = with_overrides(read_run_spec(run_dir), overrides)
@@ -56,9 +54,9 @@ def cmd_train(args: argparse.Namespace) -> int:
             raise SystemExit("launch.py train: --spec SPEC is required unless --resume RUN_DIR is given")
         spec = load_spec(args.spec, overrides)
         run_dir = Path(args.run_dir) if args.run_dir else new_run_dir(spec)
-    if spec.experiment.device == "cuda" and not torch.cuda.is_available():
-        print("error: experiment.device is 'cuda' but this machine has no CUDA device (use --device cpu)",
-              file=sys.stderr)
+    if spec.experiment.device != "cpu":
+        print(f"error: experiment.device: the in-process loop runs on 'cpu' only, got "
+              f"'{spec.experiment.device}' (the CUDA learner comes with the distributed runtime)", file=sys.stderr)
         return EXIT_BAD_INPUT
     torch.set_num_threads(spec.sampler.torch_threads)
     write_spec(spec, run_dir)
@@ -141,7 +139,6 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--iterations", type=int, help="meta-iterations (overrides experiment.iterations)")
     train.add_argument("--run-dir", help="where to write the run (default runs/<experiment>/<timestamp>)")
     train.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its latest checkpoint")
-    train.add_argument("--device", choices=["cpu", "cuda"], help="learner device (overrides experiment.device)")
     train.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                        help="override a spec value, e.g. --set trpo.max_kl=0.02 (repeatable)")
     train.set_defaults(func=cmd_train)

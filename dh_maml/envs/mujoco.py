@@ -114,9 +114,27 @@ class SyncTaskVectorEnv(SyncVectorEnv, TaskVectorEnv):
             env.unwrapped.reset_task(task)
 
 
+def _velocities(high: float) -> Callable[[int, np.random.Generator], list[VelocityTask]]:
+    return lambda n, rng: [VelocityTask(float(v)) for v in rng.uniform(0.0, high, size=n)]
+
+
+def _directions(n: int, rng: np.random.Generator) -> list[DirectionTask]:
+    return [DirectionTask(float(d)) for d in rng.choice([-1.0, 1.0], size=n)]
+
+
+def _goals(n: int, rng: np.random.Generator) -> list[GoalTask]:
+    return [GoalTask((float(x), float(y))) for x, y in rng.uniform(-3.0, 3.0, size=(n, 2))]
+
+
 class MujocoFamily(TaskFamily):
+    """A MuJoCo env class plus its task distribution ``draw(n, rng)``."""
+
     default_horizon = 100
     env_cls: ClassVar[Callable[[], gym.Env]]
+    draw: ClassVar[Callable[[int, np.random.Generator], list]]
+
+    def sample_tasks(self, n: int, rng: np.random.Generator) -> list:
+        return type(self).draw(n, rng)
 
     def make_env(self) -> gym.Env:
         return TimeLimit(self.env_cls(), max_episode_steps=self.horizon)
@@ -126,44 +144,20 @@ class MujocoFamily(TaskFamily):
 
 
 class HalfCheetahVel(MujocoFamily):
-    name = "halfcheetah-vel"
-    env_cls = HalfCheetahVelEnv
-
-    def sample_tasks(self, n: int, rng: np.random.Generator) -> list[VelocityTask]:
-        return [VelocityTask(float(v)) for v in rng.uniform(0.0, 2.0, size=n)]
-
-
-def _directions(n: int, rng: np.random.Generator) -> list[DirectionTask]:
-    return [DirectionTask(float(d)) for d in rng.choice([-1.0, 1.0], size=n)]
+    name, env_cls, draw = "halfcheetah-vel", HalfCheetahVelEnv, staticmethod(_velocities(2.0))
 
 
 class HalfCheetahDir(MujocoFamily):
-    name = "halfcheetah-dir"
-    env_cls = HalfCheetahDirEnv
-
-    def sample_tasks(self, n: int, rng: np.random.Generator) -> list[DirectionTask]:
-        return _directions(n, rng)
+    name, env_cls, draw = "halfcheetah-dir", HalfCheetahDirEnv, staticmethod(_directions)
 
 
 class AntVel(MujocoFamily):
-    name = "ant-vel"
-    env_cls = AntVelEnv
-
-    def sample_tasks(self, n: int, rng: np.random.Generator) -> list[VelocityTask]:
-        return [VelocityTask(float(v)) for v in rng.uniform(0.0, 3.0, size=n)]
+    name, env_cls, draw = "ant-vel", AntVelEnv, staticmethod(_velocities(3.0))
 
 
 class AntDir(MujocoFamily):
-    name = "ant-dir"
-    env_cls = AntDirEnv
-
-    def sample_tasks(self, n: int, rng: np.random.Generator) -> list[DirectionTask]:
-        return _directions(n, rng)
+    name, env_cls, draw = "ant-dir", AntDirEnv, staticmethod(_directions)
 
 
 class AntGoal(MujocoFamily):
-    name = "ant-goal"
-    env_cls = AntGoalEnv
-
-    def sample_tasks(self, n: int, rng: np.random.Generator) -> list[GoalTask]:
-        return [GoalTask((float(x), float(y))) for x, y in rng.uniform(-3.0, 3.0, size=(n, 2))]
+    name, env_cls, draw = "ant-goal", AntGoalEnv, staticmethod(_goals)
