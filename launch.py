@@ -39,6 +39,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     import torch
 
     from dh_maml.checkpoint import load_checkpoint, save_checkpoint
+    from dh_maml.meta_test import meta_test_policy, write_meta_test
     from dh_maml.run_dir import append_jsonl, checkpoint_path, new_run_dir, read_run_spec, write_spec
     from dh_maml.spec import load_spec, with_overrides
     from dh_maml.trainer import LocalTrainer
@@ -79,6 +80,12 @@ def cmd_train(args: argparse.Namespace) -> int:
                   f"  {record['time/iteration']:5.2f} s/it  ETA {_format_duration(eta)}", flush=True)
             if trainer.iteration % spec.checkpoint.every == 0:
                 save_checkpoint(trainer.state_dict(), ckpt)
+            if spec.meta_test.every and trainer.iteration % spec.meta_test.every == 0:
+                result = meta_test_policy(spec, trainer.policy.state_dict())
+                write_meta_test(result, run_dir / "meta_test" / f"iter_{trainer.iteration:05d}.json",
+                                title=f"{spec.experiment.name} @ {trainer.iteration}")
+                print("       meta-test: " + "  ".join(f"{k} step(s) {m:.2f}"
+                                                      for k, m in zip(result.steps, result.mean)), flush=True)
     except KeyboardInterrupt:
         save_checkpoint(trainer.state_dict(), ckpt)
         print(f"\ninterrupted: saved iteration {trainer.iteration} to {ckpt}; "
@@ -100,28 +107,15 @@ def cmd_test(args: argparse.Namespace) -> int:
     import torch
 
     from dh_maml.checkpoint import load_checkpoint
-    from dh_maml.envs import make_family
-    from dh_maml.meta_test import meta_test, write_meta_test
-    from dh_maml.policies import make_policy
+    from dh_maml.meta_test import meta_test_policy, write_meta_test
     from dh_maml.run_dir import checkpoint_path, read_run_spec
-    from dh_maml.sampling import Sampler
-    from dh_maml.trainer import META_TEST_STREAM, stream_rng
 
     run_dir = Path(args.run)
     spec = read_run_spec(run_dir)
     torch.set_num_threads(spec.sampler.torch_threads)
     state = load_checkpoint(args.checkpoint or checkpoint_path(run_dir))
-    family = make_family(spec.env)
-    policy = make_policy(family.observation_space, family.action_space, spec.policy)
-    policy.load_state_dict(state["policy"])
-    seed = spec.meta_test.seed if args.seed is None else args.seed
-    tasks = family.sample_tasks(args.tasks, stream_rng(seed, META_TEST_STREAM))
-    sampler = Sampler(family, policy)
-    try:
-        result = meta_test(sampler, policy.params(), tasks, spec.maml, args.steps, seed,
-                           paper_protocol=args.paper_protocol)
-    finally:
-        sampler.close()
+    result = meta_test_policy(spec, state["policy"], args.tasks, args.steps, args.seed,
+                              True if args.paper_protocol else None)
     out = Path(args.out) if args.out else run_dir / "meta_test.json"
     paths = write_meta_test(result, out, title=spec.experiment.name)
     for k, m, s in zip(result.steps, result.mean, result.se):
@@ -146,8 +140,8 @@ def build_parser() -> argparse.ArgumentParser:
     test = sub.add_parser("test", help="meta-test a trained policy on held-out tasks")
     test.add_argument("--run", required=True, metavar="RUN_DIR", help="a run directory written by train")
     test.add_argument("--checkpoint", help="checkpoint file (default RUN_DIR/checkpoints/latest.pt)")
-    test.add_argument("--tasks", type=int, default=100, help="number of held-out tasks (default 100)")
-    test.add_argument("--steps", type=int, default=3, help="inner steps to evaluate after (default 3)")
+    test.add_argument("--tasks", type=int, help="number of held-out tasks (default meta_test.num_tasks)")
+    test.add_argument("--steps", type=int, help="inner steps to evaluate after (default meta_test.num_steps)")
     test.add_argument("--seed", type=int, help="held-out task seed (default meta_test.seed of the run's spec)")
     test.add_argument("--paper-protocol", action="store_true", help="inner lr alpha for step 1, alpha/2 after")
     test.add_argument("--out", help="JSON output path (CSV and PNG are written beside it)")

@@ -13,8 +13,12 @@ import torch
 
 from dh_maml.algos.maml import adapt_each, detached, step_sizes, with_advantages
 from dh_maml.baseline import LinearFeatureBaseline
-from dh_maml.policies import Params
+from dh_maml.envs import make_family
+from dh_maml.policies import Params, make_policy
 from dh_maml.sampling import Sampler
+from dh_maml.spec import Spec
+
+META_TEST_STREAM = 2
 
 
 @dataclass
@@ -51,6 +55,24 @@ def meta_test(sampler: Sampler, params: Params, tasks: Sequence, maml_spec, num_
     se = matrix.std(axis=0, ddof=1) / np.sqrt(len(matrix)) if len(matrix) > 1 else np.zeros(num_steps + 1)
     return MetaTestResult(list(range(num_steps + 1)), matrix.mean(axis=0).tolist(), se.tolist(), len(matrix),
                           seed, matrix.tolist())
+
+
+def meta_test_policy(spec: Spec, policy_state: dict, tasks: int | None = None, steps: int | None = None,
+                     seed: int | None = None, paper_protocol: bool | None = None) -> MetaTestResult:
+    """Meta-test saved weights on held-out tasks; unset arguments come from the spec's ``meta_test`` section."""
+    mt = spec.meta_test
+    seed = mt.seed if seed is None else seed
+    family = make_family(spec.env)
+    policy = make_policy(family.observation_space, family.action_space, spec.policy)
+    policy.load_state_dict(policy_state)
+    rng = np.random.default_rng([seed, META_TEST_STREAM])
+    held_out = family.sample_tasks(mt.num_tasks if tasks is None else tasks, rng)
+    sampler = Sampler(family, policy)
+    try:
+        return meta_test(sampler, policy.params(), held_out, spec.maml, mt.num_steps if steps is None else steps,
+                         seed, mt.paper_protocol if paper_protocol is None else paper_protocol)
+    finally:
+        sampler.close()
 
 
 def write_meta_test(result: MetaTestResult, out: str | Path, title: str = "meta-test") -> list[Path]:

@@ -16,7 +16,7 @@ from dh_maml.policies import make_policy
 from dh_maml.sampling import Sampler
 from dh_maml.spec import Spec
 
-TRAIN_TASK_STREAM, TRAIN_SAMPLE_STREAM, META_TEST_STREAM = 0, 1, 2
+TRAIN_TASK_STREAM, TRAIN_SAMPLE_STREAM = 0, 1  # meta-test tasks use stream 2 (dh_maml.meta_test)
 
 
 def stream_rng(seed: int, stream: int) -> np.random.Generator:

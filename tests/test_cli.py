@@ -24,8 +24,12 @@ def metrics(run):
 
 def test_train_then_meta_test_writes_outputs(tmp_path):
     run = tmp_path / "run"
-    out = launch("train", "--spec", ROOT / "specs/navigation-2d.yaml", "--iterations", 2, "--run-dir", run, *SMALL)
-    assert "done: checkpoint" in out.stdout
+    scheduled = ["--set", "meta_test.every=2", "--set", "meta_test.num_tasks=2", "--set", "meta_test.num_steps=1"]
+    out = launch("train", "--spec", ROOT / "specs/navigation-2d.yaml", "--iterations", 2, "--run-dir", run, *SMALL,
+                 *scheduled)
+    assert "done: checkpoint" in out.stdout and "meta-test: 0 step(s)" in out.stdout
+    scheduled_result = json.loads((run / "meta_test/iter_00002.json").read_text())
+    assert scheduled_result["tasks"] == 2 and scheduled_result["steps"] == [0, 1]
     records = metrics(run)
     assert [r["iteration"] for r in records] == [1, 2]
     for key in ("returns/pre", "returns/post", "loss/surrogate_before", "kl/after", "cg/residual",
