@@ -39,7 +39,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     import torch
 
     from dh_maml.checkpoint import load_checkpoint, save_checkpoint
-    from dh_maml.meta_test import meta_test_policy, write_meta_test
+    from dh_maml.meta_test import write_meta_test
     from dh_maml.run_dir import append_jsonl, checkpoint_path, new_run_dir, read_run_spec, write_spec
     from dh_maml.spec import load_spec, with_overrides
     from dh_maml.trainer import LocalTrainer
@@ -81,7 +81,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             if trainer.iteration % spec.checkpoint.every == 0:
                 save_checkpoint(trainer.state_dict(), ckpt)
             if spec.meta_test.every and trainer.iteration % spec.meta_test.every == 0:
-                result = meta_test_policy(spec, trainer.policy.state_dict())
+                result = trainer.meta_test()
                 write_meta_test(result, run_dir / "meta_test" / f"iter_{trainer.iteration:05d}.json",
                                 title=f"{spec.experiment.name} @ {trainer.iteration}")
                 print("       meta-test: " + "  ".join(f"{k} step(s) {m:.2f}"
@@ -114,8 +114,8 @@ def cmd_test(args: argparse.Namespace) -> int:
     spec = read_run_spec(run_dir)
     torch.set_num_threads(spec.sampler.torch_threads)
     state = load_checkpoint(args.checkpoint or checkpoint_path(run_dir))
-    result = meta_test_policy(spec, state["policy"], args.tasks, args.steps, args.seed,
-                              True if args.paper_protocol else None)
+    result = meta_test_policy(spec, state["policy"], tasks=args.tasks, steps=args.steps, seed=args.seed,
+                              paper_protocol=True if args.paper_protocol else None)
     out = Path(args.out) if args.out else run_dir / "meta_test.json"
     paths = write_meta_test(result, out, title=spec.experiment.name)
     for k, m, s in zip(result.steps, result.mean, result.se):

@@ -16,9 +16,8 @@ from dh_maml.baseline import LinearFeatureBaseline
 from dh_maml.envs import make_family
 from dh_maml.policies import Params, make_policy
 from dh_maml.sampling import Sampler
+from dh_maml.seeding import Stream, stream_rng
 from dh_maml.spec import Spec
-
-META_TEST_STREAM = 2
 
 
 @dataclass
@@ -57,20 +56,25 @@ def meta_test(sampler: Sampler, params: Params, tasks: Sequence, maml_spec, num_
                           seed, matrix.tolist())
 
 
-def meta_test_policy(spec: Spec, policy_state: dict, tasks: int | None = None, steps: int | None = None,
-                     seed: int | None = None, paper_protocol: bool | None = None) -> MetaTestResult:
-    """Meta-test saved weights on held-out tasks; unset arguments come from the spec's ``meta_test`` section."""
+def run_meta_test(spec: Spec, sampler: Sampler, tasks: int | None = None, steps: int | None = None,
+                  seed: int | None = None, paper_protocol: bool | None = None) -> MetaTestResult:
+    """Meta-test the sampler's policy on held-out tasks; unset arguments come from the spec's ``meta_test``."""
     mt = spec.meta_test
     seed = mt.seed if seed is None else seed
+    held_out = sampler.family.sample_tasks(mt.num_tasks if tasks is None else tasks,
+                                           stream_rng(seed, Stream.META_TEST_TASKS))
+    return meta_test(sampler, sampler.policy.params(), held_out, spec.maml, mt.num_steps if steps is None else steps,
+                     seed, mt.paper_protocol if paper_protocol is None else paper_protocol)
+
+
+def meta_test_policy(spec: Spec, policy_state: dict, **kwargs) -> MetaTestResult:
+    """``run_meta_test`` for saved weights, on envs built for the purpose."""
     family = make_family(spec.env)
     policy = make_policy(family.observation_space, family.action_space, spec.policy)
     policy.load_state_dict(policy_state)
-    rng = np.random.default_rng([seed, META_TEST_STREAM])
-    held_out = family.sample_tasks(mt.num_tasks if tasks is None else tasks, rng)
     sampler = Sampler(family, policy)
     try:
-        return meta_test(sampler, policy.params(), held_out, spec.maml, mt.num_steps if steps is None else steps,
-                         seed, mt.paper_protocol if paper_protocol is None else paper_protocol)
+        return run_meta_test(spec, sampler, **kwargs)
     finally:
         sampler.close()
 

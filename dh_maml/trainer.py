@@ -6,23 +6,16 @@ import time
 from dataclasses import asdict
 from typing import Any
 
-import numpy as np
 import torch
 
 from dh_maml.algos.maml import MAMLTRPO, collect_task_results
 from dh_maml.baseline import LinearFeatureBaseline
 from dh_maml.envs import make_family
+from dh_maml.meta_test import MetaTestResult, run_meta_test
 from dh_maml.policies import make_policy
 from dh_maml.sampling import Sampler
+from dh_maml.seeding import Stream, stream_rng
 from dh_maml.spec import Spec
-
-TRAIN_TASK_STREAM, TRAIN_SAMPLE_STREAM = 0, 1  # meta-test tasks use stream 2 (dh_maml.meta_test)
-
-
-def stream_rng(seed: int, stream: int) -> np.random.Generator:
-    """Independent generators per purpose, so held-out tasks never coincide with training tasks."""
-    return np.random.default_rng([seed, stream])
-
 
 class LocalTrainer:
     def __init__(self, spec: Spec):
@@ -33,8 +26,8 @@ class LocalTrainer:
         self.sampler = Sampler(self.family, self.policy)
         self.baseline = LinearFeatureBaseline(spec.maml.baseline_reg)
         self.learner = MAMLTRPO(self.policy, spec.maml, spec.trpo)
-        self.task_rng = stream_rng(spec.experiment.seed, TRAIN_TASK_STREAM)
-        self.sample_rng = stream_rng(spec.experiment.seed, TRAIN_SAMPLE_STREAM)
+        self.task_rng = stream_rng(spec.experiment.seed, Stream.TRAIN_TASKS)
+        self.sample_rng = stream_rng(spec.experiment.seed, Stream.TRAIN_SAMPLING)
         self.iteration = 0
 
     def iterate(self) -> dict[str, Any]:
@@ -50,6 +43,10 @@ class LocalTrainer:
         t2 = time.perf_counter()
         self.iteration += 1
         return iteration_record(self.iteration, results, stats, sampling=t1 - t0, trpo=t2 - t1)
+
+    def meta_test(self) -> MetaTestResult:
+        """Meta-test the current weights with the spec's ``meta_test`` settings, reusing this trainer's envs."""
+        return run_meta_test(self.spec, self.sampler)
 
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to continue exactly: weights, iteration, every RNG, the spec."""
