@@ -204,11 +204,11 @@ def _check_range(value: Any, meta: Mapping[str, Any], path: str, problems: list[
         problems.append(f"{path}: expected a value <= {hi}, got {value!r}")
 
 
-def unknown_key_message(path: str, key: str, valid: Iterable[str]) -> str:
+def unknown_key_message(path: str, key: str, valid: Iterable[str], what: str = "key") -> str:
     valid = list(valid)
     close = difflib.get_close_matches(key, valid, n=1)
-    hint = f"did you mean '{close[0]}'?" if close else f"valid keys: {', '.join(valid)}"
-    return f"{path}: unknown key '{key}' ({hint})"
+    hint = f"did you mean '{close[0]}'?" if close else f"valid {what}s: {', '.join(valid)}"
+    return f"{path}: unknown {what} '{key}' ({hint})"
 
 
 def build_dataclass(cls: type, data: Mapping[str, Any], path: str, problems: list[str]) -> Any:

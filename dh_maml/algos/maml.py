@@ -144,10 +144,9 @@ class MAMLTRPO:
         return TaskObjective(result, loss, kl, first_loss.item(), old_outputs)
 
     def _evaluate(self, objectives: Sequence[TaskObjective], vector: Tensor) -> tuple[float, float]:
-        params = self._unflatten(vector)
+        candidate = {k: v.detach().requires_grad_() for k, v in self._unflatten(vector).items()}
         losses, kls = [], []
         for obj in objectives:
-            candidate = {k: v.detach().requires_grad_() for k, v in params.items()}
             with torch.enable_grad():
                 o = self.objective(obj.result, candidate, obj.old_outputs, create_graph=False)
             losses.append(o.loss.item())

@@ -21,7 +21,7 @@ def _family_options(env_spec, problems: list[str]):
 
     cls = FAMILIES.get(env_spec.family)
     if cls is None:
-        problems.append(unknown_key_message("env.family", env_spec.family, FAMILIES).replace("unknown key", "unknown family"))
+        problems.append(unknown_key_message("env.family", env_spec.family, FAMILIES, what="family"))
         return None, None
     return cls, build_dataclass(cls.Options, env_spec.options, "env.options", problems)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any, ClassVar, Sequence
 
 import gymnasium as gym
@@ -127,17 +128,18 @@ class TaskFamily(ABC):
     def make_vector_env(self, num_envs: int) -> TaskVectorEnv:
         """A vector env of ``num_envs`` sub-envs, tasks set later with ``set_tasks``."""
 
+    @cached_property
+    def _spaces(self) -> tuple[gym.Space, gym.Space]:
+        """Read once from a one-env instance: building a MuJoCo env costs far more than keeping two spaces."""
+        env = self.make_vector_env(1)
+        spaces = (env.single_observation_space, env.single_action_space)
+        env.close()
+        return spaces
+
     @property
     def observation_space(self) -> gym.Space:
-        return self._spaces()[0]
+        return self._spaces[0]
 
     @property
     def action_space(self) -> gym.Space:
-        return self._spaces()[1]
-
-    def _spaces(self) -> tuple[gym.Space, gym.Space]:
-        if not hasattr(self, "_space_cache"):
-            env = self.make_vector_env(1)
-            self._space_cache = (env.single_observation_space, env.single_action_space)
-            env.close()
-        return self._space_cache
+        return self._spaces[1]
