@@ -5,11 +5,11 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from dh_maml.episodes import EpisodeBatch, discounted_returns, gae, normalize
+from dh_maml.episodes import TIME, EpisodeBatch, discounted_returns, gae, normalize
 
 
 class LinearFeatureBaseline:
-    """Fitted afresh on each batch it predicts for; holds no state between batches."""
+    """Fitted afresh, per task, on each batch it predicts for; holds no state between batches."""
 
     def __init__(self, reg: float = 1e-5, max_tries: int = 5):
         self.reg = reg
@@ -17,19 +17,19 @@ class LinearFeatureBaseline:
 
     @staticmethod
     def features(obs: Tensor, mask: Tensor) -> Tensor:
-        t_steps = obs.shape[0]
+        """[N, T, E, F] features of [N, T, E, obs_dim] observations; zero on padding."""
         ones = mask.unsqueeze(-1)
-        time = torch.arange(t_steps, dtype=obs.dtype, device=obs.device).view(-1, 1, 1) * ones / 100.0
-        obs = obs.reshape(t_steps, obs.shape[1], -1)
+        time = torch.arange(obs.shape[TIME], dtype=obs.dtype, device=obs.device).view(1, -1, 1, 1) * ones / 100.0
+        obs = obs.reshape(*mask.shape, -1)
         return torch.cat([obs, obs**2, time, time**2, time**3, ones], dim=-1) * ones
 
     def fit_predict(self, obs: Tensor, mask: Tensor, targets: Tensor) -> Tensor:
-        """Values [T, B] of the ridge fit of ``targets`` on the masked features."""
+        """Values [N, T, E] of each task's own ridge fit of ``targets`` on the masked features."""
         feats = self.features(obs, mask)
-        x = feats.reshape(-1, feats.shape[-1]).double()
-        y = (targets * mask).reshape(-1, 1).double()
-        xtx, xty = x.T @ x, x.T @ y
-        eye = torch.eye(xtx.shape[0], dtype=xtx.dtype, device=xtx.device)
+        x = feats.reshape(feats.shape[0], -1, feats.shape[-1]).double()
+        y = (targets * mask).reshape(x.shape[0], -1, 1).double()
+        xtx, xty = x.mT @ x, x.mT @ y
+        eye = torch.eye(xtx.shape[-1], dtype=xtx.dtype, device=xtx.device)
         reg = self.reg
         for _ in range(self.max_tries):
             weights = torch.linalg.solve(xtx + reg * eye, xty)
@@ -38,12 +38,13 @@ class LinearFeatureBaseline:
             reg *= 10.0
         else:
             weights = torch.zeros_like(xty)
-        return (feats.double() @ weights).squeeze(-1).to(targets.dtype) * mask
+        values = (x @ weights).reshape(mask.shape)
+        return values.to(targets.dtype) * mask
 
 
 def advantages(batch: EpisodeBatch, baseline: LinearFeatureBaseline, gamma: float, lam: float,
                normalize_advantages: bool) -> Tensor:
-    """GAE against the baseline fitted on this batch's discounted returns."""
+    """GAE against the baseline fitted on each task's discounted returns."""
     returns = discounted_returns(batch.rewards, batch.mask, gamma)
     values = baseline.fit_predict(batch.observations, batch.mask, returns)
     adv = gae(batch.rewards, values, batch.mask, gamma, lam)

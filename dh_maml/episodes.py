@@ -1,7 +1,9 @@
-"""EpisodeBatch: time-major padded tensors with a mask, plus returns and GAE.
+"""EpisodeBatch: task-major, time-major padded tensors with a mask, plus returns and GAE.
 
-Time-major [T, B] layout keeps the backward recursions of returns and GAE a loop
-over T with whole-batch tensor ops, and splits by task are views on B.
+Every tensor is laid out [tasks, T, episodes, ...]: the task axis lets the learner
+adapt and score a whole group of tasks in one batched graph, and the time axis
+second keeps the backward recursions of returns and GAE a loop over T with
+whole-batch tensor operations.
 """
 
 from __future__ import annotations
@@ -11,82 +13,105 @@ from dataclasses import dataclass, fields, replace
 import torch
 from torch import Tensor
 
+TIME = 1  # the time axis of every [tasks, T, episodes] tensor
+
 
 @dataclass
 class EpisodeBatch:
-    observations: Tensor  # [T, B, obs_dim] float32
-    actions: Tensor  # [T, B, act_dim] float32, or [T, B] int64 for discrete actions
-    rewards: Tensor  # [T, B] float32
-    mask: Tensor  # [T, B] float32: 1 where the step belongs to an episode
-    advantages: Tensor | None = None  # [T, B] float32, filled by the sampler side
+    observations: Tensor  # [N, T, E, obs_dim] float32
+    actions: Tensor  # [N, T, E, act_dim] float32, or [N, T, E] int64 for discrete actions
+    rewards: Tensor  # [N, T, E] float32
+    mask: Tensor  # [N, T, E] float32: 1 where the step belongs to an episode
+    advantages: Tensor | None = None  # [N, T, E] float32, filled on the sampler side
+
+    @property
+    def num_tasks(self) -> int:
+        return self.mask.shape[0]
 
     @property
     def lengths(self) -> Tensor:
-        return self.mask.sum(0).long()
-
-    @property
-    def num_episodes(self) -> int:
-        return self.mask.shape[1]
+        """Episode lengths, [N, E]."""
+        return self.mask.sum(TIME).long()
 
     @property
     def num_steps(self) -> int:
         return int(self.mask.sum().item())
 
     def episode_returns(self) -> Tensor:
-        """Undiscounted return of each episode, [B]."""
-        return (self.rewards * self.mask).sum(0)
+        """Undiscounted return of each episode, [N, E]."""
+        return (self.rewards * self.mask).sum(TIME)
 
-    def split(self, n: int) -> list["EpisodeBatch"]:
-        """``n`` equal batches along the episode axis (task i owns episodes i*B/n ... (i+1)*B/n)."""
-        parts = {f.name: getattr(self, f.name) for f in fields(self)}
-        chunks = {k: (v.chunk(n, dim=1) if v is not None else [None] * n) for k, v in parts.items()}
-        return [EpisodeBatch(**{k: chunks[k][i] for k in parts}).trimmed() for i in range(n)]
+    def task_returns(self) -> Tensor:
+        """Mean undiscounted return of each task's episodes, [N]."""
+        return self.episode_returns().mean(-1)
+
+    def _map(self, fn) -> "EpisodeBatch":
+        return replace(self, **{f.name: fn(getattr(self, f.name)) for f in fields(self)
+                                if getattr(self, f.name) is not None})
+
+    def task(self, i: int) -> "EpisodeBatch":
+        """Task ``i`` alone, still with a task axis of size 1 and trimmed to its own longest episode."""
+        return self._map(lambda v: v[i:i + 1]).trimmed()
 
     def trimmed(self) -> "EpisodeBatch":
-        """Drop trailing time steps where no episode is alive."""
+        """Drop trailing time steps where no episode is alive (compact copies, cheap to send)."""
         t = int(self.lengths.max().item()) if self.mask.numel() else 0
-        if t == self.mask.shape[0]:
+        if t == self.mask.shape[TIME]:
             return self
-        return replace(self, **{f.name: getattr(self, f.name)[:t] for f in fields(self)
-                                if getattr(self, f.name) is not None})
+        return self._map(lambda v: v[:, :t].contiguous())
 
     def to(self, device: torch.device | str) -> "EpisodeBatch":
-        return replace(self, **{f.name: getattr(self, f.name).to(device) for f in fields(self)
-                                if getattr(self, f.name) is not None})
+        return self._map(lambda v: v.to(device))
+
+
+def concat_tasks(batches: list[EpisodeBatch]) -> EpisodeBatch:
+    """Join batches along the task axis, padding time to the longest."""
+    t = max(b.mask.shape[TIME] for b in batches)
+
+    def pad(v: Tensor) -> Tensor:
+        if v.shape[TIME] == t:
+            return v
+        shape = list(v.shape)
+        shape[TIME] = t - v.shape[TIME]
+        return torch.cat([v, v.new_zeros(shape)], dim=TIME)
+
+    names = [f.name for f in fields(EpisodeBatch) if getattr(batches[0], f.name) is not None]
+    return EpisodeBatch(**{k: torch.cat([pad(getattr(b, k)) for b in batches]) for k in names})
 
 
 def discounted_returns(rewards: Tensor, mask: Tensor, gamma: float) -> Tensor:
     """R_t = sum_k gamma^k r_{t+k} within each episode, zero on padding."""
     returns = torch.zeros_like(rewards)
-    running = torch.zeros_like(rewards[0])
-    for t in range(rewards.shape[0] - 1, -1, -1):
-        running = (rewards[t] + gamma * running) * mask[t]
-        returns[t] = running
+    running = torch.zeros_like(rewards[:, 0])
+    for t in range(rewards.shape[TIME] - 1, -1, -1):
+        running = (rewards[:, t] + gamma * running) * mask[:, t]
+        returns[:, t] = running
     return returns
 
 
 def gae(rewards: Tensor, values: Tensor, mask: Tensor, gamma: float, lam: float) -> Tensor:
     """Generalised advantage estimates; the value after an episode's last step is 0."""
     values = values * mask
-    next_values = torch.cat([values[1:], torch.zeros_like(values[:1])], dim=0)
+    next_values = torch.cat([values[:, 1:], torch.zeros_like(values[:, :1])], dim=TIME)
     deltas = (rewards + gamma * next_values - values) * mask
     advantages = torch.zeros_like(rewards)
-    running = torch.zeros_like(rewards[0])
-    for t in range(rewards.shape[0] - 1, -1, -1):
-        running = (deltas[t] + gamma * lam * running) * mask[t]
-        advantages[t] = running
+    running = torch.zeros_like(rewards[:, 0])
+    for t in range(rewards.shape[TIME] - 1, -1, -1):
+        running = (deltas[:, t] + gamma * lam * running) * mask[:, t]
+        advantages[:, t] = running
     return advantages
 
 
 def masked_mean(x: Tensor, mask: Tensor) -> Tensor:
-    """Mean over time within each episode, then over episodes (as the reference implementation weights it)."""
-    per_episode = (x * mask).sum(0) / mask.sum(0).clamp(min=1.0)
-    return per_episode.mean()
+    """Per task: mean over time within each episode, then over episodes (the reference weighting); [N]."""
+    per_episode = (x * mask).sum(TIME) / mask.sum(TIME).clamp(min=1.0)
+    return per_episode.mean(-1)
 
 
 def normalize(x: Tensor, mask: Tensor, eps: float = 1e-8) -> Tensor:
-    """Zero mean, unit variance over the unmasked entries; padding stays zero."""
-    n = mask.sum().clamp(min=1.0)
-    mean = (x * mask).sum() / n
-    var = (((x - mean) * mask) ** 2).sum() / n
+    """Per task: zero mean, unit variance over the unmasked entries; padding stays zero."""
+    dims = tuple(range(1, mask.dim()))
+    n = mask.sum(dims, keepdim=True).clamp(min=1.0)
+    mean = (x * mask).sum(dims, keepdim=True) / n
+    var = (((x - mean) * mask) ** 2).sum(dims, keepdim=True) / n
     return (x - mean) / (var.sqrt() + eps) * mask

@@ -6,18 +6,20 @@ import csv
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import torch
 
-from dh_maml.algos.maml import adapt_each, detached, step_sizes, with_advantages
+from dh_maml.algos.maml import adaptation_batches, step_sizes
 from dh_maml.baseline import LinearFeatureBaseline
 from dh_maml.envs import make_family
+from dh_maml.envs.base import TaskFamily
 from dh_maml.policies import Params, make_policy
 from dh_maml.sampling import Sampler
 from dh_maml.seeding import Stream, stream_rng
 from dh_maml.spec import Spec
+
+CHUNK_TASKS = 20
 
 
 @dataclass
@@ -30,51 +32,63 @@ class MetaTestResult:
     per_task: list[list[float]]  # [task][step]
 
 
-def meta_test(sampler: Sampler, params: Params, tasks: Sequence, maml_spec, num_steps: int, seed: int,
-              paper_protocol: bool = False, chunk: int = 20) -> MetaTestResult:
-    """Sample ``fast_batch_size`` episodes per task before and after each of ``num_steps`` inner steps."""
-    rng = np.random.default_rng(seed)
-    baseline = LinearFeatureBaseline(maml_spec.baseline_reg)
+@dataclass
+class MetaTestChunk:
+    """Held-out tasks sampled together with one seed; a fixed unit of work whoever runs it."""
+
+    tasks: list
+    seed: int
+
+
+def held_out_chunks(family: TaskFamily, num_tasks: int, seed: int) -> list[MetaTestChunk]:
+    """Held-out tasks from their own stream, cut into chunks whose seeds depend only on ``seed`` and position,
+    so results do not depend on how many processes share the work."""
+    tasks = family.sample_tasks(num_tasks, stream_rng(seed, Stream.META_TEST_TASKS))
+    return [MetaTestChunk(tasks[i:i + CHUNK_TASKS], int(np.random.SeedSequence([seed, i]).generate_state(1)[0]))
+            for i in range(0, len(tasks), CHUNK_TASKS)]
+
+
+def meta_test_returns(sampler: Sampler, params: Params, chunk: MetaTestChunk, maml_spec, num_steps: int,
+                      paper_protocol: bool = False) -> np.ndarray:
+    """Mean return of each task's ``fast_batch_size`` episodes before and after each inner step; [tasks, K+1]."""
     lrs = step_sizes(maml_spec.fast_lr, num_steps, paper_protocol)
-    eps = maml_spec.fast_batch_size
-    per_task: list[list[float]] = []
-    for start in range(0, len(tasks), chunk):
-        group = list(tasks[start:start + chunk])
-        current, stacked = detached(params), False
-        returns = []
-        for k in range(num_steps + 1):
-            batch = sampler.sample(current, group, eps, int(rng.integers(2**31)), per_task_params=stacked)
-            parts = batch.split(len(group))
-            returns.append([p.episode_returns().mean().item() for p in parts])
-            if k < num_steps:
-                parts = [with_advantages(p, baseline, maml_spec) for p in parts]
-                current, stacked = adapt_each(sampler.policy, current, parts, lrs[k], stacked), True
-        per_task.extend(map(list, zip(*returns)))
-    matrix = np.asarray(per_task)
-    se = matrix.std(axis=0, ddof=1) / np.sqrt(len(matrix)) if len(matrix) > 1 else np.zeros(num_steps + 1)
-    return MetaTestResult(list(range(num_steps + 1)), matrix.mean(axis=0).tolist(), se.tolist(), len(matrix),
-                          seed, matrix.tolist())
+    batches = adaptation_batches(sampler, params, chunk.tasks, maml_spec, lrs, chunk.seed,
+                                 LinearFeatureBaseline(maml_spec.baseline_reg))
+    return torch.stack([b.task_returns() for b in batches], dim=1).numpy()
 
 
-def run_meta_test(spec: Spec, sampler: Sampler, tasks: int | None = None, steps: int | None = None,
-                  seed: int | None = None, paper_protocol: bool | None = None) -> MetaTestResult:
-    """Meta-test the sampler's policy on held-out tasks; unset arguments come from the spec's ``meta_test``."""
+def summarize(per_task: np.ndarray, seed: int) -> MetaTestResult:
+    """Mean and standard error over tasks of a [tasks, K+1] matrix of returns."""
+    n, k = per_task.shape
+    se = per_task.std(axis=0, ddof=1) / np.sqrt(n) if n > 1 else np.zeros(k)
+    return MetaTestResult(list(range(k)), per_task.mean(axis=0).tolist(), se.tolist(), n, seed, per_task.tolist())
+
+
+def meta_test_settings(spec: Spec, tasks: int | None = None, steps: int | None = None, seed: int | None = None,
+                       paper_protocol: bool | None = None) -> tuple[int, int, int, bool]:
+    """(tasks, steps, seed, paper_protocol), each from the argument when given, else from the spec's ``meta_test``."""
     mt = spec.meta_test
-    seed = mt.seed if seed is None else seed
-    held_out = sampler.family.sample_tasks(mt.num_tasks if tasks is None else tasks,
-                                           stream_rng(seed, Stream.META_TEST_TASKS))
-    return meta_test(sampler, sampler.policy.params(), held_out, spec.maml, mt.num_steps if steps is None else steps,
-                     seed, mt.paper_protocol if paper_protocol is None else paper_protocol)
+    return (mt.num_tasks if tasks is None else tasks, mt.num_steps if steps is None else steps,
+            mt.seed if seed is None else seed, mt.paper_protocol if paper_protocol is None else paper_protocol)
 
 
-def meta_test_policy(spec: Spec, policy_state: dict, **kwargs) -> MetaTestResult:
+def run_meta_test(spec: Spec, sampler: Sampler, **settings) -> MetaTestResult:
+    """Meta-test the sampler's policy in this process; unset settings come from the spec's ``meta_test``."""
+    tasks, steps, seed, protocol = meta_test_settings(spec, **settings)
+    params = sampler.policy.params()
+    rows = [meta_test_returns(sampler, params, chunk, spec.maml, steps, protocol)
+            for chunk in held_out_chunks(sampler.family, tasks, seed)]
+    return summarize(np.concatenate(rows), seed)
+
+
+def meta_test_policy(spec: Spec, policy_state: dict, **settings) -> MetaTestResult:
     """``run_meta_test`` for saved weights, on envs built for the purpose."""
     family = make_family(spec.env)
     policy = make_policy(family.observation_space, family.action_space, spec.policy)
     policy.load_state_dict(policy_state)
     sampler = Sampler(family, policy)
     try:
-        return run_meta_test(spec, sampler, **kwargs)
+        return run_meta_test(spec, sampler, **settings)
     finally:
         sampler.close()
 

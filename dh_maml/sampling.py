@@ -40,40 +40,35 @@ class Sampler:
     @torch.no_grad()
     def sample(self, params: Params, tasks: list, episodes_per_task: int, seed: int,
                per_task_params: bool = False) -> EpisodeBatch:
-        """Episodes of task i occupy columns [i*E, (i+1)*E) of the batch.
+        """A [tasks, T, episodes] batch: every episode of every task steps in one vector env.
 
         With ``per_task_params`` every tensor in ``params`` has a leading task
         dimension and task i acts with its own slice (vmapped, one call per step).
         """
         n_tasks, eps = len(tasks), episodes_per_task
-        batch = n_tasks * eps
-        env = self._env(batch)
+        env = self._env(n_tasks * eps)
         env.set_tasks([task for task in tasks for _ in range(eps)])
         horizon = self.family.horizon
         obs_dim = math.prod(env.single_observation_space.shape)
         act_shape = () if self.discrete else env.single_action_space.shape
-        obs_buf = np.zeros((horizon, batch, obs_dim), dtype=np.float32)
-        act_buf = np.zeros((horizon, batch, *act_shape), dtype=np.int64 if self.discrete else np.float32)
-        rew_buf = np.zeros((horizon, batch), dtype=np.float32)
-        mask_buf = np.zeros((horizon, batch), dtype=np.float32)
-        alive = np.ones(batch, dtype=bool)
+        obs_buf = np.zeros((n_tasks, horizon, eps, obs_dim), dtype=np.float32)
+        act_buf = np.zeros((n_tasks, horizon, eps, *act_shape), dtype=np.int64 if self.discrete else np.float32)
+        rew_buf = np.zeros((n_tasks, horizon, eps), dtype=np.float32)
+        mask_buf = np.zeros((n_tasks, horizon, eps), dtype=np.float32)
+        alive = np.ones((n_tasks, eps), dtype=bool)
         obs, _ = env.reset(seed=seed)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             for t in range(horizon):
-                obs_buf[t] = obs.reshape(batch, obs_dim)
-                mask_buf[t] = alive
-                obs_t = torch.from_numpy(obs_buf[t])
-                if per_task_params:
-                    outputs = self.policy.outputs_per_task(params, obs_t.view(n_tasks, eps, obs_dim))
-                    outputs = tuple(o.reshape(batch, *o.shape[2:]) for o in outputs)
-                else:
-                    outputs = self.policy.outputs(params, obs_t)
+                obs_t = torch.from_numpy(obs.reshape(n_tasks, eps, obs_dim).astype(np.float32, copy=False))
+                obs_buf[:, t] = obs_t.numpy()
+                mask_buf[:, t] = alive
+                outputs = self.policy.task_outputs(params, obs_t, per_task_params)
                 actions = self.policy.distribution(outputs).sample().numpy()
-                act_buf[t] = actions
-                obs, rewards, terminated, truncated, _ = env.step(actions)
-                rew_buf[t] = rewards * alive
-                alive &= ~(terminated | truncated)
+                act_buf[:, t] = actions
+                obs, rewards, terminated, truncated, _ = env.step(actions.reshape(n_tasks * eps, *act_shape))
+                rew_buf[:, t] = rewards.reshape(n_tasks, eps) * alive
+                alive &= ~(terminated | truncated).reshape(n_tasks, eps)
                 if not alive.any():
                     break
         return EpisodeBatch(

@@ -1,14 +1,21 @@
-"""In-process MAML-TRPO: the whole loop in one process, no RPC (a notebook can run it)."""
+"""MAML-TRPO training state and the in-process loop (one process, no RPC: a notebook can run it).
+
+``MetaTrainer`` is everything the learner owns — weights, RNG streams, the
+iteration counter — and the two things it does: plan an iteration and turn
+sampled task groups into a meta-update. Who samples the groups (this process or
+observers over RPC) is the caller's business.
+"""
 
 from __future__ import annotations
 
 import time
-from dataclasses import asdict
-from typing import Any
+from dataclasses import asdict, dataclass
+from typing import Any, Sequence
 
+import numpy as np
 import torch
 
-from dh_maml.algos.maml import MAMLTRPO, collect_task_results
+from dh_maml.algos.maml import MAMLTRPO, GroupObjective, MetaStepStats, TaskGroup, sample_group
 from dh_maml.baseline import LinearFeatureBaseline
 from dh_maml.envs import make_family
 from dh_maml.meta_test import MetaTestResult, run_meta_test
@@ -17,41 +24,56 @@ from dh_maml.sampling import Sampler
 from dh_maml.seeding import Stream, stream_rng
 from dh_maml.spec import Spec
 
-class LocalTrainer:
-    def __init__(self, spec: Spec):
+
+@dataclass
+class IterationPlan:
+    """The tasks of one meta-iteration, cut into shards, each with its own sampling seed."""
+
+    version: int
+    tasks: list
+    shards: list[list[int]]
+    seeds: list[int]
+
+
+def split_evenly(ids: Sequence[int], parts: int) -> list[list[int]]:
+    """Contiguous, nearly equal, non-empty shards (fewer than ``parts`` when there are fewer ids)."""
+    return [list(map(int, s)) for s in np.array_split(np.asarray(ids, dtype=int), min(parts, len(ids)))]
+
+
+class MetaTrainer:
+    def __init__(self, spec: Spec, device: str | torch.device = "cpu"):
         self.spec = spec
+        self.device = torch.device(device)
         torch.manual_seed(spec.experiment.seed)
         self.family = make_family(spec.env)
-        self.policy = make_policy(self.family.observation_space, self.family.action_space, spec.policy)
-        self.sampler = Sampler(self.family, self.policy)
-        self.baseline = LinearFeatureBaseline(spec.maml.baseline_reg)
+        self.policy = make_policy(self.family.observation_space, self.family.action_space, spec.policy).to(self.device)
         self.learner = MAMLTRPO(self.policy, spec.maml, spec.trpo)
         self.task_rng = stream_rng(spec.experiment.seed, Stream.TRAIN_TASKS)
         self.sample_rng = stream_rng(spec.experiment.seed, Stream.TRAIN_SAMPLING)
         self.iteration = 0
 
-    def iterate(self) -> dict[str, Any]:
-        """One meta-iteration; returns its metrics record."""
-        spec = self.spec
-        t0 = time.perf_counter()
-        tasks = self.family.sample_tasks(spec.maml.meta_batch_size, self.task_rng)
-        results = collect_task_results(self.sampler, self.policy.params(), tasks, range(len(tasks)), spec.maml,
-                                       self.baseline, self.sample_rng, version=self.iteration)
-        t1 = time.perf_counter()
-        objectives = [self.learner.objective(r) for r in results]
-        stats = self.learner.step(objectives)
-        t2 = time.perf_counter()
-        self.iteration += 1
-        return iteration_record(self.iteration, results, stats, sampling=t1 - t0, trpo=t2 - t1)
+    def plan(self, num_shards: int) -> IterationPlan:
+        tasks = self.family.sample_tasks(self.spec.maml.meta_batch_size, self.task_rng)
+        shards = split_evenly(range(len(tasks)), num_shards)
+        seeds = [int(s) for s in self.sample_rng.integers(2**31, size=len(shards))]
+        return IterationPlan(self.iteration, tasks, shards, seeds)
 
-    def meta_test(self) -> MetaTestResult:
-        """Meta-test the current weights with the spec's ``meta_test`` settings, reusing this trainer's envs."""
-        return run_meta_test(self.spec, self.sampler)
+    def cpu_weights(self) -> dict[str, torch.Tensor]:
+        return {k: v.detach().cpu() for k, v in self.policy.state_dict().items()}
+
+    def objective(self, group: TaskGroup) -> GroupObjective:
+        """One group's second-order graph; build it as soon as the group arrives."""
+        return self.learner.objective(_to_device(group, self.device))
+
+    def update(self, objectives: Sequence[GroupObjective]) -> MetaStepStats:
+        stats = self.learner.step(objectives)
+        self.iteration += 1
+        return stats
 
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to continue exactly: weights, iteration, every RNG, the spec."""
         return {
-            "policy": self.policy.state_dict(),
+            "policy": self.cpu_weights(),
             "iteration": self.iteration,
             "task_rng": self.task_rng.bit_generator.state,
             "sample_rng": self.sample_rng.bit_generator.state,
@@ -66,15 +88,47 @@ class LocalTrainer:
         self.sample_rng.bit_generator.state = state["sample_rng"]
         torch.set_rng_state(state["torch_rng"])
 
+
+def _to_device(group: TaskGroup, device: torch.device) -> TaskGroup:
+    if device.type == "cpu":
+        return group
+    return TaskGroup(group.task_ids, [b.to(device) for b in group.train], group.valid.to(device), group.version)
+
+
+class LocalTrainer(MetaTrainer):
+    """The whole loop in this process: one group holds every task of the meta-batch."""
+
+    def __init__(self, spec: Spec):
+        super().__init__(spec)
+        self.sampler = Sampler(self.family, self.policy)
+        self.baseline = LinearFeatureBaseline(spec.maml.baseline_reg)
+
+    def iterate(self) -> dict[str, Any]:
+        """One meta-iteration; returns its metrics record."""
+        t0 = time.perf_counter()
+        plan = self.plan(1)
+        group = sample_group(self.sampler, self.policy.params(), plan.tasks, plan.shards[0], self.spec.maml,
+                             self.baseline, plan.seeds[0], plan.version)
+        t1 = time.perf_counter()
+        stats = self.update([self.objective(group)])
+        t2 = time.perf_counter()
+        return iteration_record(self.iteration, [group], stats, sampling=t1 - t0, trpo=t2 - t1)
+
+    def meta_test(self) -> MetaTestResult:
+        """Meta-test the current weights with the spec's ``meta_test`` settings, reusing this trainer's envs."""
+        return run_meta_test(self.spec, self.sampler)
+
     def close(self) -> None:
         self.sampler.close()
 
 
-def iteration_record(iteration: int, results, stats, **times: float) -> dict[str, Any]:
-    pre = torch.stack([r.train[0].episode_returns().mean() for r in results])
-    post = torch.stack([r.valid.episode_returns().mean() for r in results])
-    steps = sum(b.num_steps for r in results for b in (*r.train, r.valid))
-    total = sum(times.values())
+def iteration_record(iteration: int, groups: Sequence[TaskGroup], stats: MetaStepStats,
+                     **times: float) -> dict[str, Any]:
+    """The metrics of one iteration; ``time/iteration`` is the sum of the named phases unless given."""
+    pre = torch.cat([g.train[0].task_returns() for g in groups])
+    post = torch.cat([g.valid.task_returns() for g in groups])
+    steps = sum(g.num_steps for g in groups)
+    total = times.pop("iteration", None) or sum(times.values())
     record = {
         "iteration": iteration,
         "returns/pre": pre.mean().item(),

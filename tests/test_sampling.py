@@ -24,10 +24,11 @@ def test_episodes_end_at_termination_and_autoreset_steps_are_masked():
     tasks = [NavigationTask((0.1, 0.0)), NavigationTask((0.4, 0.4))]
     batch = sampler.sample(pol.params(), tasks, episodes_per_task=3, seed=0)
     # goal (0.1, 0) is reached on the second step; the other goal is never reached
-    assert batch.lengths.tolist() == [2, 2, 2, 20, 20, 20]
+    assert batch.observations.shape == (2, 20, 3, 2)
+    assert batch.lengths.tolist() == [[2, 2, 2], [20, 20, 20]]
     assert batch.num_steps == 3 * 2 + 3 * 20
-    assert (batch.rewards[2:, :3] == 0).all() and (batch.mask[2:, :3] == 0).all()
-    np.testing.assert_allclose(batch.rewards[:2, 0].numpy(), [-0.05, 0.0], atol=1e-5)
+    assert (batch.rewards[0, 2:] == 0).all() and (batch.mask[0, 2:] == 0).all()
+    np.testing.assert_allclose(batch.rewards[0, :2, 0].numpy(), [-0.05, 0.0], atol=1e-5)
     assert batch.observations.dtype == torch.float32 and batch.rewards.dtype == torch.float32
     sampler.close()
 
@@ -40,8 +41,8 @@ def test_per_task_parameters_act_for_their_own_task():
     params["mean.2.bias"] = torch.tensor([[0.01, 0.0], [0.0, -0.02]])
     tasks = [NavigationTask((0.5, 0.5)), NavigationTask((0.5, 0.5))]
     batch = sampler.sample(params, tasks, episodes_per_task=2, seed=0, per_task_params=True)
-    np.testing.assert_allclose(batch.actions[:, :2].numpy(), np.broadcast_to([0.01, 0.0], (5, 2, 2)), atol=1e-4)
-    np.testing.assert_allclose(batch.actions[:, 2:].numpy(), np.broadcast_to([0.0, -0.02], (5, 2, 2)), atol=1e-4)
+    np.testing.assert_allclose(batch.actions[0].numpy(), np.broadcast_to([0.01, 0.0], (5, 2, 2)), atol=1e-4)
+    np.testing.assert_allclose(batch.actions[1].numpy(), np.broadcast_to([0.0, -0.02], (5, 2, 2)), atol=1e-4)
     sampler.close()
 
 

@@ -1,9 +1,11 @@
-"""MAML: inner adaptation, per-task objectives, and the TRPO outer step.
+"""MAML: inner adaptation, per-group objectives, and the TRPO outer step.
 
-The sampler side (``collect_task_results``) adapts first-order, only to choose
-the parameters the validation episodes are sampled with. The learner side
-rebuilds each task's adaptation with the full graph from one ``TaskResult``,
-so results can be fed one at a time as they arrive.
+Everything works on groups of tasks at once: parameters carry a leading task
+axis (the meta-parameters broadcast to it), so one batched graph adapts and
+scores every task of a group. The sampler side (``sample_group``) adapts
+first-order, only to choose the parameters the validation episodes are sampled
+with; the learner side (``MAMLTRPO.objective``) rebuilds the adaptation with the
+full graph from one ``TaskGroup``, so groups can be fed in as they arrive.
 """
 
 from __future__ import annotations
@@ -23,13 +25,20 @@ from dh_maml.sampling import Sampler
 
 
 @dataclass
-class TaskResult:
-    """What one task's sampling produces: the batch of every inner step and the validation batch."""
+class TaskGroup:
+    """What sampling a group of tasks produces: the batch of every inner step and the validation batch.
 
-    task_id: int
+    Each batch is [tasks, T, episodes]; ``version`` is the weights version the group was sampled with.
+    """
+
+    task_ids: list[int]
     train: list[EpisodeBatch]
     valid: EpisodeBatch
     version: int = 0
+
+    @property
+    def num_steps(self) -> int:
+        return sum(b.num_steps for b in (*self.train, self.valid))
 
 
 def step_sizes(fast_lr: float, num_steps: int, paper_protocol: bool = False) -> list[float]:
@@ -37,28 +46,40 @@ def step_sizes(fast_lr: float, num_steps: int, paper_protocol: bool = False) -> 
     return [fast_lr if (k == 0 or not paper_protocol) else fast_lr / 2 for k in range(num_steps)]
 
 
-def inner_loss(policy: Policy, params: Params, batch: EpisodeBatch) -> Tensor:
-    """REINFORCE loss with the batch's advantages."""
-    log_probs = policy.dist(params, batch.observations).log_prob(batch.actions)
-    return -masked_mean(log_probs * batch.advantages, batch.mask)
-
-
-def adapt(policy: Policy, params: Params, batches: Sequence[EpisodeBatch], lrs: Sequence[float],
-          create_graph: bool) -> Params:
-    """One gradient step per batch. Without ``create_graph`` the result is first-order in ``params``."""
-    for batch, lr in zip(batches, lrs):
-        loss = inner_loss(policy, params, batch)
-        grads = torch.autograd.grad(loss, list(params.values()), create_graph=create_graph)
-        params = {name: p - lr * g for (name, p), g in zip(params.items(), grads)}
-    return params
+def broadcast(params: Params, num_tasks: int) -> Params:
+    """The same parameters for every task, as a view with a leading task axis (gradients flow back)."""
+    return {k: v.expand(num_tasks, *v.shape) for k, v in params.items()}
 
 
 def detached(params: Params) -> Params:
     return {k: v.detach() for k, v in params.items()}
 
 
-def stack_params(per_task: Sequence[Params]) -> Params:
-    return {k: torch.stack([p[k] for p in per_task]) for k in per_task[0]}
+def inner_loss(policy: Policy, params: Params, batch: EpisodeBatch, per_task: bool = True) -> Tensor:
+    """REINFORCE loss of each task with the batch's advantages; [tasks]."""
+    outputs = policy.task_outputs(params, batch.observations, per_task)
+    log_probs = policy.distribution(outputs).log_prob(batch.actions)
+    return -masked_mean(log_probs * batch.advantages, batch.mask)
+
+
+def adapt(policy: Policy, params: Params, batches: Sequence[EpisodeBatch], lrs: Sequence[float],
+          create_graph: bool, per_task: bool = True) -> tuple[Params, Tensor]:
+    """One gradient step per batch; also returns the first step's losses (detached).
+
+    With ``per_task`` params (leading task axis) the tasks' losses are independent,
+    so the gradient of their sum holds each task's own gradient in its slice;
+    shared params adapt on a batch of one task. Without ``create_graph`` the
+    result is first-order in ``params``.
+    """
+    if not per_task and batches[0].num_tasks != 1:
+        raise ValueError("shared parameters adapt on one task at a time; broadcast them for several")
+    first_losses = None
+    for batch, lr in zip(batches, lrs):
+        losses = inner_loss(policy, params, batch, per_task)
+        first_losses = losses.detach() if first_losses is None else first_losses
+        grads = torch.autograd.grad(losses.sum(), list(params.values()), create_graph=create_graph)
+        params = {name: p - lr * g for (name, p), g in zip(params.items(), grads)}
+    return params, first_losses
 
 
 def with_advantages(batch: EpisodeBatch, baseline: LinearFeatureBaseline, maml_spec) -> EpisodeBatch:
@@ -67,44 +88,42 @@ def with_advantages(batch: EpisodeBatch, baseline: LinearFeatureBaseline, maml_s
     return batch
 
 
-def adapt_each(policy: Policy, params: Params, batches: Sequence[EpisodeBatch], lr: float,
-               per_task_params: bool) -> Params:
-    """One first-order step per task, from shared or per-task parameters; returns them stacked."""
-    adapted = []
-    for i, batch in enumerate(batches):
-        start = {k: (v[i] if per_task_params else v).detach().requires_grad_() for k, v in params.items()}
-        adapted.append(detached(adapt(policy, start, [batch], [lr], create_graph=False)))
-    return stack_params(adapted)
-
-
-def collect_task_results(sampler: Sampler, params: Params, tasks: Sequence, task_ids: Sequence[int],
-                         maml_spec, baseline: LinearFeatureBaseline, rng: np.random.Generator,
-                         version: int = 0) -> list[TaskResult]:
-    """Sample every inner step's batch and the validation batch for all ``tasks`` at once."""
-    policy, eps = sampler.policy, maml_spec.fast_batch_size
-    lrs = step_sizes(maml_spec.fast_lr, maml_spec.num_steps)
+def adaptation_batches(sampler: Sampler, params: Params, tasks: Sequence, maml_spec, lrs: Sequence[float],
+                       seed: int, baseline: LinearFeatureBaseline) -> list[EpisodeBatch]:
+    """Sample before each first-order inner step and after the last: ``len(lrs) + 1`` batches with advantages."""
+    rng = np.random.default_rng(seed)
+    policy, eps, n = sampler.policy, maml_spec.fast_batch_size, len(tasks)
     current, per_task = detached(params), False
-    train: list[list[EpisodeBatch]] = [[] for _ in tasks]
-    for lr in lrs:
+    batches = []
+    for k in range(len(lrs) + 1):
         batch = sampler.sample(current, list(tasks), eps, int(rng.integers(2**31)), per_task_params=per_task)
-        parts = [with_advantages(b, baseline, maml_spec) for b in batch.split(len(tasks))]
-        for i, part in enumerate(parts):
-            train[i].append(part)
-        current, per_task = adapt_each(policy, current, parts, lr, per_task), True
-    valid = sampler.sample(current, list(tasks), eps, int(rng.integers(2**31)), per_task_params=True)
-    valid_parts = [with_advantages(b, baseline, maml_spec) for b in valid.split(len(tasks))]
-    return [TaskResult(tid, train[i], valid_parts[i], version) for i, tid in enumerate(task_ids)]
+        batches.append(with_advantages(batch, baseline, maml_spec))
+        if k < len(lrs):
+            start = current if per_task else broadcast(current, n)
+            start = {name: v.detach().requires_grad_() for name, v in start.items()}
+            with torch.enable_grad():
+                current = detached(adapt(policy, start, [batch], [lrs[k]], create_graph=False)[0])
+            per_task = True
+    return batches
+
+
+def sample_group(sampler: Sampler, params: Params, tasks: Sequence, task_ids: Sequence[int], maml_spec,
+                 baseline: LinearFeatureBaseline, seed: int, version: int = 0) -> TaskGroup:
+    """The sampler side of one iteration for ``tasks``: every inner step's batch and the validation batch."""
+    batches = adaptation_batches(sampler, params, tasks, maml_spec,
+                                 step_sizes(maml_spec.fast_lr, maml_spec.num_steps), seed, baseline)
+    return TaskGroup(list(task_ids), batches[:-1], batches[-1], version)
 
 
 @dataclass
-class TaskObjective:
-    """One task's post-adaptation surrogate loss and KL, with the graph back to the meta-parameters."""
+class GroupObjective:
+    """A group's post-adaptation surrogate losses and KLs, [tasks], with the graph back to the meta-parameters."""
 
-    result: TaskResult
-    loss: Tensor
-    kl: Tensor
-    inner_loss: float
-    old_outputs: tuple[Tensor, ...] = field(repr=False)
+    group: TaskGroup
+    losses: Tensor
+    kls: Tensor
+    inner_losses: Tensor
+    old_outputs: list[tuple[Tensor, ...]] = field(repr=False)  # per task
 
 
 @dataclass
@@ -114,7 +133,7 @@ class MetaStepStats:
 
 
 class MAMLTRPO:
-    """Learner side of MAML-TRPO: per-task objectives, then one TRPO step on their mean."""
+    """Learner side of MAML-TRPO: per-group objectives, then one TRPO step on the mean over all tasks."""
 
     def __init__(self, policy: Policy, maml_spec, trpo_spec):
         self.policy = policy
@@ -122,36 +141,40 @@ class MAMLTRPO:
         self.trpo = trpo_spec
         self.lrs = step_sizes(maml_spec.fast_lr, maml_spec.num_steps)
 
-    def objective(self, result: TaskResult, params: Params | None = None,
-                  old_outputs: tuple[Tensor, ...] | None = None, create_graph: bool | None = None) -> TaskObjective:
-        """Adapt on the task's train batches and score the validation batch (PPO-style ratio surrogate).
+    def objective(self, group: TaskGroup, params: Params | None = None,
+                  old_outputs: list[tuple[Tensor, ...]] | None = None,
+                  create_graph: bool | None = None) -> GroupObjective:
+        """Adapt on the group's train batches and score its validation batch (ratio surrogate).
 
-        With no ``old_outputs`` the adapted policy itself is the old policy (KL 0, ratio 1, but
-        with gradients), which is how the TRPO step starts.
+        Each task gets its own graph, trimmed to its own episodes: on a CPU the
+        per-task tensors stay in cache, which makes the Hessian-vector products
+        of the TRPO step faster than one graph batched over tasks. With no
+        ``old_outputs`` the adapted policy itself is the old policy (KL 0, ratio 1,
+        but with gradients), which is how the TRPO step starts.
         """
         params = self.policy.params() if params is None else params
         create_graph = (not self.maml.first_order) if create_graph is None else create_graph
-        first_loss = inner_loss(self.policy, params, result.train[0])
-        adapted = adapt(self.policy, params, result.train, self.lrs, create_graph)
-        valid = result.valid
-        outputs = self.policy.outputs(adapted, valid.observations)
-        if old_outputs is None:
-            old_outputs = tuple(o.detach() for o in outputs)
-        pi, old_pi = self.policy.distribution(outputs), self.policy.distribution(old_outputs)
-        ratio = torch.exp(pi.log_prob(valid.actions) - old_pi.log_prob(valid.actions))
-        loss = -masked_mean(ratio * valid.advantages, valid.mask)
-        kl = masked_mean(torch.distributions.kl_divergence(pi, old_pi), valid.mask)
-        return TaskObjective(result, loss, kl, first_loss.item(), old_outputs)
+        losses, kls, firsts, olds = [], [], [], []
+        for i in range(len(group.task_ids)):
+            train = [b.task(i) for b in group.train]
+            adapted, first = adapt(self.policy, params, train, self.lrs, create_graph, per_task=False)
+            valid = group.valid.task(i)
+            outputs = self.policy.outputs(adapted, valid.observations)
+            old = tuple(o.detach() for o in outputs) if old_outputs is None else old_outputs[i]
+            pi, old_pi = self.policy.distribution(outputs), self.policy.distribution(old)
+            ratio = torch.exp(pi.log_prob(valid.actions) - old_pi.log_prob(valid.actions))
+            losses.append(-masked_mean(ratio * valid.advantages, valid.mask))
+            kls.append(masked_mean(torch.distributions.kl_divergence(pi, old_pi), valid.mask))
+            firsts.append(first)
+            olds.append(old)
+        return GroupObjective(group, torch.cat(losses), torch.cat(kls), torch.cat(firsts), olds)
 
-    def _evaluate(self, objectives: Sequence[TaskObjective], vector: Tensor) -> tuple[float, float]:
+    def _evaluate(self, objectives: Sequence[GroupObjective], vector: Tensor) -> tuple[float, float]:
         candidate = {k: v.detach().requires_grad_() for k, v in self._unflatten(vector).items()}
-        losses, kls = [], []
-        for obj in objectives:
-            with torch.enable_grad():
-                o = self.objective(obj.result, candidate, obj.old_outputs, create_graph=False)
-            losses.append(o.loss.item())
-            kls.append(o.kl.item())
-        return float(np.mean(losses)), float(np.mean(kls))
+        with torch.enable_grad():
+            scored = [self.objective(o.group, candidate, o.old_outputs, create_graph=False) for o in objectives]
+        return (torch.cat([o.losses for o in scored]).mean().item(),
+                torch.cat([o.kls for o in scored]).mean().item())
 
     def _unflatten(self, vector: Tensor) -> Params:
         out, offset = {}, 0
@@ -160,11 +183,16 @@ class MAMLTRPO:
             offset += p.numel()
         return out
 
-    def step(self, objectives: Sequence[TaskObjective]) -> MetaStepStats:
-        """TRPO on the mean objective; writes the accepted parameters into the policy."""
+    def step(self, objectives: Sequence[GroupObjective]) -> MetaStepStats:
+        """TRPO on the mean over every task of every group; writes the accepted parameters into the policy.
+
+        Groups are taken in task order, so the result does not depend on the order they arrived in.
+        """
+        objectives = sorted(objectives, key=lambda o: min(o.group.task_ids))
         params = list(self.policy.parameters())
-        loss = torch.stack([o.loss for o in objectives]).mean()
-        kl = torch.stack([o.kl for o in objectives]).mean()
+        loss = torch.cat([o.losses for o in objectives]).mean()
+        kl = torch.cat([o.kls for o in objectives]).mean()
         new, stats = trpo_step(loss, kl, params, lambda v: self._evaluate(objectives, v), self.trpo)
         torch.nn.utils.vector_to_parameters(new, params)
-        return MetaStepStats(stats, float(np.mean([o.inner_loss for o in objectives])))
+        inner = torch.cat([o.inner_losses for o in objectives]).mean().item()
+        return MetaStepStats(stats, inner)

@@ -47,6 +47,11 @@ class Policy(nn.Module):
         """``params`` stacked on a leading task dim; ``obs`` is [tasks, ..., obs_dim]."""
         return vmap(lambda p, o: functional_call(self, p, (o,)))(params, obs)
 
+    def task_outputs(self, params: Params, obs: Tensor, per_task: bool) -> tuple[Tensor, ...]:
+        """Outputs on [tasks, ..., obs_dim]: ``per_task`` params carry a leading task axis, otherwise
+        one set of parameters serves every task."""
+        return self.outputs_per_task(params, obs) if per_task else self.outputs(params, obs)
+
     def distribution(self, outputs: tuple[Tensor, ...]) -> Distribution:
         raise NotImplementedError
 
