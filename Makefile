@@ -6,6 +6,7 @@ VENV ?= .venv
 TORCH ?= torch==2.13.0
 TORCH_INDEX ?=
 SPEC ?= specs/navigation-2d.yaml
+OBSERVERS ?= 2
 ARGS ?=
 BIN := $(VENV)/bin
 
@@ -18,7 +19,7 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 train: $(VENV)/.installed
-	$(BIN)/python launch.py train --spec $(SPEC) $(ARGS)
+	$(BIN)/python launch.py train --spec $(SPEC) --observers $(OBSERVERS) $(ARGS)
 
 test: $(VENV)/.installed
 	$(BIN)/python -m pytest -q $(ARGS)

@@ -10,15 +10,13 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
 
 EXIT_BAD_INPUT = 2
 
 
-def _format_duration(seconds: float) -> str:
-    seconds = int(round(seconds))
-    return f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
+class UsageError(Exception):
+    """A flag or value the user can fix; reported in one paragraph with exit code 2."""
 
 
 def cmd_check_spec(args: argparse.Namespace) -> int:
@@ -29,121 +27,251 @@ def cmd_check_spec(args: argparse.Namespace) -> int:
         try:
             load_spec(path, args.set)
             print(f"ok    {path}")
-        except SpecError as exc:
+        except (SpecError, FileNotFoundError) as exc:
             failed += 1
             print(f"error {exc}", file=sys.stderr)
     return EXIT_BAD_INPUT if failed else 0
 
 
-def cmd_train(args: argparse.Namespace) -> int:
+def _check_device(device: str) -> None:
     import torch
 
-    from dh_maml.checkpoint import load_checkpoint, save_checkpoint
-    from dh_maml.meta_test import write_meta_test
-    from dh_maml.run_dir import append_jsonl, checkpoint_path, new_run_dir, read_run_spec, write_spec
+    if device == "cuda" and not torch.cuda.is_available():
+        raise UsageError(f"--device cuda: CUDA is not available here (torch {torch.__version__}, "
+                         f"built for CUDA: {torch.version.cuda or 'no'}); use --device cpu or run on a GPU machine")
+
+
+def _torchrun_world():
+    """The world torchrun describes in the environment, or None when not under torchrun."""
+    import os
+
+    from observers.world import WorldConfig
+
+    if "RANK" not in os.environ or "WORLD_SIZE" not in os.environ:
+        return None
+    world_size = int(os.environ["WORLD_SIZE"])
+    if world_size < 2:
+        raise UsageError(f"torchrun: WORLD_SIZE is {world_size}; DH-MAML needs at least 2 processes "
+                         "(rank 0 is the agent, the others observe)")
+    return WorldConfig(int(os.environ["RANK"]), world_size, os.environ.get("MASTER_ADDR", "127.0.0.1"),
+                       int(os.environ.get("MASTER_PORT", 29500)), init_method="env://")
+
+
+def _host_world(observers: int, timeout_s: float, nnodes: int = 1, node: int = 0, master_addr: str | None = None,
+                master_port: int | None = None):
+    """This host's place in a launch.py world: (world config seen from the agent, this host's observer ranks)."""
+    import os
+
+    from agents.processes import free_port
+    from observers.world import WorldConfig
+
+    if node >= nnodes:
+        raise UsageError(f"--node-rank {node}: must be below --nnodes {nnodes}")
+    if nnodes > 1 and master_addr is None:
+        raise UsageError("--master-addr: required with --nnodes > 1 (the address of the host with --node-rank 0)")
+    if nnodes == 1:
+        os.environ.setdefault("TP_SOCKET_IFNAME", "lo")  # one host: TensorPipe listens on loopback only
+    port = master_port or (free_port() if nnodes == 1 else 29500)
+    world = WorldConfig(0, 1 + nnodes * observers, master_addr or "127.0.0.1", port, timeout_s)
+    return world, range(1 + node * observers, 1 + (node + 1) * observers)
+
+
+def _resolve_run(args: argparse.Namespace):
+    """(spec, run directory, checkpoint state or None) for train, from --spec or --resume."""
+    from dh_maml.checkpoint import load_checkpoint
+    from dh_maml.run_dir import checkpoint_path, new_run_dir, read_run_spec
     from dh_maml.spec import load_spec, with_overrides
-    from dh_maml.trainer import LocalTrainer
 
     overrides = list(args.set)
     if args.iterations is not None:
         overrides.append(f"experiment.iterations={args.iterations}")
+    if args.device is not None:
+        overrides.append(f"experiment.device={args.device}")
+    if args.observers is not None:
+        overrides.append(f"sampler.observers={args.observers}")
     if args.resume:
         run_dir = Path(args.resume)
-        spec = with_overrides(read_run_spec(run_dir), overrides)
-    else:
-        if args.spec is None:
-            raise SystemExit("launch.py train: --spec SPEC is required unless --resume RUN_DIR is given")
-        spec = load_spec(args.spec, overrides)
-        run_dir = Path(args.run_dir) if args.run_dir else new_run_dir(spec)
-    if spec.experiment.device != "cpu":
-        print(f"error: experiment.device: the in-process loop runs on 'cpu' only, got "
-              f"'{spec.experiment.device}' (the CUDA learner comes with the distributed runtime)", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    torch.set_num_threads(spec.sampler.torch_threads)
-    write_spec(spec, run_dir)
-    trainer = LocalTrainer(spec)
-    ckpt = checkpoint_path(run_dir)
-    if args.resume:
-        trainer.load_state_dict(load_checkpoint(ckpt))
-        print(f"resumed {run_dir} at iteration {trainer.iteration}")
-    metrics_path = run_dir / "metrics.jsonl"
-    total = spec.experiment.iterations
-    print(f"training {spec.experiment.name} ({spec.env.family}) for {total} iterations -> {run_dir}")
-    started, first = time.perf_counter(), trainer.iteration
+        return with_overrides(read_run_spec(run_dir), overrides), run_dir, load_checkpoint(checkpoint_path(run_dir))
+    if args.spec is None:
+        raise UsageError("--spec SPEC is required unless --resume RUN_DIR is given")
+    spec = load_spec(args.spec, overrides)
+    return spec, Path(args.run_dir) if args.run_dir else new_run_dir(spec), None
+
+
+def _run_with_agent(spec, trainer, world, local_ranks, body) -> int:
+    """Start this host's observers, join the world as the agent, run ``body(agent)``, and leave no process.
+
+    ``world`` None means no RPC: one rollout thread in this process.
+    """
+    import asyncio
+    import os
+    import threading
+
+    from agents.agent import Agent
+    from agents.handles import LocalObserver, RemoteObserver
+    from agents.processes import StartupWatch, start_observers, stop_processes
+    from observers.world import join, leave
+
+    if world is None:
+        return asyncio.run(body(Agent(trainer, [LocalObserver()])))
+    procs = start_observers(world, local_ranks)
+
+    def fail(message: str) -> None:
+        print(f"error: {message}; nothing was trained, no checkpoint was touched", file=sys.stderr, flush=True)
+        for proc in procs:
+            proc.kill()
+        os._exit(1)
+
+    watch = StartupWatch(procs, fail)
     try:
-        while trainer.iteration < total:
-            record = trainer.iterate()
-            append_jsonl(metrics_path, record)
-            done = trainer.iteration - first
-            eta = (time.perf_counter() - started) / done * (total - trainer.iteration)
-            print(f"[{trainer.iteration:>4}/{total}] pre {record['returns/pre']:8.2f}  post {record['returns/post']:8.2f}"
-                  f"  {record['time/iteration']:5.2f} s/it  ETA {_format_duration(eta)}", flush=True)
-            if trainer.iteration % spec.checkpoint.every == 0:
-                save_checkpoint(trainer.state_dict(), ckpt)
-            if spec.meta_test.every and trainer.iteration % spec.meta_test.every == 0:
-                result = trainer.meta_test()
-                write_meta_test(result, run_dir / "meta_test" / f"iter_{trainer.iteration:05d}.json",
-                                title=f"{spec.experiment.name} @ {trainer.iteration}")
-                print("       meta-test: " + "  ".join(f"{k} step(s) {m:.2f}"
-                                                      for k, m in zip(result.steps, result.mean)), flush=True)
+        joined: list[BaseException | None] = []
+        joiner = threading.Thread(target=lambda: joined.append(_call(join, world)), daemon=True)
+        joiner.start()
+        while joiner.is_alive():  # wait here, not inside init_rpc, so Ctrl-C is served during start-up
+            joiner.join(0.2)
+        if joined[0] is not None:
+            raise joined[0]
+        watch.ready()
+        agent = Agent(trainer, [RemoteObserver(name, spec.sampler.timeout_s) for name in world.observers])
+        code = asyncio.run(body(agent))
+        leave(agent.world_intact)
+        return code
     except KeyboardInterrupt:
-        save_checkpoint(trainer.state_dict(), ckpt)
-        print(f"\ninterrupted: saved iteration {trainer.iteration} to {ckpt}; "
-              f"continue with: python launch.py train --resume {run_dir}", file=sys.stderr)
+        print("\ninterrupted during start-up; nothing was trained, no checkpoint was touched", file=sys.stderr)
+        for proc in procs:
+            proc.kill()
         return 130
-    except BaseException:
-        save_checkpoint(trainer.state_dict(), ckpt)
-        print(f"training failed at iteration {trainer.iteration + 1}; saved iteration {trainer.iteration} "
-              f"to {ckpt}", file=sys.stderr)
-        raise
     finally:
-        trainer.close()
-    save_checkpoint(trainer.state_dict(), ckpt)
-    print(f"done: checkpoint {ckpt}, metrics {metrics_path}")
-    return 0
+        stop_processes(procs)
+
+
+def _call(fn, *args) -> BaseException | None:
+    try:
+        fn(*args)
+        return None
+    except BaseException as exc:
+        return exc
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    import torch
+
+    from agents.processes import start_observers, stop_processes
+    from agents.training import train
+    from dh_maml.metrics import open_sink
+    from dh_maml.run_dir import truncate_metrics, write_spec
+    from dh_maml.trainer import MetaTrainer
+    from observers.service import serve
+
+    torchrun = _torchrun_world()
+    spec, run_dir, state = _resolve_run(args)
+    if torchrun is not None and torchrun.rank != 0:
+        serve(torchrun)
+    observers = spec.sampler.observers
+    if torchrun is None and args.nnodes > 1 and observers == 0:
+        raise UsageError("--observers 0 (sampling in the agent's process) works on one host only")
+    if torchrun is not None:
+        world, local_ranks = torchrun, range(0)
+    elif observers:
+        world, local_ranks = _host_world(observers, spec.sampler.timeout_s, args.nnodes, args.node_rank,
+                                         args.master_addr, args.master_port)
+    else:
+        world, local_ranks = None, range(0)
+    if torchrun is None and args.node_rank > 0:  # a host with observers only: the agent configures them
+        procs = start_observers(world, local_ranks)
+        try:
+            for proc in procs:
+                proc.join()
+        finally:
+            stop_processes(procs)
+        return max((p.exitcode or 0) for p in procs)
+    _check_device(spec.experiment.device)
+    torch.set_num_threads(spec.experiment.torch_threads)
+    write_spec(spec, run_dir)
+    trainer = MetaTrainer(spec, spec.experiment.device)
+    if state is not None:
+        trainer.load_state_dict(state)
+        truncate_metrics(run_dir, trainer.iteration)
+        print(f"resumed {run_dir} at iteration {trainer.iteration}")
+    sink = open_sink(run_dir, spec, resume_at=trainer.iteration if state is not None else None)
+    return _run_with_agent(spec, trainer, world, local_ranks, lambda agent: train(agent, run_dir, sink))
 
 
 def cmd_test(args: argparse.Namespace) -> int:
     import torch
 
     from dh_maml.checkpoint import load_checkpoint
-    from dh_maml.meta_test import meta_test_policy, write_meta_test
+    from dh_maml.meta_test import write_meta_test
     from dh_maml.run_dir import checkpoint_path, read_run_spec
+    from dh_maml.spec import with_overrides
+    from dh_maml.trainer import MetaTrainer
 
     run_dir = Path(args.run)
-    spec = read_run_spec(run_dir)
-    torch.set_num_threads(spec.sampler.torch_threads)
+    overrides = [] if args.observers is None else [f"sampler.observers={args.observers}"]
+    spec = with_overrides(read_run_spec(run_dir), overrides)
+    torch.set_num_threads(spec.experiment.torch_threads)
     state = load_checkpoint(args.checkpoint or checkpoint_path(run_dir))
-    result = meta_test_policy(spec, state["policy"], tasks=args.tasks, steps=args.steps, seed=args.seed,
-                              paper_protocol=True if args.paper_protocol else None)
-    out = Path(args.out) if args.out else run_dir / "meta_test.json"
-    paths = write_meta_test(result, out, title=spec.experiment.name)
-    for k, m, s in zip(result.steps, result.mean, result.se):
-        print(f"after {k} step(s): {m:9.2f} ± {s:.2f}")
-    print("wrote " + ", ".join(map(str, paths)))
-    return 0
+    trainer = MetaTrainer(spec)
+    trainer.policy.load_state_dict(state["policy"])
+    settings = {"tasks": args.tasks, "steps": args.steps, "seed": args.seed,
+                "paper_protocol": True if args.paper_protocol else None}
+
+    async def evaluate(agent) -> int:
+        try:
+            await agent.configure()
+            result = await agent.meta_test(**settings)
+        finally:
+            await agent.stop_observers()
+        out = Path(args.out) if args.out else run_dir / "meta_test.json"
+        paths = write_meta_test(result, out, title=spec.experiment.name)
+        for k, m, s in zip(result.steps, result.mean, result.se):
+            print(f"after {k} step(s): {m:9.2f} ± {s:.2f}")
+        print(f"{result.tasks} held-out tasks (seed {result.seed}); wrote " + ", ".join(map(str, paths)))
+        return 0
+
+    observers = spec.sampler.observers
+    world, ranks = _host_world(observers, spec.sampler.timeout_s) if observers else (None, range(0))
+    return _run_with_agent(spec, trainer, world, ranks, evaluate)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="launch.py", description="DH-MAML: meta-reinforcement learning.")
+    parser = argparse.ArgumentParser(
+        prog="launch.py", description="DH-MAML: distributed meta-reinforcement learning.",
+        epilog="Run 'python launch.py COMMAND --help' for the options of a command.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    train = sub.add_parser("train", help="meta-train from a spec")
+    train = sub.add_parser(
+        "train", help="meta-train from a spec (agent + observers)",
+        description="Meta-train from a spec. On one host this starts the agent and --observers observer "
+                    "processes on loopback. Across hosts, run the same command on every host with --nnodes, "
+                    "--node-rank and --master-addr; under torchrun the role comes from RANK.")
     train.add_argument("--spec", help="YAML spec, e.g. specs/navigation-2d.yaml")
+    train.add_argument("--observers", type=int, help="observer processes on this host (default sampler.observers; "
+                                                     "0 samples inside the agent's process)")
     train.add_argument("--iterations", type=int, help="meta-iterations (overrides experiment.iterations)")
     train.add_argument("--run-dir", help="where to write the run (default runs/<experiment>/<timestamp>)")
+    train.add_argument("--device", choices=["cpu", "cuda"], help="device of the learner (observers stay on CPU)")
     train.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its latest checkpoint")
     train.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                        help="override a spec value, e.g. --set trpo.max_kl=0.02 (repeatable)")
+    hosts = train.add_argument_group("several hosts")
+    hosts.add_argument("--nnodes", type=int, default=1, help="hosts taking part (default 1)")
+    hosts.add_argument("--node-rank", type=int, default=0, help="this host's index; 0 runs the agent")
+    hosts.add_argument("--master-addr", help="address of the host with --node-rank 0")
+    hosts.add_argument("--master-port", type=int, help="its rendezvous port (default: a free port on one "
+                                                       "host, 29500 across hosts)")
     train.set_defaults(func=cmd_train)
 
-    test = sub.add_parser("test", help="meta-test a trained policy on held-out tasks")
+    test = sub.add_parser("test", help="meta-test a trained policy on held-out tasks",
+                          description="Meta-test a saved policy: returns after 0..K inner steps on held-out "
+                                      "tasks, fanned out over observers; writes JSON, CSV and PNG.")
     test.add_argument("--run", required=True, metavar="RUN_DIR", help="a run directory written by train")
     test.add_argument("--checkpoint", help="checkpoint file (default RUN_DIR/checkpoints/latest.pt)")
     test.add_argument("--tasks", type=int, help="number of held-out tasks (default meta_test.num_tasks)")
     test.add_argument("--steps", type=int, help="inner steps to evaluate after (default meta_test.num_steps)")
     test.add_argument("--seed", type=int, help="held-out task seed (default meta_test.seed of the run's spec)")
     test.add_argument("--paper-protocol", action="store_true", help="inner lr alpha for step 1, alpha/2 after")
+    test.add_argument("--observers", type=int, help="observer processes (default sampler.observers of the run)")
     test.add_argument("--out", help="JSON output path (CSV and PNG are written beside it)")
     test.set_defaults(func=cmd_test)
 
@@ -163,16 +291,14 @@ def main(argv: list[str] | None = None) -> int:
     from dh_maml.spec import SpecError
 
     args = build_parser().parse_args(argv)
-    for flag in ("iterations", "tasks"):
+    for flag in ("iterations", "tasks", "nnodes"):
         _positive(f"--{flag}", getattr(args, flag, None))
-    if getattr(args, "steps", None) is not None and args.steps < 0:
-        raise SystemExit(f"launch.py: --steps must be >= 0, got {args.steps}")
+    for flag in ("steps", "observers", "node_rank"):
+        if getattr(args, flag, None) is not None and getattr(args, flag) < 0:
+            raise SystemExit(f"launch.py: --{flag.replace('_', '-')} must be >= 0, got {getattr(args, flag)}")
     try:
         return args.func(args)
-    except SpecError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    except FileNotFoundError as exc:
+    except (SpecError, FileNotFoundError, UsageError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
 

@@ -43,6 +43,7 @@ class ExperimentSpec:
     seed: int = field(default=0, metadata=_range(0))
     iterations: int = field(default=50, metadata=_range(1))
     device: str = field(default="cpu", metadata=_choices("cpu", "cuda"))
+    torch_threads: int = field(default=1, metadata=_range(1))  # the learner's intra-op threads
 
 
 @dataclass
@@ -84,8 +85,10 @@ class TRPOSpec:
 
 @dataclass
 class SamplerSpec:
-    observers: int = field(default=2, metadata=_range(1))
-    torch_threads: int = field(default=1, metadata=_range(1))
+    observers: int = field(default=2, metadata=_range(0))  # per host; 0 samples in the learner's process
+    torch_threads: int = field(default=1, metadata=_range(1))  # per observer
+    timeout_s: float = field(default=600.0, metadata=_range(0.0, lo_open=True))  # one RPC call, then dropped
+    idle_exit_s: float = field(default=1800.0, metadata=_range(0.0, lo_open=True))  # observer alone this long exits
 
 
 @dataclass

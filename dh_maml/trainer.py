@@ -73,7 +73,7 @@ class MetaTrainer:
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to continue exactly: weights, iteration, every RNG, the spec."""
         return {
-            "policy": self.cpu_weights(),
+            "policy": {k: v.detach().cpu().clone() for k, v in self.policy.state_dict().items()},
             "iteration": self.iteration,
             "task_rng": self.task_rng.bit_generator.state,
             "sample_rng": self.sample_rng.bit_generator.state,
@@ -122,13 +122,13 @@ class LocalTrainer(MetaTrainer):
         self.sampler.close()
 
 
-def iteration_record(iteration: int, groups: Sequence[TaskGroup], stats: MetaStepStats,
+def iteration_record(iteration: int, groups: Sequence[TaskGroup], stats: MetaStepStats, wall: float | None = None,
                      **times: float) -> dict[str, Any]:
-    """The metrics of one iteration; ``time/iteration`` is the sum of the named phases unless given."""
+    """The metrics of one iteration; ``time/iteration`` is ``wall``, else the sum of the named phases."""
     pre = torch.cat([g.train[0].task_returns() for g in groups])
     post = torch.cat([g.valid.task_returns() for g in groups])
     steps = sum(g.num_steps for g in groups)
-    total = times.pop("iteration", None) or sum(times.values())
+    total = wall if wall is not None else sum(times.values())
     record = {
         "iteration": iteration,
         "returns/pre": pre.mean().item(),

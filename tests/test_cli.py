@@ -4,10 +4,12 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 SPECS = sorted((ROOT / "specs").glob("*.yaml"))
 SMALL = ["--set", "maml.meta_batch_size=4", "--set", "maml.fast_batch_size=5"]
+IN_PROCESS = ["--observers", "0"]  # the same agent loop, sampling on a thread instead of over RPC
 
 
 def launch(*args, check=True):
@@ -26,8 +28,9 @@ def test_train_then_meta_test_writes_outputs(tmp_path):
     run = tmp_path / "run"
     scheduled = ["--set", "meta_test.every=2", "--set", "meta_test.num_tasks=2", "--set", "meta_test.num_steps=1"]
     out = launch("train", "--spec", ROOT / "specs/navigation-2d.yaml", "--iterations", 2, "--run-dir", run, *SMALL,
-                 *scheduled)
-    assert "done: checkpoint" in out.stdout and "meta-test: 0 step(s)" in out.stdout
+                 *scheduled, *IN_PROCESS)
+    assert "done: 2 iterations" in out.stdout and "meta-test: 0 step(s)" in out.stdout
+    assert f"tensorboard --logdir {run / 'tensorboard'}" in out.stdout
     scheduled_result = json.loads((run / "meta_test/iter_00002.json").read_text())
     assert scheduled_result["tasks"] == 2 and scheduled_result["steps"] == [0, 1]
     records = metrics(run)
@@ -36,7 +39,8 @@ def test_train_then_meta_test_writes_outputs(tmp_path):
                 "line_search/steps", "step/norm", "time/sampling", "time/trpo", "env_steps_per_s"):
         assert key in records[0]
     assert (run / "spec.yaml").is_file() and (run / "checkpoints/latest.pt").is_file()
-    test = launch("test", "--run", run, "--tasks", 3, "--steps", 2, "--seed", 4, "--out", tmp_path / "r.json")
+    test = launch("test", "--run", run, "--tasks", 3, "--steps", 2, "--seed", 4, "--out", tmp_path / "r.json",
+                  *IN_PROCESS)
     result = json.loads((tmp_path / "r.json").read_text())
     assert result["steps"] == [0, 1, 2] and result["tasks"] == 3 and result["seed"] == 4
     assert len(result["mean"]) == len(result["se"]) == 3
@@ -47,7 +51,7 @@ def test_train_then_meta_test_writes_outputs(tmp_path):
 
 def test_resume_reproduces_the_uninterrupted_run(tmp_path):
     spec = ROOT / "specs/navigation-2d.yaml"
-    small = [*SMALL, "--set", "checkpoint.every=1"]
+    small = [*SMALL, "--set", "checkpoint.every=1", *IN_PROCESS]
     launch("train", "--spec", spec, "--iterations", 3, "--run-dir", tmp_path / "full", *small)
     launch("train", "--spec", spec, "--iterations", 2, "--run-dir", tmp_path / "part", *small)
     launch("train", "--resume", tmp_path / "part", "--iterations", 3)
@@ -67,6 +71,13 @@ def test_bad_input_gives_exit_2_and_a_readable_error(tmp_path):
     proc = launch("train", "--spec", ROOT / "specs/navigation-2d.yaml", "--set", "trpo.max_kl", check=False)
     assert proc.returncode == 2 and "expected KEY.PATH=VALUE" in proc.stderr
     proc = launch("test", "--run", tmp_path, check=False)
+    assert proc.returncode == 2 and "not a run directory" in proc.stderr
+    if not torch.cuda.is_available():
+        proc = launch("train", "--spec", ROOT / "specs/navigation-2d.yaml", "--device", "cuda", check=False)
+        assert proc.returncode == 2 and "--device cuda: CUDA is not available" in proc.stderr
+    proc = launch("train", "--spec", ROOT / "specs/navigation-2d.yaml", "--nnodes", 2, check=False)
+    assert proc.returncode == 2 and "--master-addr: required" in proc.stderr
+    proc = launch("train", "--resume", tmp_path / "nothing-here", check=False)
     assert proc.returncode == 2 and "not a run directory" in proc.stderr
 
 

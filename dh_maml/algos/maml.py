@@ -186,13 +186,15 @@ class MAMLTRPO:
     def step(self, objectives: Sequence[GroupObjective]) -> MetaStepStats:
         """TRPO on the mean over every task of every group; writes the accepted parameters into the policy.
 
-        Groups are taken in task order, so the result does not depend on the order they arrived in.
+        Groups are taken in task order and each group's graph is differentiated on
+        its own, so the result does not depend on the order the groups arrived in.
         """
         objectives = sorted(objectives, key=lambda o: min(o.group.task_ids))
         params = list(self.policy.parameters())
-        loss = torch.cat([o.losses for o in objectives]).mean()
-        kl = torch.cat([o.kls for o in objectives]).mean()
-        new, stats = trpo_step(loss, kl, params, lambda v: self._evaluate(objectives, v), self.trpo)
+        n = sum(len(o.group.task_ids) for o in objectives)
+        losses = [o.losses.sum() / n for o in objectives]  # the mean over tasks, one term per graph
+        kls = [o.kls.sum() / n for o in objectives]
+        new, stats = trpo_step(losses, kls, params, lambda v: self._evaluate(objectives, v), self.trpo)
         torch.nn.utils.vector_to_parameters(new, params)
         inner = torch.cat([o.inner_losses for o in objectives]).mean().item()
         return MetaStepStats(stats, inner)

@@ -34,13 +34,27 @@ def conjugate_gradient(matvec: Callable[[Tensor], Tensor], b: Tensor, iters: int
     return x, rr.sqrt().item()
 
 
-def kl_hvp(kl: Tensor, params: Sequence[Tensor], damping: float) -> Callable[[Tensor], Tensor]:
-    """v -> (d^2 KL / d params^2) v + damping v, reusing one graph of the KL gradient."""
-    grads = flat(torch.autograd.grad(kl, params, create_graph=True))
+def _terms(x: Tensor | Sequence[Tensor]) -> list[Tensor]:
+    return [x] if isinstance(x, Tensor) else list(x)
+
+
+def gradient(loss: Tensor | Sequence[Tensor], params: Sequence[Tensor]) -> Tensor:
+    """Flat gradient of a sum of terms, each term differentiated on its own graph and summed in order."""
+    return sum(flat(torch.autograd.grad(t, params, retain_graph=True)) for t in _terms(loss))
+
+
+def kl_hvp(kl: Tensor | Sequence[Tensor], params: Sequence[Tensor], damping: float) -> Callable[[Tensor], Tensor]:
+    """v -> (d^2 KL / d params^2) v + damping v, reusing one graph of the KL gradient per term.
+
+    With the KL given as a sum of terms (one per group of tasks, on separate
+    graphs) each term's product is taken apart and summed in the given order,
+    so the result does not depend on which graph was built first.
+    """
+    grads = [flat(torch.autograd.grad(t, params, create_graph=True)) for t in _terms(kl)]
 
     def hvp(v: Tensor) -> Tensor:
-        hv = torch.autograd.grad(grads.dot(v), params, retain_graph=True)
-        return flat(hv) + damping * v
+        hv = sum(flat(torch.autograd.grad(g.dot(v), params, retain_graph=True)) for g in grads)
+        return hv + damping * v
 
     return hvp
 
@@ -81,10 +95,14 @@ class TRPOStats:
     step_norm: float
 
 
-def trpo_step(loss: Tensor, kl: Tensor, params: Sequence[Tensor],
+def trpo_step(loss: Tensor | Sequence[Tensor], kl: Tensor | Sequence[Tensor], params: Sequence[Tensor],
               evaluate: Callable[[Tensor], tuple[float, float]], trpo_spec) -> tuple[Tensor, TRPOStats]:
-    """Natural-gradient step scaled to ``max_kl``; returns the new flat parameters."""
-    grads = flat(torch.autograd.grad(loss, params, retain_graph=True))
+    """Natural-gradient step scaled to ``max_kl``; returns the new flat parameters.
+
+    ``loss`` and ``kl`` may be sums of terms on separate graphs (see ``kl_hvp``).
+    """
+    grads = gradient(loss, params)
+    loss = sum(t.detach() for t in _terms(loss))
     hvp = kl_hvp(kl, params, trpo_spec.cg_damping)
     direction, residual = conjugate_gradient(hvp, grads, trpo_spec.cg_iters)
     shs = 0.5 * direction.dot(hvp(direction))

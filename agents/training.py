@@ -1,0 +1,89 @@
+"""The training loop of the agent: iterations, metrics, checkpoints, scheduled meta-tests, and every way out.
+
+Whatever ends the run — success, Ctrl-C, SIGTERM, the last observer lost, a
+bug — the state after the last completed iteration is checkpointed and the
+console says where it is and how to continue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+from pathlib import Path
+
+from agents.agent import Agent, NoObserversLeft
+from agents.progress import Progress
+from dh_maml.checkpoint import save_checkpoint
+from dh_maml.meta_test import write_meta_test
+from dh_maml.metrics import MetricsSink
+from dh_maml.run_dir import checkpoint_path
+
+
+async def train(agent: Agent, run_dir: Path, sink: MetricsSink) -> int:
+    """Train to ``experiment.iterations``; returns the process exit code."""
+    spec, trainer = agent.spec, agent.trainer
+    ckpt = checkpoint_path(run_dir)
+    loop = asyncio.get_running_loop()
+    main = asyncio.current_task()
+    received: list[int] = []
+
+    def on_signal(signum: int) -> None:
+        if not received:
+            received.append(signum)
+            main.cancel()
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, on_signal, signum)
+    snapshot = trainer.state_dict()
+
+    def save_now(reason: str) -> None:
+        save_checkpoint(snapshot, ckpt)
+        print(f"{reason}: saved iteration {snapshot['iteration']} to {ckpt}; continue with: "
+              f"python launch.py train --resume {run_dir}", file=sys.stderr, flush=True)
+
+    try:
+        await agent.configure()
+        agent.write_world(run_dir / "world.json")
+        total = spec.experiment.iterations
+        progress = Progress(total, trainer.iteration)
+        print(f"training {spec.experiment.name} ({spec.env.family}) with {len(agent.live)} observer(s), "
+              f"iterations {trainer.iteration + 1}..{total} -> {run_dir}", flush=True)
+        while trainer.iteration < total:
+            record = await agent.iterate()
+            snapshot = trainer.state_dict()
+            sink.log(record)
+            progress.update(record)
+            if trainer.iteration % spec.checkpoint.every == 0:
+                await loop.run_in_executor(None, save_checkpoint, snapshot, ckpt)
+            if spec.meta_test.every and trainer.iteration % spec.meta_test.every == 0:
+                result = await agent.meta_test()
+                out = run_dir / "meta_test" / f"iter_{trainer.iteration:05d}.json"
+                await loop.run_in_executor(None, write_meta_test, result, out,
+                                           f"{spec.experiment.name} @ {trainer.iteration}")
+                progress.note("meta-test: " + "  ".join(f"{k} step(s) {m:.2f}" for k, m in zip(result.steps,
+                                                                                            result.mean)))
+        save_checkpoint(snapshot, ckpt)
+        print(f"done: {trainer.iteration} iterations; checkpoint {ckpt}\n"
+              f"metrics: {run_dir / 'metrics.jsonl'}\n"
+              f"view them: tensorboard --logdir {run_dir / 'tensorboard'}", flush=True)
+        return 0
+    except asyncio.CancelledError:
+        if not received:
+            raise
+        if hasattr(main, "uncancel"):  # Python >= 3.11: this task goes on to shut down cleanly
+            main.uncancel()
+        save_now(f"\nstopped by {signal.Signals(received[0]).name}")
+        return 128 + received[0]
+    except NoObserversLeft as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        save_now("training cannot go on")
+        return 1
+    except BaseException:
+        save_now(f"training failed during iteration {snapshot['iteration'] + 1}")
+        raise
+    finally:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(signum)
+        await agent.stop_observers()
+        sink.close()

@@ -1,0 +1,1 @@
+"""Rollout processes: answer the agent's RPCs with sampled task groups and meta-test returns."""

@@ -1,0 +1,112 @@
+"""An observer process: joins the RPC world and answers the agent's calls until told to stop.
+
+Entry points are ``async_execution`` functions: they queue the work on the one
+rollout thread and return a future at once, so no RPC thread ever blocks on a
+rollout and calls run in the order they were queued.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Callable
+
+import torch
+from torch.distributed import rpc
+
+from dh_maml.spec import spec_from_dict
+from observers.rollouts import Rollouts
+from observers.world import WorldConfig, die_with_parent, join, leave
+
+
+class _Service:
+    def __init__(self, idle_exit_s: float):
+        self.rollouts: Rollouts | None = None
+        self.worker = ThreadPoolExecutor(1, thread_name_prefix="rollouts")
+        self.stopped = threading.Event()
+        self.graceful = False
+        self.idle_exit_s = idle_exit_s
+        self.last_heard = time.monotonic()
+
+    def submit(self, fn: Callable[[], Any]) -> torch.futures.Future:
+        self.last_heard = time.monotonic()
+        future: torch.futures.Future = torch.futures.Future()
+
+        def run() -> None:
+            try:
+                future.set_result(fn())
+            except BaseException as exc:  # the agent sees the error instead of waiting for a timeout
+                future.set_exception(exc)
+
+        self.worker.submit(run)
+        return future
+
+    def ready(self) -> Rollouts:
+        if self.rollouts is None:
+            raise RuntimeError("observer not configured: the agent must call configure() first")
+        return self.rollouts
+
+
+_service = _Service(idle_exit_s=1800.0)
+
+
+@rpc.functions.async_execution
+def configure(spec_dict: dict) -> torch.futures.Future:
+    """Build envs and the policy copy for the run's spec; returns this observer's pid and host."""
+    def build() -> dict[str, Any]:
+        spec = spec_from_dict(spec_dict, source="the agent")
+        torch.set_num_threads(spec.sampler.torch_threads)
+        if _service.rollouts is not None:
+            _service.rollouts.close()
+        _service.rollouts = Rollouts(spec)
+        _service.idle_exit_s = spec.sampler.idle_exit_s
+        return Rollouts.identity()
+
+    return _service.submit(build)
+
+
+@rpc.functions.async_execution
+def sample(*args: Any) -> torch.futures.Future:
+    """``Rollouts.sample`` on the rollout thread."""
+    return _service.submit(lambda: _service.ready().sample(*args))
+
+
+@rpc.functions.async_execution
+def meta_test(*args: Any) -> torch.futures.Future:
+    """``Rollouts.meta_test`` on the rollout thread."""
+    return _service.submit(lambda: _service.ready().meta_test(*args))
+
+
+def stop(graceful: bool) -> int:
+    """The agent is done: acknowledge, then leave the world (``graceful`` when every rank is still alive)."""
+    _service.graceful = graceful
+    _service.stopped.set()
+    return os.getpid()
+
+
+def serve(cfg: WorldConfig) -> None:
+    """Process main of an observer; never returns (exits hard so no thread can keep it alive)."""
+    die_with_parent()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group; the agent decides
+    torch.set_num_threads(1)
+    code = 0
+    try:
+        join(cfg)
+        while not _service.stopped.wait(1.0):
+            if time.monotonic() - _service.last_heard > _service.idle_exit_s:
+                print(f"{cfg.name}: nothing from the agent for {_service.idle_exit_s:.0f} s; exiting",
+                      file=sys.stderr, flush=True)
+                code = 1
+                break
+        time.sleep(0.2)  # let the reply to stop() leave first
+        leave(_service.graceful)
+    except Exception as exc:
+        print(f"{cfg.name}: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
+        code = 1
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
