@@ -186,7 +186,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             stop_processes(procs)
         return max((p.exitcode or 0) for p in procs)
     _check_device(spec.experiment.device)
-    torch.set_num_threads(spec.experiment.torch_threads)
+    torch.set_num_threads(1)  # small tensors: parallel work is split by task instead
     write_spec(spec, run_dir)
     trainer = MetaTrainer(spec, spec.experiment.device)
     if state is not None:
@@ -209,7 +209,7 @@ def cmd_test(args: argparse.Namespace) -> int:
     run_dir = Path(args.run)
     overrides = [] if args.observers is None else [f"sampler.observers={args.observers}"]
     spec = with_overrides(read_run_spec(run_dir), overrides)
-    torch.set_num_threads(spec.experiment.torch_threads)
+    torch.set_num_threads(1)  # small tensors: parallel work is split by task instead
     state = load_checkpoint(args.checkpoint or checkpoint_path(run_dir))
     trainer = MetaTrainer(spec)
     trainer.policy.load_state_dict(state["policy"])

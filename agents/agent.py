@@ -21,7 +21,8 @@ from typing import Any, Awaitable, Callable, Protocol, Sequence
 import numpy as np
 
 from dh_maml.meta_test import MetaTestChunk, MetaTestResult, held_out_chunks, meta_test_settings, summarize
-from dh_maml.trainer import MetaTrainer, iteration_record, split_evenly
+from dh_maml.algos.maml import split_evenly
+from dh_maml.trainer import MetaTrainer, iteration_record
 
 
 class NoObserversLeft(RuntimeError):

@@ -43,7 +43,7 @@ class ExperimentSpec:
     seed: int = field(default=0, metadata=_range(0))
     iterations: int = field(default=50, metadata=_range(1))
     device: str = field(default="cpu", metadata=_choices("cpu", "cuda"))
-    torch_threads: int = field(default=1, metadata=_range(1))  # the learner's intra-op threads
+    learner_threads: int = field(default=2, metadata=_range(1))  # the TRPO step's work runs in this many parts
 
 
 @dataclass

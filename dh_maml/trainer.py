@@ -12,10 +12,9 @@ import time
 from dataclasses import asdict, dataclass
 from typing import Any, Sequence
 
-import numpy as np
 import torch
 
-from dh_maml.algos.maml import MAMLTRPO, GroupObjective, MetaStepStats, TaskGroup, sample_group
+from dh_maml.algos.maml import MAMLTRPO, GroupObjective, MetaStepStats, TaskGroup, sample_group, split_evenly
 from dh_maml.baseline import LinearFeatureBaseline
 from dh_maml.envs import make_family
 from dh_maml.meta_test import MetaTestResult, run_meta_test
@@ -35,11 +34,6 @@ class IterationPlan:
     seeds: list[int]
 
 
-def split_evenly(ids: Sequence[int], parts: int) -> list[list[int]]:
-    """Contiguous, nearly equal, non-empty shards (fewer than ``parts`` when there are fewer ids)."""
-    return [list(map(int, s)) for s in np.array_split(np.asarray(ids, dtype=int), min(parts, len(ids)))]
-
-
 class MetaTrainer:
     def __init__(self, spec: Spec, device: str | torch.device = "cpu"):
         self.spec = spec
@@ -47,7 +41,7 @@ class MetaTrainer:
         torch.manual_seed(spec.experiment.seed)
         self.family = make_family(spec.env)
         self.policy = make_policy(self.family.observation_space, self.family.action_space, spec.policy).to(self.device)
-        self.learner = MAMLTRPO(self.policy, spec.maml, spec.trpo)
+        self.learner = MAMLTRPO(self.policy, spec.maml, spec.trpo, spec.experiment.learner_threads)
         self.task_rng = stream_rng(spec.experiment.seed, Stream.TRAIN_TASKS)
         self.sample_rng = stream_rng(spec.experiment.seed, Stream.TRAIN_SAMPLING)
         self.iteration = 0

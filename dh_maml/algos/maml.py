@@ -10,8 +10,11 @@ full graph from one ``TaskGroup``, so groups can be fed in as they arrive.
 
 from __future__ import annotations
 
+import copy
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -116,14 +119,32 @@ def sample_group(sampler: Sampler, params: Params, tasks: Sequence, task_ids: Se
 
 
 @dataclass
-class GroupObjective:
-    """A group's post-adaptation surrogate losses and KLs, [tasks], with the graph back to the meta-parameters."""
+class TaskObjective:
+    """One task's post-adaptation surrogate loss and KL: scalars on the task's own graph."""
 
+    task_id: int
+    loss: Tensor
+    kl: Tensor
+    inner_loss: float
+    old_outputs: tuple[Tensor, ...] = field(repr=False)
+
+
+@dataclass
+class GroupObjective:
     group: TaskGroup
-    losses: Tensor
-    kls: Tensor
-    inner_losses: Tensor
-    old_outputs: list[tuple[Tensor, ...]] = field(repr=False)  # per task
+    tasks: list[TaskObjective]
+
+    @property
+    def losses(self) -> Tensor:
+        return torch.stack([t.loss for t in self.tasks])
+
+    @property
+    def kls(self) -> Tensor:
+        return torch.stack([t.kl for t in self.tasks])
+
+    @property
+    def old_outputs(self) -> list[tuple[Tensor, ...]]:
+        return [t.old_outputs for t in self.tasks]
 
 
 @dataclass
@@ -132,49 +153,72 @@ class MetaStepStats:
     inner_loss: float
 
 
-class MAMLTRPO:
-    """Learner side of MAML-TRPO: per-group objectives, then one TRPO step on the mean over all tasks."""
+def split_evenly(ids: Sequence[int], parts: int) -> list[list[int]]:
+    """Contiguous, nearly equal, non-empty parts (fewer than ``parts`` when there are fewer ids)."""
+    return [list(map(int, s)) for s in np.array_split(np.asarray(ids, dtype=int), min(parts, len(ids)))]
 
-    def __init__(self, policy: Policy, maml_spec, trpo_spec):
+
+class MAMLTRPO:
+    """Learner side of MAML-TRPO: per-task objectives, then one TRPO step on their mean.
+
+    Every task has its own graph, so the TRPO step's work splits into
+    ``threads`` parts on disjoint graphs that run side by side (autograd
+    releases the GIL); parts are fixed by task order, so results do not depend
+    on thread timing or on the order groups arrived in.
+    """
+
+    def __init__(self, policy: Policy, maml_spec, trpo_spec, threads: int = 1):
         self.policy = policy
         self.maml = maml_spec
         self.trpo = trpo_spec
         self.lrs = step_sizes(maml_spec.fast_lr, maml_spec.num_steps)
+        self.threads = threads
+        self._pool = (ThreadPoolExecutor(threads, thread_name_prefix="trpo", initializer=torch.set_num_threads,
+                                         initargs=(1,)) if threads > 1 else None)
+        self._local = threading.local()
+
+    def _module(self) -> Policy:
+        """The policy module for this thread. ``functional_call`` swaps a module's parameters while it runs,
+        so threads that call it at once each need their own copy (parameters always come explicitly)."""
+        if threading.current_thread().name.startswith("trpo"):
+            if not hasattr(self._local, "policy"):
+                self._local.policy = copy.deepcopy(self.policy)
+            return self._local.policy
+        return self.policy
+
+    def _map(self, fn: Callable, items: Sequence) -> list:
+        return list(self._pool.map(fn, items) if self._pool else map(fn, items))
+
+    def task_objective(self, group: TaskGroup, i: int, params: Params, old_outputs: tuple[Tensor, ...] | None,
+                       create_graph: bool) -> TaskObjective:
+        """Adapt on task ``i``'s train batches and score its validation batch (ratio surrogate).
+
+        Tensors are trimmed to the task's own episodes, and on a CPU one task's
+        tensors stay in cache, which makes this faster than one graph batched
+        over tasks. With no ``old_outputs`` the adapted policy itself is the old
+        policy (KL 0, ratio 1, but with gradients), which is how the TRPO step starts.
+        """
+        policy = self._module()
+        train = [b.task(i) for b in group.train]
+        adapted, first = adapt(policy, params, train, self.lrs, create_graph, per_task=False)
+        valid = group.valid.task(i)
+        outputs = policy.outputs(adapted, valid.observations)
+        old = tuple(o.detach() for o in outputs) if old_outputs is None else old_outputs
+        pi, old_pi = policy.distribution(outputs), policy.distribution(old)
+        ratio = torch.exp(pi.log_prob(valid.actions) - old_pi.log_prob(valid.actions))
+        loss = -masked_mean(ratio * valid.advantages, valid.mask)[0]
+        kl = masked_mean(torch.distributions.kl_divergence(pi, old_pi), valid.mask)[0]
+        return TaskObjective(group.task_ids[i], loss, kl, first.item(), old)
 
     def objective(self, group: TaskGroup, params: Params | None = None,
                   old_outputs: list[tuple[Tensor, ...]] | None = None,
                   create_graph: bool | None = None) -> GroupObjective:
-        """Adapt on the group's train batches and score its validation batch (ratio surrogate).
-
-        Each task gets its own graph, trimmed to its own episodes: on a CPU the
-        per-task tensors stay in cache, which makes the Hessian-vector products
-        of the TRPO step faster than one graph batched over tasks. With no
-        ``old_outputs`` the adapted policy itself is the old policy (KL 0, ratio 1,
-        but with gradients), which is how the TRPO step starts.
-        """
+        """Every task's objective, with the second-order graph unless ``first_order``; build it on arrival."""
         params = self.policy.params() if params is None else params
         create_graph = (not self.maml.first_order) if create_graph is None else create_graph
-        losses, kls, firsts, olds = [], [], [], []
-        for i in range(len(group.task_ids)):
-            train = [b.task(i) for b in group.train]
-            adapted, first = adapt(self.policy, params, train, self.lrs, create_graph, per_task=False)
-            valid = group.valid.task(i)
-            outputs = self.policy.outputs(adapted, valid.observations)
-            old = tuple(o.detach() for o in outputs) if old_outputs is None else old_outputs[i]
-            pi, old_pi = self.policy.distribution(outputs), self.policy.distribution(old)
-            ratio = torch.exp(pi.log_prob(valid.actions) - old_pi.log_prob(valid.actions))
-            losses.append(-masked_mean(ratio * valid.advantages, valid.mask))
-            kls.append(masked_mean(torch.distributions.kl_divergence(pi, old_pi), valid.mask))
-            firsts.append(first)
-            olds.append(old)
-        return GroupObjective(group, torch.cat(losses), torch.cat(kls), torch.cat(firsts), olds)
-
-    def _evaluate(self, objectives: Sequence[GroupObjective], vector: Tensor) -> tuple[float, float]:
-        candidate = {k: v.detach().requires_grad_() for k, v in self._unflatten(vector).items()}
-        with torch.enable_grad():
-            scored = [self.objective(o.group, candidate, o.old_outputs, create_graph=False) for o in objectives]
-        return (torch.cat([o.losses for o in scored]).mean().item(),
-                torch.cat([o.kls for o in scored]).mean().item())
+        return GroupObjective(group, [
+            self.task_objective(group, i, params, None if old_outputs is None else old_outputs[i], create_graph)
+            for i in range(len(group.task_ids))])
 
     def _unflatten(self, vector: Tensor) -> Params:
         out, offset = {}, 0
@@ -184,17 +228,26 @@ class MAMLTRPO:
         return out
 
     def step(self, objectives: Sequence[GroupObjective]) -> MetaStepStats:
-        """TRPO on the mean over every task of every group; writes the accepted parameters into the policy.
+        """TRPO on the mean over every task of every group; writes the accepted parameters into the policy."""
+        tasks = sorted(((o.group, i, t) for o in objectives for i, t in enumerate(o.tasks)),
+                       key=lambda item: item[2].task_id)
+        n = len(tasks)
+        parts = [[tasks[j] for j in part] for part in split_evenly(range(n), self.threads)]
+        losses = [[t.loss / n for _, _, t in part] for part in parts]  # the mean: one term per task
+        kls = [[t.kl / n for _, _, t in part] for part in parts]
 
-        Groups are taken in task order and each group's graph is differentiated on
-        its own, so the result does not depend on the order the groups arrived in.
-        """
-        objectives = sorted(objectives, key=lambda o: min(o.group.task_ids))
+        def evaluate(vector: Tensor) -> tuple[float, float]:
+            candidate = {k: v.detach().requires_grad_() for k, v in self._unflatten(vector).items()}
+
+            def score(part: list) -> tuple[float, float]:
+                with torch.enable_grad():
+                    scored = [self.task_objective(g, i, candidate, t.old_outputs, False) for g, i, t in part]
+                return sum(s.loss.item() for s in scored), sum(s.kl.item() for s in scored)
+
+            sums = self._map(score, parts)
+            return sum(s[0] for s in sums) / n, sum(s[1] for s in sums) / n
+
         params = list(self.policy.parameters())
-        n = sum(len(o.group.task_ids) for o in objectives)
-        losses = [o.losses.sum() / n for o in objectives]  # the mean over tasks, one term per graph
-        kls = [o.kls.sum() / n for o in objectives]
-        new, stats = trpo_step(losses, kls, params, lambda v: self._evaluate(objectives, v), self.trpo)
+        new, stats = trpo_step(losses, kls, params, evaluate, self.trpo, self._map)
         torch.nn.utils.vector_to_parameters(new, params)
-        inner = torch.cat([o.inner_losses for o in objectives]).mean().item()
-        return MetaStepStats(stats, inner)
+        return MetaStepStats(stats, float(np.mean([t.inner_loss for _, _, t in tasks])))
