@@ -47,7 +47,8 @@ async def train(agent: Agent, run_dir: Path, sink: MetricsSink) -> int:
         agent.write_world(run_dir / "world.json")
         total = spec.experiment.iterations
         progress = Progress(total, trainer.iteration)
-        print(f"training {spec.experiment.name} ({spec.env.family}) with {len(agent.live)} observer(s), "
+        where = "sampling in this process" if agent.live[0].name == "local" else f"{len(agent.live)} observer(s)"
+        print(f"training {spec.experiment.name} ({spec.env.family}) with {where}, "
               f"iterations {trainer.iteration + 1}..{total} -> {run_dir}", flush=True)
         while trainer.iteration < total:
             record = await agent.iterate()

@@ -1,0 +1,62 @@
+#!/usr/bin/env python
+"""Time meta-iterations of the real runtime (agent + observer processes over RPC) and print their split.
+
+    python bench/distributed_iteration.py --spec specs/navigation-2d.yaml --observers 2 --iterations 10
+
+Runs ``launch.py train`` into a temporary run directory and reads its metrics:
+medians over the iterations after the first (which includes warm-up).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+PHASES = ["time/iteration", "time/sampling", "time/learner_wait", "time/graphs", "time/trpo", "env_steps_per_s",
+          "env_steps"]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--spec", default="specs/navigation-2d.yaml")
+    parser.add_argument("--observers", type=int, default=2)
+    parser.add_argument("--iterations", type=int, default=10)
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument("--out", default="bench/results/distributed_iteration.json")
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory() as tmp:
+        run = Path(tmp) / "run"
+        cmd = [sys.executable, str(ROOT / "launch.py"), "train", "--spec", args.spec, "--observers",
+               str(args.observers), "--iterations", str(args.iterations), "--run-dir", str(run)]
+        for item in args.set:
+            cmd += ["--set", item]
+        subprocess.run(cmd, check=True, cwd=ROOT)
+        records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    steady = records[1:] or records
+    summary = {
+        "spec": args.spec, "observers": args.observers, "iterations": args.iterations,
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores",
+        "first_iteration_s": records[0]["time/iteration"],
+        **{f"median {key}": statistics.median(r[key] for r in steady) for key in PHASES},
+        "final_pre": records[-1]["returns/pre"], "final_post": records[-1]["returns/post"],
+    }
+    print("\n| metric | value |\n|---|---|")
+    for key, value in summary.items():
+        print(f"| {key} | {value:.3f} |" if isinstance(value, float) else f"| {key} | {value} |")
+    out = ROOT / args.out
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(summary, indent=2))
+    print(f"\nwrote {out}")
+
+
+if __name__ == "__main__":
+    main()
