@@ -178,13 +178,11 @@ class MAMLTRPO:
         self._local = threading.local()
 
     def _module(self) -> Policy:
-        """The policy module for this thread. ``functional_call`` swaps a module's parameters while it runs,
-        so threads that call it at once each need their own copy (parameters always come explicitly)."""
-        if threading.current_thread().name.startswith("trpo"):
-            if not hasattr(self._local, "policy"):
-                self._local.policy = copy.deepcopy(self.policy)
-            return self._local.policy
-        return self.policy
+        """This thread's copy of the policy module. ``functional_call`` swaps a module's parameters while it
+        runs, so threads calling it at once need their own copy; parameters are always passed explicitly."""
+        if not hasattr(self._local, "policy"):
+            self._local.policy = copy.deepcopy(self.policy)
+        return self._local.policy
 
     def _map(self, fn: Callable, items: Sequence) -> list:
         return list(self._pool.map(fn, items) if self._pool else map(fn, items))
