@@ -41,41 +41,6 @@ def _check_device(device: str) -> None:
                          f"built for CUDA: {torch.version.cuda or 'no'}); use --device cpu or run on a GPU machine")
 
 
-def _torchrun_world():
-    """The world torchrun describes in the environment, or None when not under torchrun."""
-    import os
-
-    from observers.world import WorldConfig
-
-    if "RANK" not in os.environ or "WORLD_SIZE" not in os.environ:
-        return None
-    world_size = int(os.environ["WORLD_SIZE"])
-    if world_size < 2:
-        raise UsageError(f"torchrun: WORLD_SIZE is {world_size}; DH-MAML needs at least 2 processes "
-                         "(rank 0 is the agent, the others observe)")
-    return WorldConfig(int(os.environ["RANK"]), world_size, os.environ.get("MASTER_ADDR", "127.0.0.1"),
-                       int(os.environ.get("MASTER_PORT", 29500)), init_method="env://")
-
-
-def _host_world(observers: int, timeout_s: float, nnodes: int = 1, node: int = 0, master_addr: str | None = None,
-                master_port: int | None = None):
-    """This host's place in a launch.py world: (world config seen from the agent, this host's observer ranks)."""
-    import os
-
-    from agents.processes import free_port
-    from observers.world import WorldConfig
-
-    if node >= nnodes:
-        raise UsageError(f"--node-rank {node}: must be below --nnodes {nnodes}")
-    if nnodes > 1 and master_addr is None:
-        raise UsageError("--master-addr: required with --nnodes > 1 (the address of the host with --node-rank 0)")
-    if nnodes == 1:
-        os.environ.setdefault("TP_SOCKET_IFNAME", "lo")  # one host: TensorPipe listens on loopback only
-    port = master_port or (free_port() if nnodes == 1 else 29500)
-    world = WorldConfig(0, 1 + nnodes * observers, master_addr or "127.0.0.1", port, timeout_s)
-    return world, range(1 + node * observers, 1 + (node + 1) * observers)
-
-
 def _resolve_run(args: argparse.Namespace):
     """(spec, run directory, checkpoint state or None) for train, from --spec or --resume."""
     from dh_maml.checkpoint import load_checkpoint
@@ -98,72 +63,18 @@ def _resolve_run(args: argparse.Namespace):
     return spec, Path(args.run_dir) if args.run_dir else new_run_dir(spec), None
 
 
-def _run_with_agent(spec, trainer, world, local_ranks, body) -> int:
-    """Start this host's observers, join the world as the agent, run ``body(agent)``, and leave no process.
-
-    ``world`` None means no RPC: one rollout thread in this process.
-    """
-    import asyncio
-    import os
-    import threading
-
-    from agents.agent import Agent
-    from agents.handles import LocalObserver, RemoteObserver
-    from agents.processes import StartupWatch, start_observers, stop_processes
-    from observers.world import join, leave
-
-    if world is None:
-        return asyncio.run(body(Agent(trainer, [LocalObserver()])))
-    procs = start_observers(world, local_ranks)
-
-    def fail(message: str) -> None:
-        print(f"error: {message}; nothing was trained, no checkpoint was touched", file=sys.stderr, flush=True)
-        for proc in procs:
-            proc.kill()
-        os._exit(1)
-
-    watch = StartupWatch(procs, fail)
-    try:
-        joined: list[BaseException | None] = []
-        joiner = threading.Thread(target=lambda: joined.append(_call(join, world)), daemon=True)
-        joiner.start()
-        while joiner.is_alive():  # wait here, not inside init_rpc, so Ctrl-C is served during start-up
-            joiner.join(0.2)
-        if joined[0] is not None:
-            raise joined[0]
-        watch.ready()
-        agent = Agent(trainer, [RemoteObserver(name, spec.sampler.timeout_s) for name in world.observers])
-        code = asyncio.run(body(agent))
-        leave(agent.world_intact)
-        return code
-    except KeyboardInterrupt:
-        print("\ninterrupted during start-up; nothing was trained, no checkpoint was touched", file=sys.stderr)
-        for proc in procs:
-            proc.kill()
-        return 130
-    finally:
-        stop_processes(procs)
-
-
-def _call(fn, *args) -> BaseException | None:
-    try:
-        fn(*args)
-        return None
-    except BaseException as exc:
-        return exc
-
-
 def cmd_train(args: argparse.Namespace) -> int:
     import torch
 
-    from agents.processes import start_observers, stop_processes
+    from agents.processes import run_agent, start_observers, stop_processes
     from agents.training import train
     from dh_maml.metrics import open_sink
     from dh_maml.run_dir import truncate_metrics, write_spec
     from dh_maml.trainer import MetaTrainer
     from observers.service import serve
+    from observers.world import host_world, torchrun_world
 
-    torchrun = _torchrun_world()
+    torchrun = torchrun_world()
     spec, run_dir, state = _resolve_run(args)
     if torchrun is not None and torchrun.rank != 0:
         serve(torchrun)
@@ -173,8 +84,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     if torchrun is not None:
         world, local_ranks = torchrun, range(0)
     elif observers:
-        world, local_ranks = _host_world(observers, spec.sampler.timeout_s, args.nnodes, args.node_rank,
-                                         args.master_addr, args.master_port)
+        world, local_ranks = host_world(observers, spec.sampler.timeout_s, args.nnodes, args.node_rank,
+                                        args.master_addr, args.master_port)
     else:
         world, local_ranks = None, range(0)
     if torchrun is None and args.node_rank > 0:  # a host with observers only: the agent configures them
@@ -194,17 +105,19 @@ def cmd_train(args: argparse.Namespace) -> int:
         truncate_metrics(run_dir, trainer.iteration)
         print(f"resumed {run_dir} at iteration {trainer.iteration}")
     sink = open_sink(run_dir, spec, resume_at=trainer.iteration if state is not None else None)
-    return _run_with_agent(spec, trainer, world, local_ranks, lambda agent: train(agent, run_dir, sink))
+    return run_agent(trainer, world, local_ranks, lambda agent: train(agent, run_dir, sink))
 
 
 def cmd_test(args: argparse.Namespace) -> int:
     import torch
 
+    from agents.processes import run_agent
     from dh_maml.checkpoint import load_checkpoint
     from dh_maml.meta_test import write_meta_test
     from dh_maml.run_dir import checkpoint_path, read_run_spec
     from dh_maml.spec import with_overrides
     from dh_maml.trainer import MetaTrainer
+    from observers.world import host_world
 
     run_dir = Path(args.run)
     overrides = [] if args.observers is None else [f"sampler.observers={args.observers}"]
@@ -221,7 +134,7 @@ def cmd_test(args: argparse.Namespace) -> int:
             await agent.configure()
             result = await agent.meta_test(**settings)
         finally:
-            await agent.stop_observers()
+            await agent.close()
         out = Path(args.out) if args.out else run_dir / "meta_test.json"
         paths = write_meta_test(result, out, title=spec.experiment.name)
         for k, m, s in zip(result.steps, result.mean, result.se):
@@ -230,8 +143,8 @@ def cmd_test(args: argparse.Namespace) -> int:
         return 0
 
     observers = spec.sampler.observers
-    world, ranks = _host_world(observers, spec.sampler.timeout_s) if observers else (None, range(0))
-    return _run_with_agent(spec, trainer, world, ranks, evaluate)
+    world, ranks = host_world(observers, spec.sampler.timeout_s) if observers else (None, range(0))
+    return run_agent(trainer, world, ranks, evaluate)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -289,6 +202,7 @@ def _positive(name: str, value: int | None) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     from dh_maml.spec import SpecError
+    from observers.world import WorldError
 
     args = build_parser().parse_args(argv)
     for flag in ("iterations", "tasks", "nnodes"):
@@ -298,7 +212,7 @@ def main(argv: list[str] | None = None) -> int:
             raise SystemExit(f"launch.py: --{flag.replace('_', '-')} must be >= 0, got {getattr(args, flag)}")
     try:
         return args.func(args)
-    except (SpecError, FileNotFoundError, UsageError) as exc:
+    except (SpecError, FileNotFoundError, UsageError, WorldError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
 

@@ -20,8 +20,8 @@ from typing import Any, Awaitable, Callable, Protocol, Sequence
 
 import numpy as np
 
-from dh_maml.meta_test import MetaTestChunk, MetaTestResult, held_out_chunks, meta_test_settings, summarize
 from dh_maml.algos.maml import split_evenly
+from dh_maml.meta_test import MetaTestChunk, MetaTestResult, held_out_chunks, meta_test_settings, summarize
 from dh_maml.trainer import MetaTrainer, iteration_record
 
 
@@ -174,8 +174,9 @@ class Agent:
         await self.scatter(split_list(chunks, len(self.live)), call, split_list, consume)
         return summarize(np.concatenate([rows[i] for i in sorted(rows)]), seed)
 
-    async def stop_observers(self, timeout_s: float = 5.0) -> None:
-        """Tell every live observer to leave; a dead or slow one is not waited for beyond ``timeout_s``."""
+    async def close(self, timeout_s: float = 5.0) -> None:
+        """Tell every live observer to leave (a dead or slow one is not waited for beyond ``timeout_s``)
+        and release the learner thread."""
         calls = [asyncio.wait_for(o.call("stop", self.world_intact, timeout_s=timeout_s), timeout_s)
                  for o in self.live]
         replies = await asyncio.gather(*calls, return_exceptions=True)

@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import multiprocessing as mp
-import socket
+import os
 import sys
 import threading
 import time
+from typing import Awaitable, Callable
 
-from observers.world import WorldConfig
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
+from agents.agent import Agent
+from agents.handles import LocalObserver, RemoteObserver
+from dh_maml.trainer import MetaTrainer
+from observers.world import WorldConfig, join, leave
 
 
 def start_observers(world: WorldConfig, ranks: range) -> list[mp.Process]:
@@ -24,8 +24,7 @@ def start_observers(world: WorldConfig, ranks: range) -> list[mp.Process]:
     ctx = mp.get_context("spawn")
     procs = []
     for rank in ranks:
-        cfg = WorldConfig(rank, world.world_size, world.master_addr, world.master_port, world.rpc_timeout_s,
-                          world.init_method)
+        cfg = dataclasses.replace(world, rank=rank)
         proc = ctx.Process(target=serve, args=(cfg,), name=cfg.name, daemon=False)
         proc.start()
         procs.append(proc)
@@ -67,3 +66,55 @@ def stop_processes(procs: list[mp.Process], timeout_s: float = 15.0) -> None:
         if proc.is_alive():
             proc.kill()
             proc.join(3.0)
+
+
+def _join_interruptibly(world: WorldConfig) -> None:
+    """``init_rpc`` on a helper thread, so Ctrl-C is served while the world assembles."""
+    failure: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            join(world)
+        except BaseException as exc:
+            failure.append(exc)
+
+    joiner = threading.Thread(target=run, name="join-world", daemon=True)
+    joiner.start()
+    while joiner.is_alive():
+        joiner.join(0.2)
+    if failure:
+        raise failure[0]
+
+
+def run_agent(trainer: MetaTrainer, world: WorldConfig | None, local_ranks: range,
+              body: Callable[[Agent], Awaitable[int]]) -> int:
+    """Start this host's observers, join the world as the agent, run ``body(agent)``, and leave no process.
+
+    ``world`` None means no RPC: one rollout thread in this process. Returns ``body``'s exit code.
+    """
+    if world is None:
+        return asyncio.run(body(Agent(trainer, [LocalObserver()])))
+    procs = start_observers(world, local_ranks)
+
+    def fail(message: str) -> None:
+        print(f"error: {message}; nothing was trained, no checkpoint was touched", file=sys.stderr, flush=True)
+        for proc in procs:
+            proc.kill()
+        os._exit(1)
+
+    watch = StartupWatch(procs, fail)
+    try:
+        _join_interruptibly(world)
+        watch.ready()
+        timeout_s = trainer.spec.sampler.timeout_s
+        agent = Agent(trainer, [RemoteObserver(name, timeout_s) for name in world.observers])
+        code = asyncio.run(body(agent))
+        leave(agent.world_intact)
+        return code
+    except KeyboardInterrupt:
+        print("\ninterrupted during start-up; nothing was trained, no checkpoint was touched", file=sys.stderr)
+        for proc in procs:
+            proc.kill()
+        return 130
+    finally:
+        stop_processes(procs)

@@ -86,5 +86,5 @@ async def train(agent: Agent, run_dir: Path, sink: MetricsSink) -> int:
     finally:
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(signum)
-        await agent.stop_observers()
+        await agent.close()
         sink.close()

@@ -12,9 +12,8 @@ import torch
 
 from dh_maml.algos.maml import adaptation_batches, step_sizes
 from dh_maml.baseline import LinearFeatureBaseline
-from dh_maml.envs import make_family
 from dh_maml.envs.base import TaskFamily
-from dh_maml.policies import Params, make_policy
+from dh_maml.policies import Params
 from dh_maml.sampling import Sampler
 from dh_maml.seeding import Stream, stream_rng
 from dh_maml.spec import Spec
@@ -79,18 +78,6 @@ def run_meta_test(spec: Spec, sampler: Sampler, **settings) -> MetaTestResult:
     rows = [meta_test_returns(sampler, params, chunk, spec.maml, steps, protocol)
             for chunk in held_out_chunks(sampler.family, tasks, seed)]
     return summarize(np.concatenate(rows), seed)
-
-
-def meta_test_policy(spec: Spec, policy_state: dict, **settings) -> MetaTestResult:
-    """``run_meta_test`` for saved weights, on envs built for the purpose."""
-    family = make_family(spec.env)
-    policy = make_policy(family.observation_space, family.action_space, spec.policy)
-    policy.load_state_dict(policy_state)
-    sampler = Sampler(family, policy)
-    try:
-        return run_meta_test(spec, sampler, **settings)
-    finally:
-        sampler.close()
 
 
 def write_meta_test(result: MetaTestResult, out: str | Path, title: str = "meta-test") -> list[Path]:

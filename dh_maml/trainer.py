@@ -53,7 +53,8 @@ class MetaTrainer:
         return IterationPlan(self.iteration, tasks, shards, seeds)
 
     def cpu_weights(self) -> dict[str, torch.Tensor]:
-        return {k: v.detach().cpu() for k, v in self.policy.state_dict().items()}
+        """A CPU copy of the weights, unaffected by later updates: what observers and checkpoints get."""
+        return {k: v.detach().cpu().clone() for k, v in self.policy.state_dict().items()}
 
     def objective(self, group: TaskGroup) -> GroupObjective:
         """One group's second-order graph; build it as soon as the group arrives."""
@@ -67,7 +68,7 @@ class MetaTrainer:
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to continue exactly: weights, iteration, every RNG, the spec."""
         return {
-            "policy": {k: v.detach().cpu().clone() for k, v in self.policy.state_dict().items()},
+            "policy": self.cpu_weights(),
             "iteration": self.iteration,
             "task_rng": self.task_rng.bit_generator.state,
             "sample_rng": self.sample_rng.bit_generator.state,

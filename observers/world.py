@@ -7,12 +7,17 @@ module to address observers; observers never import agents.
 from __future__ import annotations
 
 import os
+import socket
 import sys
 import threading
 import warnings
 from dataclasses import dataclass
 
 AGENT = "agent"
+
+
+class WorldError(ValueError):
+    """A world the flags or the environment describe wrongly; the message names the flag."""
 
 
 def observer_name(rank: int) -> str:
@@ -37,6 +42,42 @@ class WorldConfig:
     @property
     def observers(self) -> list[str]:
         return [observer_name(r) for r in range(1, self.world_size)]
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def torchrun_world() -> WorldConfig | None:
+    """The world torchrun describes in the environment (this process's rank), or None outside torchrun."""
+    if "RANK" not in os.environ or "WORLD_SIZE" not in os.environ:
+        return None
+    world_size = int(os.environ["WORLD_SIZE"])
+    if world_size < 2:
+        raise WorldError(f"torchrun: WORLD_SIZE is {world_size}; DH-MAML needs at least 2 processes "
+                         "(rank 0 is the agent, the others observe)")
+    return WorldConfig(int(os.environ["RANK"]), world_size, os.environ.get("MASTER_ADDR", "127.0.0.1"),
+                       int(os.environ.get("MASTER_PORT", 29500)), init_method="env://")
+
+
+def host_world(observers: int, timeout_s: float, nnodes: int = 1, node: int = 0, master_addr: str | None = None,
+               master_port: int | None = None) -> tuple[WorldConfig, range]:
+    """A launch.py world seen from this host: (the agent's config, the observer ranks this host runs).
+
+    Host ``node`` runs ``observers`` ranks after the agent's rank 0. One host
+    listens on loopback only (TensorPipe trusts what its peers send).
+    """
+    if node >= nnodes:
+        raise WorldError(f"--node-rank {node}: must be below --nnodes {nnodes}")
+    if nnodes > 1 and master_addr is None:
+        raise WorldError("--master-addr: required with --nnodes > 1 (the address of the host with --node-rank 0)")
+    if nnodes == 1:
+        os.environ.setdefault("TP_SOCKET_IFNAME", "lo")
+    port = master_port or (free_port() if nnodes == 1 else 29500)
+    world = WorldConfig(0, 1 + nnodes * observers, master_addr or "127.0.0.1", port, timeout_s)
+    return world, range(1 + node * observers, 1 + (node + 1) * observers)
 
 
 def join(cfg: WorldConfig) -> None:

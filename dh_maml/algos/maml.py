@@ -119,14 +119,31 @@ def sample_group(sampler: Sampler, params: Params, tasks: Sequence, task_ids: Se
 
 
 @dataclass
+class TaskData:
+    """One task's batches, trimmed to its own episodes: sliced once, scored at every line-search step."""
+
+    task_id: int
+    train: list[EpisodeBatch]
+    valid: EpisodeBatch
+
+    @staticmethod
+    def of(group: TaskGroup, i: int) -> "TaskData":
+        return TaskData(group.task_ids[i], [b.task(i) for b in group.train], group.valid.task(i))
+
+
+@dataclass
 class TaskObjective:
     """One task's post-adaptation surrogate loss and KL: scalars on the task's own graph."""
 
-    task_id: int
+    data: TaskData = field(repr=False)
     loss: Tensor
     kl: Tensor
     inner_loss: float
     old_outputs: tuple[Tensor, ...] = field(repr=False)
+
+    @property
+    def task_id(self) -> int:
+        return self.data.task_id
 
 
 @dataclass
@@ -187,26 +204,25 @@ class MAMLTRPO:
     def _map(self, fn: Callable, items: Sequence) -> list:
         return list(self._pool.map(fn, items) if self._pool else map(fn, items))
 
-    def task_objective(self, group: TaskGroup, i: int, params: Params, old_outputs: tuple[Tensor, ...] | None,
+    def task_objective(self, data: TaskData, params: Params, old_outputs: tuple[Tensor, ...] | None,
                        create_graph: bool) -> TaskObjective:
-        """Adapt on task ``i``'s train batches and score its validation batch (ratio surrogate).
+        """Adapt on one task's train batches and score its validation batch (ratio surrogate).
 
-        Tensors are trimmed to the task's own episodes, and on a CPU one task's
-        tensors stay in cache, which makes this faster than one graph batched
-        over tasks. With no ``old_outputs`` the adapted policy itself is the old
-        policy (KL 0, ratio 1, but with gradients), which is how the TRPO step starts.
+        On a CPU one task's tensors stay in cache, which makes this faster than
+        one graph batched over tasks. With no ``old_outputs`` the adapted policy
+        itself is the old policy (KL 0, ratio 1, but with gradients), which is
+        how the TRPO step starts.
         """
         policy = self._module()
-        train = [b.task(i) for b in group.train]
-        adapted, first = adapt(policy, params, train, self.lrs, create_graph, per_task=False)
-        valid = group.valid.task(i)
+        adapted, first = adapt(policy, params, data.train, self.lrs, create_graph, per_task=False)
+        valid = data.valid
         outputs = policy.outputs(adapted, valid.observations)
         old = tuple(o.detach() for o in outputs) if old_outputs is None else old_outputs
         pi, old_pi = policy.distribution(outputs), policy.distribution(old)
         ratio = torch.exp(pi.log_prob(valid.actions) - old_pi.log_prob(valid.actions))
         loss = -masked_mean(ratio * valid.advantages, valid.mask)[0]
         kl = masked_mean(torch.distributions.kl_divergence(pi, old_pi), valid.mask)[0]
-        return TaskObjective(group.task_ids[i], loss, kl, first.item(), old)
+        return TaskObjective(data, loss, kl, first.item(), old)
 
     def objective(self, group: TaskGroup, params: Params | None = None,
                   old_outputs: list[tuple[Tensor, ...]] | None = None,
@@ -215,7 +231,8 @@ class MAMLTRPO:
         params = self.policy.params() if params is None else params
         create_graph = (not self.maml.first_order) if create_graph is None else create_graph
         return GroupObjective(group, [
-            self.task_objective(group, i, params, None if old_outputs is None else old_outputs[i], create_graph)
+            self.task_objective(TaskData.of(group, i), params, None if old_outputs is None else old_outputs[i],
+                                create_graph)
             for i in range(len(group.task_ids))])
 
     def _unflatten(self, vector: Tensor) -> Params:
@@ -227,19 +244,18 @@ class MAMLTRPO:
 
     def step(self, objectives: Sequence[GroupObjective]) -> MetaStepStats:
         """TRPO on the mean over every task of every group; writes the accepted parameters into the policy."""
-        tasks = sorted(((o.group, i, t) for o in objectives for i, t in enumerate(o.tasks)),
-                       key=lambda item: item[2].task_id)
+        tasks = sorted((t for o in objectives for t in o.tasks), key=lambda t: t.task_id)
         n = len(tasks)
         parts = [[tasks[j] for j in part] for part in split_evenly(range(n), self.threads)]
-        losses = [[t.loss / n for _, _, t in part] for part in parts]  # the mean: one term per task
-        kls = [[t.kl / n for _, _, t in part] for part in parts]
+        losses = [[t.loss / n for t in part] for part in parts]  # the mean: one term per task
+        kls = [[t.kl / n for t in part] for part in parts]
 
         def evaluate(vector: Tensor) -> tuple[float, float]:
             candidate = {k: v.detach().requires_grad_() for k, v in self._unflatten(vector).items()}
 
             def score(part: list) -> tuple[float, float]:
                 with torch.enable_grad():
-                    scored = [self.task_objective(g, i, candidate, t.old_outputs, False) for g, i, t in part]
+                    scored = [self.task_objective(t.data, candidate, t.old_outputs, False) for t in part]
                 return sum(s.loss.item() for s in scored), sum(s.kl.item() for s in scored)
 
             sums = self._map(score, parts)
@@ -248,4 +264,4 @@ class MAMLTRPO:
         params = list(self.policy.parameters())
         new, stats = trpo_step(losses, kls, params, evaluate, self.trpo, self._map)
         torch.nn.utils.vector_to_parameters(new, params)
-        return MetaStepStats(stats, float(np.mean([t.inner_loss for _, _, t in tasks])))
+        return MetaStepStats(stats, float(np.mean([t.inner_loss for t in tasks])))
