@@ -3,8 +3,10 @@ import pytest
 import torch
 
 from dh_maml.algos.maml import MAMLTRPO, TaskGroup, adapt, broadcast, inner_loss, step_sizes
-from dh_maml.episodes import EpisodeBatch, concat_tasks
-from dh_maml.policies import GaussianMLPPolicy
+from dh_maml.algos.task_terms import FlatBatch, adapt_task
+from dh_maml.algos.trpo import flat
+from dh_maml.episodes import EpisodeBatch, concat_tasks, masked_mean
+from dh_maml.policies import CategoricalMLPPolicy, GaussianMLPPolicy
 from dh_maml.spec import MAMLSpec, TRPOSpec, load_spec
 from dh_maml.trainer import LocalTrainer
 
@@ -31,21 +33,24 @@ def setup(num_steps, first_order):
     return policy, result, learner
 
 
+def flat_params(policy):
+    return torch.cat([p.detach().reshape(-1) for p in policy.parameters()])
+
+
+def mean_gradient(obj):
+    return sum(flat(t.gradient()) for t in obj.tasks) / len(obj.tasks)
+
+
 def meta_gradient_and_fd(num_steps, first_order, directions=4):
-    policy, result, learner = setup(num_steps, first_order)
-    obj = learner.objective(result)
-    params = policy.params()
-    grads = torch.autograd.grad(obj.losses.mean(), list(params.values()))
-    g = torch.cat([x.reshape(-1) for x in grads])
+    policy, group, learner = setup(num_steps, first_order)
+    obj = learner.objective(group)
+    g = mean_gradient(obj)
 
     def post_adaptation_loss(vector):
-        p, offset = {}, 0
-        for k, v in params.items():
-            p[k] = vector[offset:offset + v.numel()].view_as(v).detach().requires_grad_()
-            offset += v.numel()
-        return learner.objective(result, p, obj.old_outputs, create_graph=False).losses.mean().item()
+        values = learner.layout.split(vector)
+        return np.mean([t.score(values)[0] for t in obj.tasks])
 
-    theta = torch.cat([v.detach().reshape(-1) for v in params.values()])
+    theta = flat_params(policy)
     gen = torch.Generator().manual_seed(1)
     analytic, numeric = [], []
     for _ in range(directions):
@@ -67,6 +72,75 @@ def test_first_order_meta_gradient_differs_from_the_true_gradient(float64):
     assert np.abs(analytic - numeric).max() > 1e-2 * np.abs(numeric).max()
 
 
+def autograd_surrogate_and_kl(policy, params, group, i, lrs, first_order):
+    """The task's surrogate and KL as one autograd graph through the adaptation: the reference."""
+    adapted, _ = adapt(policy, params, [b.task(i) for b in group.train], lrs, create_graph=not first_order,
+                       per_task=False)
+    valid = group.valid.task(i)
+    outputs = policy.outputs(adapted, valid.observations)
+    pi, old = policy.distribution(outputs), policy.distribution(tuple(o.detach() for o in outputs))
+    ratio = torch.exp(pi.log_prob(valid.actions) - old.log_prob(valid.actions))
+    loss = -masked_mean(ratio * valid.advantages, valid.mask)[0]
+    return loss, masked_mean(torch.distributions.kl_divergence(pi, old), valid.mask)[0]
+
+
+def categorical_setup(num_steps, first_order):
+    gen = torch.Generator().manual_seed(0)
+    torch.manual_seed(0)
+    policy = CategoricalMLPPolicy(3, 4, (8, 8), nonlinearity="relu").double()
+
+    def batch():
+        b = synthetic_batch(gen, obs_dim=3)
+        b.actions = torch.randint(0, 4, b.mask.shape, generator=gen)
+        return b
+
+    group = TaskGroup([0, 1], [batch() for _ in range(num_steps)], batch())
+    return policy, group, MAMLTRPO(policy, MAMLSpec(fast_lr=0.5, num_steps=num_steps, first_order=first_order),
+                                   TRPOSpec())
+
+
+@pytest.mark.parametrize("make", [setup, categorical_setup], ids=["gaussian-tanh", "categorical-relu"])
+@pytest.mark.parametrize("num_steps,first_order", [(1, False), (2, False), (1, True)])
+def test_gradient_and_curvature_products_equal_autograd_through_the_adaptation(float64, make, num_steps, first_order):
+    policy, group, learner = make(num_steps, first_order)
+    obj = learner.objective(group)
+    params = {k: v.detach().requires_grad_() for k, v in policy.params().items()}
+    v = torch.linspace(-1.0, 1.0, flat_params(policy).numel())
+    values = learner.layout.split(v)
+    for i, terms in enumerate(obj.tasks):
+        loss, kl = autograd_surrogate_and_kl(policy, params, group, i, learner.lrs, first_order)
+        assert terms.loss == pytest.approx(loss.item(), rel=1e-12)
+        torch.testing.assert_close(flat(terms.gradient()),
+                                   flat(torch.autograd.grad(loss, list(params.values()), retain_graph=True)))
+        kl_grad = flat(torch.autograd.grad(kl, list(params.values()), create_graph=True))
+        hv = flat(torch.autograd.grad(kl_grad.dot(v), list(params.values())))
+        torch.testing.assert_close(flat(terms.curvature_vp(values)), hv, rtol=1e-9, atol=1e-12)
+
+
+def test_curvature_product_matches_finite_differences_of_the_kl_gradient(float64):
+    policy, group, learner = setup(1, False)
+    terms = learner.objective(group).tasks[0]
+    theta = flat_params(policy)
+    v = torch.linspace(-1.0, 1.0, theta.numel())
+    valid = group.valid.task(0)
+
+    def adapted_outputs(vector):
+        params = {k: x.clone().requires_grad_() for k, x in zip(policy.params(), learner.layout.split(vector))}
+        adapted, _ = adapt(policy, params, [group.train[0].task(0)], learner.lrs, create_graph=True, per_task=False)
+        return params, policy.outputs(adapted, valid.observations)
+
+    old = policy.distribution(tuple(o.detach() for o in adapted_outputs(theta)[1]))
+
+    def kl_grad(vector):
+        params, outputs = adapted_outputs(vector)
+        kl = masked_mean(torch.distributions.kl_divergence(policy.distribution(outputs), old), valid.mask)[0]
+        return flat(torch.autograd.grad(kl, list(params.values())))
+
+    eps = 1e-6
+    fd = (kl_grad(theta + eps * v) - kl_grad(theta - eps * v)) / (2 * eps)
+    torch.testing.assert_close(flat(terms.curvature_vp(learner.layout.split(v))), fd, rtol=1e-5, atol=1e-8)
+
+
 def test_adapt_is_one_sgd_step_per_batch_for_each_task_alone(float64):
     policy, result, learner = setup(2, False)
     params = policy.params()
@@ -81,6 +155,13 @@ def test_adapt_is_one_sgd_step_per_batch_for_each_task_alone(float64):
         p2 = {k: v - 0.25 * g for (k, v), g in zip(p1.items(), g2)}
         for k in params:
             torch.testing.assert_close(got[k][i], p2[k])
+        # the learner's adaptation (kept passes, no autograd graph) lands on the same parameters
+        flat_batches = [FlatBatch.of(b) for b in (b1, b2)]
+        learner_side, _, learner_first = adapt_task(policy, learner.layout, learner.params(), flat_batches,
+                                                    [0.5, 0.25], keep=False)
+        assert learner_first == pytest.approx(first[i].item(), rel=1e-12)
+        for k, value in zip(params, learner_side):
+            torch.testing.assert_close(value, p2[k])
     assert step_sizes(0.5, 3, paper_protocol=True) == [0.5, 0.25, 0.25]
     assert step_sizes(0.5, 3) == [0.5, 0.5, 0.5]
 
@@ -90,29 +171,25 @@ def test_objective_starts_at_ratio_one_and_zero_kl(float64):
     obj = learner.objective(result)
     valid = result.valid
     expected = -((valid.advantages * valid.mask).sum(1) / valid.mask.sum(1)).mean(-1)
-    torch.testing.assert_close(obj.losses, expected)
-    assert obj.kls.abs().max().item() == pytest.approx(0.0, abs=1e-12)
+    assert obj.losses == pytest.approx(expected.tolist(), rel=1e-12)
+    for t in obj.tasks:
+        loss, kl = t.score(learner.params())
+        assert loss == pytest.approx(t.loss, rel=1e-12) and kl == pytest.approx(0.0, abs=1e-12)
 
 
 def test_group_objective_equals_the_objectives_of_its_tasks_alone(float64):
     policy, group, learner = setup(1, False)
     together = learner.objective(group)
-    params = policy.params()
-    g_together = torch.autograd.grad(together.losses.sum(), list(params.values()))
-    g_alone = [torch.zeros_like(p) for p in params.values()]
     for i in range(2):
         alone = learner.objective(TaskGroup([i], [group.train[0].task(i)], group.valid.task(i)))
-        assert alone.losses.item() == pytest.approx(together.losses[i].item())
-        for acc, g in zip(g_alone, torch.autograd.grad(alone.losses.sum(), list(params.values()))):
-            acc += g
-    for a, b in zip(g_together, g_alone):
-        torch.testing.assert_close(a, b)
+        assert alone.losses == pytest.approx([together.losses[i]], rel=1e-12)
+        torch.testing.assert_close(flat(alone.tasks[0].gradient()), flat(together.tasks[i].gradient()))
     # and the order groups arrive in does not change the step
     split = [TaskGroup([1], [group.train[0].task(1)], group.valid.task(1)),
              TaskGroup([0], [group.train[0].task(0)], group.valid.task(0))]
     merged = TaskGroup([0, 1], [concat_tasks([s.train[0] for s in split[::-1]])],
                        concat_tasks([s.valid for s in split[::-1]]))
-    assert learner.objective(merged).losses.tolist() == pytest.approx(together.losses.tolist())
+    assert learner.objective(merged).losses == pytest.approx(together.losses, rel=1e-12)
 
 
 def test_trpo_step_lowers_the_surrogate_within_the_kl_bound(float64):
@@ -124,29 +201,20 @@ def test_trpo_step_lowers_the_surrogate_within_the_kl_bound(float64):
     assert stats.trpo.loss_after < stats.trpo.loss_before
     assert 0 < stats.trpo.kl_after <= learner.trpo.max_kl
     assert any(not torch.equal(a, b.detach()) for a, b in zip(before, policy.parameters()))
-    new = {k: v.detach().requires_grad_() for k, v in policy.params().items()}
-    after = learner.objective(result, new, start.old_outputs, create_graph=False)
-    assert after.losses.mean().item() == pytest.approx(stats.trpo.loss_after, rel=1e-9)
+    after = np.mean([t.score(learner.params()) for t in start.tasks], axis=0)
+    assert after[0] == pytest.approx(stats.trpo.loss_after, rel=1e-9)
+    assert after[1] == pytest.approx(stats.trpo.kl_after, rel=1e-9)
 
 
 def test_trpo_work_split_over_threads_matches_the_serial_work(float64):
-    from dh_maml.algos.trpo import gradient, kl_hvp
-
     results = []
     for threads in (1, 2):
         policy, group, _ = setup(1, False)
-        params = list(policy.parameters())
-        v = torch.linspace(-1.0, 1.0, sum(p.numel() for p in params))
         learner = MAMLTRPO(policy, MAMLSpec(fast_lr=0.5, num_steps=1), TRPOSpec(), threads=threads)
-        tasks = learner.objective(group).tasks
-        parts = [tasks] if threads == 1 else [[t] for t in tasks]
-        losses = [[t.loss / 2 for t in part] for part in parts]
-        kls = [[t.kl / 2 for t in part] for part in parts]
-        results.append((gradient(losses, params, learner._map), kl_hvp(kls, params, 1e-5, learner._map)(v)))
-        stats = learner.step([learner.objective(group)])  # the threaded line search runs too
+        stats = learner.step([learner.objective(group)])
         assert stats.trpo.accepted and stats.trpo.loss_after < stats.trpo.loss_before
-    for serial, parallel in zip(*results):
-        torch.testing.assert_close(parallel, serial, rtol=1e-12, atol=1e-14)
+        results.append(flat_params(policy))
+    assert torch.equal(results[0], results[1])
 
 
 def test_in_process_navigation_post_adaptation_return_improves():

@@ -1,26 +1,25 @@
 """MAML: inner adaptation, per-group objectives, and the TRPO outer step.
 
-Everything works on groups of tasks at once: parameters carry a leading task
-axis (the meta-parameters broadcast to it), so one batched graph adapts and
-scores every task of a group. The sampler side (``sample_group``) adapts
-first-order, only to choose the parameters the validation episodes are sampled
-with; the learner side (``MAMLTRPO.objective``) rebuilds the adaptation with the
-full graph from one ``TaskGroup``, so groups can be fed in as they arrive.
+The sampler side (``sample_group``) adapts a group of tasks at once, first
+order, with parameters that carry a leading task axis: it only chooses the
+parameters the validation episodes are sampled with. The learner side
+(``MAMLTRPO.objective``) turns each arriving ``TaskGroup`` into per-task terms
+(``task_terms``) with the exact second-order meta-gradient and KL curvature,
+so groups can be fed in as they arrive.
 """
 
 from __future__ import annotations
 
-import copy
-import threading
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable, Sequence
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from dh_maml.algos.trpo import TRPOStats, trpo_step
+from dh_maml.algos.task_terms import FlatBatch, ParamLayout, TaskTerms, Values
+from dh_maml.algos.trpo import TRPOStats, flat, trpo_step
 from dh_maml.baseline import LinearFeatureBaseline, advantages
 from dh_maml.episodes import EpisodeBatch, masked_mean
 from dh_maml.policies import Params, Policy
@@ -119,49 +118,15 @@ def sample_group(sampler: Sampler, params: Params, tasks: Sequence, task_ids: Se
 
 
 @dataclass
-class TaskData:
-    """One task's batches, trimmed to its own episodes: sliced once, scored at every line-search step."""
-
-    task_id: int
-    train: list[EpisodeBatch]
-    valid: EpisodeBatch
-
-    @staticmethod
-    def of(group: TaskGroup, i: int) -> "TaskData":
-        return TaskData(group.task_ids[i], [b.task(i) for b in group.train], group.valid.task(i))
-
-
-@dataclass
-class TaskObjective:
-    """One task's post-adaptation surrogate loss and KL: scalars on the task's own graph."""
-
-    data: TaskData = field(repr=False)
-    loss: Tensor
-    kl: Tensor
-    inner_loss: float
-    old_outputs: tuple[Tensor, ...] = field(repr=False)
-
-    @property
-    def task_id(self) -> int:
-        return self.data.task_id
-
-
-@dataclass
 class GroupObjective:
+    """A group's per-task terms for the TRPO step, built as soon as the group arrives."""
+
     group: TaskGroup
-    tasks: list[TaskObjective]
+    tasks: list[TaskTerms]
 
     @property
-    def losses(self) -> Tensor:
-        return torch.stack([t.loss for t in self.tasks])
-
-    @property
-    def kls(self) -> Tensor:
-        return torch.stack([t.kl for t in self.tasks])
-
-    @property
-    def old_outputs(self) -> list[tuple[Tensor, ...]]:
-        return [t.old_outputs for t in self.tasks]
+    def losses(self) -> list[float]:
+        return [t.loss for t in self.tasks]
 
 
 @dataclass
@@ -176,12 +141,12 @@ def split_evenly(ids: Sequence[int], parts: int) -> list[list[int]]:
 
 
 class MAMLTRPO:
-    """Learner side of MAML-TRPO: per-task objectives, then one TRPO step on their mean.
+    """Learner side of MAML-TRPO: per-task terms, then one TRPO step on their mean.
 
-    Every task has its own graph, so the TRPO step's work splits into
-    ``threads`` parts on disjoint graphs that run side by side (autograd
-    releases the GIL); parts are fixed by task order, so results do not depend
-    on thread timing or on the order groups arrived in.
+    Tasks are independent, so the TRPO step's work splits into ``threads``
+    parts that run side by side (the products are matrix products that release
+    the GIL); parts are fixed by task order and summed in that order, so results
+    depend neither on thread timing nor on the order groups arrived in.
     """
 
     def __init__(self, policy: Policy, maml_spec, trpo_spec, threads: int = 1):
@@ -189,79 +154,47 @@ class MAMLTRPO:
         self.maml = maml_spec
         self.trpo = trpo_spec
         self.lrs = step_sizes(maml_spec.fast_lr, maml_spec.num_steps)
+        self.layout = ParamLayout.of(policy)
         self.threads = threads
         self._pool = (ThreadPoolExecutor(threads, thread_name_prefix="trpo", initializer=torch.set_num_threads,
                                          initargs=(1,)) if threads > 1 else None)
-        self._local = threading.local()
-
-    def _module(self) -> Policy:
-        """This thread's copy of the policy module. ``functional_call`` swaps a module's parameters while it
-        runs, so threads calling it at once need their own copy; parameters are always passed explicitly."""
-        if not hasattr(self._local, "policy"):
-            self._local.policy = copy.deepcopy(self.policy)
-        return self._local.policy
 
     def _map(self, fn: Callable, items: Sequence) -> list:
         return list(self._pool.map(fn, items) if self._pool else map(fn, items))
 
-    def task_objective(self, data: TaskData, params: Params, old_outputs: tuple[Tensor, ...] | None,
-                       create_graph: bool) -> TaskObjective:
-        """Adapt on one task's train batches and score its validation batch (ratio surrogate).
+    def params(self) -> Values:
+        return [p.detach() for p in self.policy.parameters()]
 
-        On a CPU one task's tensors stay in cache, which makes this faster than
-        one graph batched over tasks. With no ``old_outputs`` the adapted policy
-        itself is the old policy (KL 0, ratio 1, but with gradients), which is
-        how the TRPO step starts.
-        """
-        policy = self._module()
-        adapted, first = adapt(policy, params, data.train, self.lrs, create_graph, per_task=False)
-        valid = data.valid
-        outputs = policy.outputs(adapted, valid.observations)
-        old = tuple(o.detach() for o in outputs) if old_outputs is None else old_outputs
-        pi, old_pi = policy.distribution(outputs), policy.distribution(old)
-        ratio = torch.exp(pi.log_prob(valid.actions) - old_pi.log_prob(valid.actions))
-        loss = -masked_mean(ratio * valid.advantages, valid.mask)[0]
-        kl = masked_mean(torch.distributions.kl_divergence(pi, old_pi), valid.mask)[0]
-        return TaskObjective(data, loss, kl, first.item(), old)
-
-    def objective(self, group: TaskGroup, params: Params | None = None,
-                  old_outputs: list[tuple[Tensor, ...]] | None = None,
-                  create_graph: bool | None = None) -> GroupObjective:
-        """Every task's objective, with the second-order graph unless ``first_order``; build it on arrival."""
-        params = self.policy.params() if params is None else params
-        create_graph = (not self.maml.first_order) if create_graph is None else create_graph
+    def objective(self, group: TaskGroup, params: Values | None = None) -> GroupObjective:
+        """Every task's terms at ``params`` (default: the policy's); second order unless ``first_order``."""
+        params = self.params() if params is None else params
         return GroupObjective(group, [
-            self.task_objective(TaskData.of(group, i), params, None if old_outputs is None else old_outputs[i],
-                                create_graph)
+            TaskTerms(group.task_ids[i], self.policy, self.layout, params, [FlatBatch.of(b.task(i)) for b in group.train],
+                      FlatBatch.of(group.valid.task(i)), self.lrs, second_order=not self.maml.first_order)
             for i in range(len(group.task_ids))])
-
-    def _unflatten(self, vector: Tensor) -> Params:
-        out, offset = {}, 0
-        for name, p in self.policy.named_parameters():
-            out[name] = vector[offset:offset + p.numel()].view_as(p)
-            offset += p.numel()
-        return out
 
     def step(self, objectives: Sequence[GroupObjective]) -> MetaStepStats:
         """TRPO on the mean over every task of every group; writes the accepted parameters into the policy."""
         tasks = sorted((t for o in objectives for t in o.tasks), key=lambda t: t.task_id)
         n = len(tasks)
         parts = [[tasks[j] for j in part] for part in split_evenly(range(n), self.threads)]
-        losses = [[t.loss / n for t in part] for part in parts]  # the mean: one term per task
-        kls = [[t.kl / n for t in part] for part in parts]
+
+        def mean_of(fn: Callable[[TaskTerms], Tensor]) -> Tensor:
+            return sum(self._map(lambda part: sum(fn(t) for t in part), parts)) / n
+
+        def product(v: Tensor) -> Tensor:
+            values = self.layout.split(v)
+            return mean_of(lambda t: flat(t.curvature_vp(values)))
 
         def evaluate(vector: Tensor) -> tuple[float, float]:
-            candidate = {k: v.detach().requires_grad_() for k, v in self._unflatten(vector).items()}
-
-            def score(part: list) -> tuple[float, float]:
-                with torch.enable_grad():
-                    scored = [self.task_objective(t.data, candidate, t.old_outputs, False) for t in part]
-                return sum(s.loss.item() for s in scored), sum(s.kl.item() for s in scored)
-
-            sums = self._map(score, parts)
-            return sum(s[0] for s in sums) / n, sum(s[1] for s in sums) / n
+            candidate = self.layout.split(vector)
+            sums = self._map(lambda part: np.sum([t.score(candidate) for t in part], axis=0), parts)
+            loss, kl = np.sum(sums, axis=0) / n
+            return float(loss), float(kl)
 
         params = list(self.policy.parameters())
-        new, stats = trpo_step(losses, kls, params, evaluate, self.trpo, self._map)
+        grads = mean_of(lambda t: flat(t.gradient()))
+        loss = float(np.sum([t.loss for t in tasks]) / n)
+        new, stats = trpo_step(grads, loss, product, flat(self.params()), evaluate, self.trpo)
         torch.nn.utils.vector_to_parameters(new, params)
         return MetaStepStats(stats, float(np.mean([t.inner_loss for t in tasks])))

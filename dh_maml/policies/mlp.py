@@ -1,5 +1,9 @@
 """Gaussian and categorical MLP policies.
 
+Distributions skip argument validation: their parameters come from the
+network by construction, and the checks cost more than the learner's small
+per-task heads.
+
 ``forward`` returns plain tensors (distribution parameters), never a Distribution,
 so ``torch.func.functional_call`` and ``torch.func.vmap`` can run it with
 per-task parameters; ``distribution`` turns those tensors into a
@@ -58,6 +62,22 @@ class Policy(nn.Module):
     def dist(self, params: Params, obs: Tensor) -> Distribution:
         return self.distribution(self.outputs(params, obs))
 
+    # The learner takes a policy apart as an MLP body plus a small head (see algos/mlp_products.py).
+    activation: str
+
+    def layer_keys(self) -> list[tuple[str, str]]:
+        """(weight, bias) parameter names of the body's linear layers, input first."""
+        return [(f"{name}.weight", f"{name}.bias") for name, m in self.named_modules() if isinstance(m, nn.Linear)]
+
+    def head_keys(self) -> list[str]:
+        """Parameters outside the body's layers, in parameter order."""
+        in_layers = {k for pair in self.layer_keys() for k in pair}
+        return [name for name, _ in self.named_parameters() if name not in in_layers]
+
+    def head_distribution(self, out: Tensor, head: Sequence[Tensor]) -> Distribution:
+        """The distribution given the body's output and the head parameters (``head_keys`` order)."""
+        raise NotImplementedError
+
 
 class GaussianMLPPolicy(Policy):
     """Diagonal Gaussian with a state-independent log-std, floored at ``min_std``."""
@@ -66,6 +86,7 @@ class GaussianMLPPolicy(Policy):
                  nonlinearity: str = "tanh", init_std: float = 1.0, min_std: float = 1e-6):
         super().__init__()
         self.mean = _mlp([obs_dim, *hidden_sizes, act_dim], nonlinearity)
+        self.activation = nonlinearity
         self.log_std = nn.Parameter(torch.full((act_dim,), math.log(init_std)))
         self.min_log_std = math.log(min_std)
 
@@ -76,7 +97,12 @@ class GaussianMLPPolicy(Policy):
 
     def distribution(self, outputs: tuple[Tensor, ...]) -> Distribution:
         mean, std = outputs
-        return Independent(Normal(mean, std), 1)
+        return Independent(Normal(mean, std, validate_args=False), 1, validate_args=False)
+
+    def head_distribution(self, out: Tensor, head: Sequence[Tensor]) -> Distribution:
+        (log_std,) = head
+        std = log_std.clamp(min=self.min_log_std).exp().expand_as(out)
+        return Independent(Normal(out, std, validate_args=False), 1, validate_args=False)
 
 
 class CategoricalMLPPolicy(Policy):
@@ -84,12 +110,16 @@ class CategoricalMLPPolicy(Policy):
                  nonlinearity: str = "relu"):
         super().__init__()
         self.logits = _mlp([obs_dim, *hidden_sizes, num_actions], nonlinearity)
+        self.activation = nonlinearity
 
     def forward(self, obs: Tensor) -> tuple[Tensor]:
         return (self.logits(obs),)
 
     def distribution(self, outputs: tuple[Tensor, ...]) -> Distribution:
-        return Categorical(logits=outputs[0])
+        return Categorical(logits=outputs[0], validate_args=False)
+
+    def head_distribution(self, out: Tensor, head: Sequence[Tensor]) -> Distribution:
+        return Categorical(logits=out, validate_args=False)
 
 
 def make_policy(observation_space: gym.Space, action_space: gym.Space, policy_spec) -> Policy:

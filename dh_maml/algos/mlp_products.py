@@ -1,0 +1,134 @@
+"""Exact gradients and curvature products through an MLP from one kept primal pass (Pearlmutter's R-operator).
+
+Why not autograd: each TRPO step multiplies the same per-task curvature by a
+dozen vectors. Double backward through autograd graphs repeats generic
+elementwise nodes and gradient accumulations for every product and needs the
+whole second-order graph built first; here the primal pass (inputs, slopes
+and curvatures of the activations, cotangents) is computed once per task and
+every product is a few matrix products on it, about twice as fast on a CPU.
+
+Shapes: a batch is flattened to [M, features]; a layer is (weight [out, in],
+bias [out]) and every layer but the last is followed by the activation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import torch
+from torch import Tensor
+
+Layer = tuple[Tensor, Tensor]
+
+
+def _slope_and_curvature(z: Tensor, h: Tensor, activation: str) -> tuple[Tensor, Tensor | None]:
+    """f'(z) and f''(z) of the activation, from its input z and output h (None when f'' vanishes)."""
+    if activation == "tanh":
+        slope = 1.0 - h * h
+        return slope, -2.0 * h * slope
+    if activation == "relu":
+        return (z > 0).to(z.dtype), None
+    raise ValueError(f"unsupported activation {activation!r}: expected 'tanh' or 'relu'")
+
+
+def _activate(z: Tensor, activation: str) -> Tensor:
+    return torch.tanh(z) if activation == "tanh" else torch.relu(z)
+
+
+@dataclass
+class Backprop:
+    """Cotangents of one backward pass, needed again by second-order products."""
+
+    dz: list[Tensor]  # of each layer's pre-activation
+    dh: list[Tensor | None]  # of each layer's input (None for the data)
+
+
+@dataclass
+class Tangent:
+    """Directional derivatives of one pass along a parameter direction."""
+
+    z: list[Tensor]  # of each layer's pre-activation; the last is the output's
+    h: list[Tensor | None]  # of each layer's input (None for the data)
+
+    @property
+    def out(self) -> Tensor:
+        return self.z[-1]
+
+
+@dataclass
+class MLPPass:
+    """The primal values of an MLP on a batch: everything its products need."""
+
+    weights: list[Tensor]
+    inputs: list[Tensor]  # input of each layer
+    slopes: list[Tensor]  # f'(z) of each hidden layer
+    curvatures: list[Tensor | None]  # f''(z) of each hidden layer
+    out: Tensor
+
+    @staticmethod
+    def run(layers: Sequence[Layer], x: Tensor, activation: str) -> "MLPPass":
+        inputs, slopes, curvatures = [x], [], []
+        h = x
+        for k, (w, b) in enumerate(layers):
+            z = torch.addmm(b, h, w.t())
+            if k == len(layers) - 1:
+                return MLPPass([w for w, _ in layers], inputs, slopes, curvatures, z)
+            h = _activate(z, activation)
+            slope, curvature = _slope_and_curvature(z, h, activation)
+            inputs.append(h)
+            slopes.append(slope)
+            curvatures.append(curvature)
+        raise ValueError("an MLP needs at least one layer")
+
+    def backward(self, d_out: Tensor) -> tuple[list[Layer], Backprop]:
+        """Gradients of every layer for the output cotangent ``d_out`` [M, out]."""
+        n = len(self.weights)
+        grads: list[Layer] = [None] * n  # type: ignore[list-item]
+        dz_all: list[Tensor] = [None] * n  # type: ignore[list-item]
+        dh_all: list[Tensor | None] = [None] * n
+        dz = d_out
+        for k in range(n - 1, -1, -1):
+            dz_all[k] = dz
+            grads[k] = (dz.t() @ self.inputs[k], dz.sum(0))
+            if k > 0:
+                dh = dz @ self.weights[k]
+                dh_all[k] = dh
+                dz = self.slopes[k - 1] * dh
+        return grads, Backprop(dz_all, dh_all)
+
+    def tangent(self, direction: Sequence[Layer]) -> Tangent:
+        """Forward-mode derivative of every layer along the parameter ``direction``."""
+        zs: list[Tensor] = []
+        hs: list[Tensor | None] = [None]
+        for k, (w, (vw, vb)) in enumerate(zip(self.weights, direction)):
+            rz = torch.addmm(vb, self.inputs[k], vw.t())
+            if hs[k] is not None:
+                rz = rz.addmm_(hs[k], w.t())
+            zs.append(rz)
+            if k < len(self.weights) - 1:
+                hs.append(self.slopes[k] * rz)
+        return Tangent(zs, hs)
+
+    def tangent_backward(self, direction: Sequence[Layer], tangent: Tangent, d_out_tangent: Tensor,
+                         backprop: Backprop | None) -> list[Layer]:
+        """Derivative of ``backward``'s gradients along ``direction``, given the derivative of its output
+        cotangent. ``backprop`` is the primal backward pass; None when its cotangents are zero (a KL at its
+        minimum), which drops the terms through the network's own second derivatives."""
+        n = len(self.weights)
+        out: list[Layer] = [None] * n  # type: ignore[list-item]
+        rdz = d_out_tangent
+        for k in range(n - 1, -1, -1):
+            rgw = rdz.t() @ self.inputs[k]
+            if backprop is not None and tangent.h[k] is not None:
+                rgw = rgw.addmm_(backprop.dz[k].t(), tangent.h[k])
+            out[k] = (rgw, rdz.sum(0))
+            if k > 0:
+                rdh = rdz @ self.weights[k]
+                if backprop is not None:
+                    rdh = rdh.addmm_(backprop.dz[k], direction[k][0])
+                rdz = self.slopes[k - 1] * rdh
+                curvature = self.curvatures[k - 1]
+                if backprop is not None and curvature is not None:
+                    rdz = rdz.addcmul_(curvature * backprop.dh[k], tangent.z[k - 1])
+        return out

@@ -1,0 +1,210 @@
+"""One task's part of the TRPO step: adaptation, post-adaptation surrogate, meta-gradient and KL curvature.
+
+The meta-parameters θ adapt to θ' by inner gradient steps; the surrogate and
+the KL are taken at θ'. At the start of the step the KL sits at its minimum
+(the old policy is the adapted policy itself), so its Hessian in θ is exactly
+Jᵀ F J, with J = dθ'/dθ and F the Hessian of the KL in θ'. Each inner step's
+Jacobian is I - α H (H the inner loss's Hessian, symmetric), so J and Jᵀ are
+products of symmetric factors taken in opposite orders. Every product runs on
+kept primal passes (``mlp_products``); only the small distribution head uses
+autograd.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import torch
+from torch import Tensor
+from torch.distributions import Distribution, kl_divergence
+
+from dh_maml.algos.mlp_products import Backprop, Layer, MLPPass
+from dh_maml.episodes import EpisodeBatch
+from dh_maml.policies import Policy
+
+Values = list[Tensor]  # one tensor per policy parameter, in parameter order
+
+
+@dataclass(frozen=True)
+class ParamLayout:
+    """Where each body layer and head parameter sits in the policy's parameter order."""
+
+    shapes: list[torch.Size]
+    layers: list[tuple[int, int]]
+    head: list[int]
+
+    @staticmethod
+    def of(policy: Policy) -> "ParamLayout":
+        names = [name for name, _ in policy.named_parameters()]
+        index = {name: i for i, name in enumerate(names)}
+        return ParamLayout([p.shape for p in policy.parameters()],
+                           [(index[w], index[b]) for w, b in policy.layer_keys()],
+                           [index[k] for k in policy.head_keys()])
+
+    def body_of(self, values: Sequence[Tensor]) -> list[Layer]:
+        return [(values[w], values[b]) for w, b in self.layers]
+
+    def head_of(self, values: Sequence[Tensor]) -> list[Tensor]:
+        return [values[i] for i in self.head]
+
+    def join(self, body: Sequence[Layer], head: Sequence[Tensor]) -> Values:
+        out: list[Tensor] = [None] * len(self.shapes)  # type: ignore[list-item]
+        for (w, b), (gw, gb) in zip(self.layers, body):
+            out[w], out[b] = gw, gb
+        for i, g in zip(self.head, head):
+            out[i] = g
+        return out
+
+    def split(self, vector: Tensor) -> Values:
+        return [part.view(shape) for part, shape in zip(vector.split([s.numel() for s in self.shapes]), self.shapes)]
+
+
+@dataclass
+class FlatBatch:
+    """One task's batch as samples: the reference weighting (mean over each episode's steps, then over
+    episodes) folded into one weight per sample, zero on padding."""
+
+    obs: Tensor  # [M, obs_dim]
+    actions: Tensor  # [M, ...]
+    weights: Tensor  # [M]
+    advantages: Tensor  # [M]
+
+    @staticmethod
+    def of(batch: EpisodeBatch) -> "FlatBatch":
+        if batch.num_tasks != 1:
+            raise ValueError(f"a FlatBatch holds one task, got {batch.num_tasks}")
+        mask = batch.mask[0]  # [T, E]
+        weights = mask / mask.sum(0, keepdim=True).clamp(min=1.0) / mask.shape[-1]
+        m = mask.numel()
+        return FlatBatch(batch.observations[0].reshape(m, -1), batch.actions[0].reshape(m, *batch.actions.shape[3:]),
+                         weights.reshape(m), batch.advantages[0].reshape(m))
+
+
+class Head:
+    """A scalar objective of the distribution head on a batch, differentiated in the body's output and the
+    head parameters. The head acts on [M, action] outputs, not hidden units, so autograd is cheap here."""
+
+    def __init__(self, policy: Policy, out: Tensor, head: Sequence[Tensor],
+                 objective: Callable[[Distribution], Tensor], second_order: bool):
+        self.leaves = [out.detach().requires_grad_(), *(h.detach().requires_grad_() for h in head)]
+        with torch.enable_grad():
+            value = objective(policy.head_distribution(self.leaves[0], self.leaves[1:]))
+            self.grads = torch.autograd.grad(value, self.leaves, create_graph=second_order, materialize_grads=True)
+        self.value = value.item()
+        self.gradient = [g.detach() for g in self.grads]  # for primal use: no graph may leak into the passes
+
+    def hvp(self, tangents: Sequence[Tensor]) -> list[Tensor]:
+        """Second derivatives of the objective times the (output, head) tangents."""
+        pairs = [(g, t) for g, t in zip(self.grads, tangents) if g.requires_grad]
+        if not pairs:
+            return [torch.zeros_like(leaf) for leaf in self.leaves]
+        return list(torch.autograd.grad([g for g, _ in pairs], self.leaves, [t for _, t in pairs],
+                                        retain_graph=True, materialize_grads=True))
+
+
+def _log_likelihood(actions: Tensor, weights: Tensor) -> Callable[[Distribution], Tensor]:
+    return lambda dist: -(weights * dist.log_prob(actions)).sum()
+
+
+@dataclass
+class InnerStep:
+    """One inner gradient step, with its primal pass kept for Hessian products."""
+
+    lr: float
+    layout: ParamLayout
+    pass_: MLPPass
+    head: Head
+    backprop: Backprop
+
+    def jacobian_vp(self, v: Values) -> Values:
+        """(I - lr H) v, H the inner loss's Hessian at this step's parameters (symmetric)."""
+        body = self.layout.body_of(v)
+        tangent = self.pass_.tangent(body)
+        r_out, *r_head = self.head.hvp([tangent.out, *self.layout.head_of(v)])
+        h_body = self.pass_.tangent_backward(body, tangent, r_out, self.backprop)
+        return [x - self.lr * hx for x, hx in zip(v, self.layout.join(h_body, r_head))]
+
+
+def body_and_head_grads(layout: ParamLayout, pass_: MLPPass, head: Head) -> tuple[Values, Backprop]:
+    body, backprop = pass_.backward(head.gradient[0])
+    return layout.join(body, head.gradient[1:]), backprop
+
+
+def adapt_task(policy: Policy, layout: ParamLayout, params: Values, batches: Sequence[FlatBatch], lrs: Sequence[float],
+          keep: bool) -> tuple[Values, list[InnerStep], float]:
+    """Inner SGD steps from ``params``; with ``keep`` each step's pass is kept for Jacobian products.
+    Returns the adapted parameters, the kept steps and the first step's loss."""
+    steps, first_loss = [], None
+    for batch, lr in zip(batches, lrs):
+        pass_ = MLPPass.run(layout.body_of(params), batch.obs, policy.activation)
+        loss = _log_likelihood(batch.actions, batch.weights * batch.advantages)
+        head = Head(policy, pass_.out, layout.head_of(params), loss, second_order=keep)
+        grads, backprop = body_and_head_grads(layout, pass_, head)
+        first_loss = head.value if first_loss is None else first_loss
+        if keep:
+            steps.append(InnerStep(lr, layout, pass_, head, backprop))
+        params = [p - lr * g for p, g in zip(params, grads)]
+    return params, steps, first_loss
+
+
+class TaskTerms:
+    """One task's surrogate at the start of the TRPO step, with its meta-gradient and curvature products.
+
+    ``second_order`` keeps the inner steps' passes, so J is the true adaptation
+    Jacobian; first-order MAML treats J as the identity.
+    """
+
+    def __init__(self, task_id: int, policy: Policy, layout: ParamLayout, params: Values,
+                 train: Sequence[FlatBatch], valid: FlatBatch, lrs: Sequence[float], second_order: bool):
+        self.task_id, self.policy, self.layout = task_id, policy, layout
+        self.train, self.valid, self.lrs = list(train), valid, list(lrs)
+        adapted, self.steps, self.inner_loss = adapt_task(policy, layout, params, self.train, self.lrs, second_order)
+        pass_ = MLPPass.run(layout.body_of(adapted), valid.obs, policy.activation)
+        self.old = policy.head_distribution(pass_.out.detach(), [h.detach() for h in layout.head_of(adapted)])
+        self.old_log_prob = self.old.log_prob(valid.actions)
+        surrogate = Head(policy, pass_.out, layout.head_of(adapted), self._surrogate, second_order=False)
+        self.loss = surrogate.value
+        self._adapted_grad, _ = body_and_head_grads(layout, pass_, surrogate)
+        self._valid_pass = pass_
+        self._kl = Head(policy, pass_.out, layout.head_of(adapted), self._kl_objective, second_order=True)
+
+    def _surrogate(self, dist: Distribution) -> Tensor:
+        ratio = torch.exp(dist.log_prob(self.valid.actions) - self.old_log_prob)
+        return -(self.valid.weights * ratio * self.valid.advantages).sum()
+
+    def _kl_objective(self, dist: Distribution) -> Tensor:
+        return (self.valid.weights * kl_divergence(dist, self.old)).sum()
+
+    def jacobian_vp(self, v: Values) -> Values:
+        for step in self.steps:
+            v = step.jacobian_vp(v)
+        return v
+
+    def jacobian_tvp(self, v: Values) -> Values:
+        for step in reversed(self.steps):
+            v = step.jacobian_vp(v)
+        return v
+
+    def fisher_vp(self, u: Values) -> Values:
+        """The KL's Hessian in the adapted parameters times ``u``; its gradient is zero here, so only the
+        head's curvature enters, through the body's Jacobian."""
+        body = self.layout.body_of(u)
+        tangent = self._valid_pass.tangent(body)
+        r_out, *r_head = self._kl.hvp([tangent.out, *self.layout.head_of(u)])
+        return self.layout.join(self._valid_pass.tangent_backward(body, tangent, r_out, None), r_head)
+
+    def gradient(self) -> Values:
+        """The surrogate's gradient in the meta-parameters."""
+        return self.jacobian_tvp(self._adapted_grad)
+
+    def curvature_vp(self, v: Values) -> Values:
+        """The KL's Hessian in the meta-parameters times ``v``: Jᵀ F J v."""
+        return self.jacobian_tvp(self.fisher_vp(self.jacobian_vp(v)))
+
+    def score(self, params: Values) -> tuple[float, float]:
+        """Surrogate and KL to the old adapted policy after adapting from ``params`` (values only)."""
+        adapted, _, _ = adapt_task(self.policy, self.layout, params, self.train, self.lrs, keep=False)
+        out = MLPPass.run(self.layout.body_of(adapted), self.valid.obs, self.policy.activation).out
+        dist = self.policy.head_distribution(out, self.layout.head_of(adapted))
+        return self._surrogate(dist).item(), self._kl_objective(dist).item()
