@@ -41,7 +41,7 @@ class Backprop:
     """Cotangents of one backward pass, needed again by second-order products."""
 
     dz: list[Tensor]  # of each layer's pre-activation
-    dh: list[Tensor | None]  # of each layer's input (None for the data)
+    curved: list[Tensor | None]  # f''(z) times the cotangent of each layer's input (None: data, or f'' = 0)
 
 
 @dataclass
@@ -81,21 +81,23 @@ class MLPPass:
             curvatures.append(curvature)
         raise ValueError("an MLP needs at least one layer")
 
-    def backward(self, d_out: Tensor) -> tuple[list[Layer], Backprop]:
-        """Gradients of every layer for the output cotangent ``d_out`` [M, out]."""
+    def backward(self, d_out: Tensor, second_order: bool = False) -> tuple[list[Layer], Backprop]:
+        """Gradients of every layer for the output cotangent ``d_out`` [M, out]; ``second_order`` also keeps
+        what ``tangent_backward`` needs from this pass."""
         n = len(self.weights)
         grads: list[Layer] = [None] * n  # type: ignore[list-item]
         dz_all: list[Tensor] = [None] * n  # type: ignore[list-item]
-        dh_all: list[Tensor | None] = [None] * n
+        curved: list[Tensor | None] = [None] * n
         dz = d_out
         for k in range(n - 1, -1, -1):
             dz_all[k] = dz
             grads[k] = (dz.t() @ self.inputs[k], dz.sum(0))
             if k > 0:
                 dh = dz @ self.weights[k]
-                dh_all[k] = dh
+                curvature = self.curvatures[k - 1]
+                curved[k] = curvature * dh if second_order and curvature is not None else None
                 dz = self.slopes[k - 1] * dh
-        return grads, Backprop(dz_all, dh_all)
+        return grads, Backprop(dz_all, curved)
 
     def tangent(self, direction: Sequence[Layer]) -> Tangent:
         """Forward-mode derivative of every layer along the parameter ``direction``."""
@@ -128,7 +130,6 @@ class MLPPass:
                 if backprop is not None:
                     rdh = rdh.addmm_(backprop.dz[k], direction[k][0])
                 rdz = self.slopes[k - 1] * rdh
-                curvature = self.curvatures[k - 1]
-                if backprop is not None and curvature is not None:
-                    rdz = rdz.addcmul_(curvature * backprop.dh[k], tangent.z[k - 1])
+                if backprop is not None and backprop.curved[k] is not None:
+                    rdz = rdz.addcmul_(backprop.curved[k], tangent.z[k - 1])
         return out

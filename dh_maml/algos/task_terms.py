@@ -126,8 +126,9 @@ class InnerStep:
         return [x - self.lr * hx for x, hx in zip(v, self.layout.join(h_body, r_head))]
 
 
-def body_and_head_grads(layout: ParamLayout, pass_: MLPPass, head: Head) -> tuple[Values, Backprop]:
-    body, backprop = pass_.backward(head.gradient[0])
+def body_and_head_grads(layout: ParamLayout, pass_: MLPPass, head: Head,
+                        second_order: bool = False) -> tuple[Values, Backprop]:
+    body, backprop = pass_.backward(head.gradient[0], second_order)
     return layout.join(body, head.gradient[1:]), backprop
 
 
@@ -140,7 +141,7 @@ def adapt_task(policy: Policy, layout: ParamLayout, params: Values, batches: Seq
         pass_ = MLPPass.run(layout.body_of(params), batch.obs, policy.activation)
         loss = _log_likelihood(batch.actions, batch.weights * batch.advantages)
         head = Head(policy, pass_.out, layout.head_of(params), loss, second_order=keep)
-        grads, backprop = body_and_head_grads(layout, pass_, head)
+        grads, backprop = body_and_head_grads(layout, pass_, head, second_order=keep)
         first_loss = head.value if first_loss is None else first_loss
         if keep:
             steps.append(InnerStep(lr, layout, pass_, head, backprop))
