@@ -103,6 +103,15 @@ class Head:
                                         retain_graph=True, materialize_grads=True))
 
 
+def hessian_vp(layout: ParamLayout, pass_: MLPPass, head: Head, backprop: Backprop | None, v: Values) -> Values:
+    """The Hessian of ``head``'s objective through ``pass_`` in the parameters, times ``v``. ``backprop`` is the
+    pass's primal backward, or None where the objective's gradient in the body's output is zero."""
+    body = layout.body_of(v)
+    tangent = pass_.tangent(body)
+    r_out, *r_head = head.hvp([tangent.out, *layout.head_of(v)])
+    return layout.join(pass_.tangent_backward(body, tangent, r_out, backprop), r_head)
+
+
 def _log_likelihood(actions: Tensor, weights: Tensor) -> Callable[[Distribution], Tensor]:
     return lambda dist: -(weights * dist.log_prob(actions)).sum()
 
@@ -119,11 +128,8 @@ class InnerStep:
 
     def jacobian_vp(self, v: Values) -> Values:
         """(I - lr H) v, H the inner loss's Hessian at this step's parameters (symmetric)."""
-        body = self.layout.body_of(v)
-        tangent = self.pass_.tangent(body)
-        r_out, *r_head = self.head.hvp([tangent.out, *self.layout.head_of(v)])
-        h_body = self.pass_.tangent_backward(body, tangent, r_out, self.backprop)
-        return [x - self.lr * hx for x, hx in zip(v, self.layout.join(h_body, r_head))]
+        hv = hessian_vp(self.layout, self.pass_, self.head, self.backprop, v)
+        return [x - self.lr * hx for x, hx in zip(v, hv)]
 
 
 def body_and_head_grads(layout: ParamLayout, pass_: MLPPass, head: Head,
@@ -190,10 +196,7 @@ class TaskTerms:
     def fisher_vp(self, u: Values) -> Values:
         """The KL's Hessian in the adapted parameters times ``u``; its gradient is zero here, so only the
         head's curvature enters, through the body's Jacobian."""
-        body = self.layout.body_of(u)
-        tangent = self._valid_pass.tangent(body)
-        r_out, *r_head = self._kl.hvp([tangent.out, *self.layout.head_of(u)])
-        return self.layout.join(self._valid_pass.tangent_backward(body, tangent, r_out, None), r_head)
+        return hessian_vp(self.layout, self._valid_pass, self._kl, None, u)
 
     def gradient(self) -> Values:
         """The surrogate's gradient in the meta-parameters."""
