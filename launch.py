@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from pathlib import Path
 
@@ -48,6 +49,10 @@ def _resolve_run(args: argparse.Namespace):
     from dh_maml.spec import load_spec, with_overrides
 
     overrides = list(args.set)
+    if args.interface is not None:
+        overrides.append(f"network.interface={args.interface}")
+    if args.transports is not None:
+        overrides.append(f"network.transports=[{args.transports}]")
     if args.iterations is not None:
         overrides.append(f"experiment.iterations={args.iterations}")
     if args.device is not None:
@@ -63,6 +68,13 @@ def _resolve_run(args: argparse.Namespace):
     return spec, Path(args.run_dir) if args.run_dir else new_run_dir(spec), None
 
 
+def _network(spec, trusted: bool, multi_host: bool):
+    from observers.world import Network
+
+    net = spec.network
+    return Network.checked(net.interface, net.transports, net.channels, multi_host, trusted)
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     import torch
 
@@ -72,20 +84,27 @@ def cmd_train(args: argparse.Namespace) -> int:
     from dh_maml.run_dir import truncate_metrics, write_spec
     from dh_maml.trainer import MetaTrainer
     from observers.service import serve
-    from observers.world import host_world, torchrun_world
+    from observers.world import host_world, torchrun_multi_host, torchrun_world
 
-    torchrun = torchrun_world()
+    if args.node_rank >= args.nnodes:
+        raise UsageError(f"--node-rank {args.node_rank}: must be below --nnodes {args.nnodes}")
+    if args.nnodes > 1 and args.master_addr is None:
+        raise UsageError("--master-addr: required with --nnodes > 1 (the address of the host with --node-rank 0)")
     spec, run_dir, state = _resolve_run(args)
+    device, timeout_s, observers = spec.experiment.device, spec.sampler.timeout_s, spec.sampler.observers
+    network = _network(spec, args.trust_network, args.nnodes > 1 or torchrun_multi_host())
+    torchrun = torchrun_world(network, timeout_s, device)
     if torchrun is not None and torchrun.rank != 0:
         serve(torchrun)
-    observers = spec.sampler.observers
     if torchrun is None and args.nnodes > 1 and observers == 0:
         raise UsageError("--observers 0 (sampling in the agent's process) works on one host only")
+    if args.node_rank == 0:
+        _check_device(device)
     if torchrun is not None:
         world, local_ranks = torchrun, range(0)
     elif observers:
-        world, local_ranks = host_world(observers, spec.sampler.timeout_s, args.nnodes, args.node_rank,
-                                        args.master_addr, args.master_port)
+        world, local_ranks = host_world(observers, timeout_s, network, args.nnodes, args.node_rank,
+                                        args.master_addr, args.master_port, device)
     else:
         world, local_ranks = None, range(0)
     if torchrun is None and args.node_rank > 0:  # a host with observers only: the agent configures them
@@ -96,10 +115,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         finally:
             stop_processes(procs)
         return max((p.exitcode or 0) for p in procs)
-    _check_device(spec.experiment.device)
     torch.set_num_threads(1)  # small tensors: parallel work is split by task instead
     write_spec(spec, run_dir)
-    trainer = MetaTrainer(spec, spec.experiment.device)
+    trainer = MetaTrainer(spec, device)
     if state is not None:
         trainer.load_state_dict(state)
         truncate_metrics(run_dir, trainer.iteration)
@@ -143,7 +161,9 @@ def cmd_test(args: argparse.Namespace) -> int:
         return 0
 
     observers = spec.sampler.observers
-    world, ranks = host_world(observers, spec.sampler.timeout_s) if observers else (None, range(0))
+    loopback = dataclasses.replace(spec, network=dataclasses.replace(spec.network, interface="lo"))
+    network = _network(loopback, trusted=False, multi_host=False)  # a meta-test runs on one host
+    world, ranks = host_world(observers, spec.sampler.timeout_s, network) if observers else (None, range(0))
     return run_agent(trainer, world, ranks, evaluate)
 
 
@@ -173,6 +193,15 @@ def build_parser() -> argparse.ArgumentParser:
     hosts.add_argument("--master-addr", help="address of the host with --node-rank 0")
     hosts.add_argument("--master-port", type=int, help="its rendezvous port (default: a free port on one "
                                                        "host, 29500 across hosts)")
+    hosts.add_argument("--interface", metavar="IFNAME",
+                       help="network interface TensorPipe listens on, this host's name for it (TP_SOCKET_IFNAME; "
+                            "default network.interface of the spec, lo)")
+    hosts.add_argument("--transports", metavar="LIST",
+                       help="TensorPipe transports in order of preference, comma-separated: uv (TCP), shm "
+                            "(shared memory, busy-polls), ibv (InfiniBand); default network.transports, uv")
+    hosts.add_argument("--trust-network", action="store_true",
+                       help="allow listening beyond loopback; TensorPipe runs what its peers send, so every host "
+                            "on that network is trusted")
     train.set_defaults(func=cmd_train)
 
     test = sub.add_parser("test", help="meta-test a trained policy on held-out tasks",

@@ -104,7 +104,12 @@ def run_agent(trainer: MetaTrainer, world: WorldConfig | None, local_ranks: rang
 
     watch = StartupWatch(procs, fail)
     try:
-        _join_interruptibly(world)
+        try:
+            _join_interruptibly(world)
+        except RuntimeError as exc:  # TensorPipe's or Gloo's own words, first line only
+            fail(f"the RPC world did not assemble at {world.master_addr}:{world.master_port} "
+                 f"({str(exc).strip().splitlines()[0][:300]}); check that every host runs the same --nnodes and "
+                 "--observers, that --master-addr is reachable over each host's --interface")
         watch.ready()
         timeout_s = trainer.spec.sampler.timeout_s
         agent = Agent(trainer, [RemoteObserver(name, timeout_s) for name in world.observers])

@@ -91,6 +91,24 @@ class SamplerSpec:
     idle_exit_s: float = field(default=1800.0, metadata=_range(0.0, lo_open=True))  # observer alone this long exits
 
 
+TRANSPORTS = ("uv", "shm", "ibv")
+CHANNELS = ("basic", "cma", "mpt_uv", "cuda_basic", "cuda_ipc", "cuda_gdr", "cuda_xth")
+
+
+@dataclass
+class NetworkSpec:
+    """How TensorPipe talks; each host reads its own (interface names differ between hosts).
+
+    ``transports`` defaults to TCP (``uv``) alone: the shared-memory transport's
+    reactor busy-polls, which took a third of each core from the learner and the
+    observers on a 2-core host (see the README's speed section).
+    """
+
+    interface: str = "lo"  # TP_SOCKET_IFNAME; anything but loopback also needs --trust-network
+    transports: list[str] = field(default_factory=lambda: ["uv"], metadata=_choices(*TRANSPORTS))
+    channels: list[str] | None = field(default=None, metadata=_choices(*CHANNELS))  # None: TensorPipe's default
+
+
 @dataclass
 class WandbSpec:
     enabled: bool = False
@@ -126,6 +144,7 @@ class Spec:
     maml: MAMLSpec = field(default_factory=MAMLSpec)
     trpo: TRPOSpec = field(default_factory=TRPOSpec)
     sampler: SamplerSpec = field(default_factory=SamplerSpec)
+    network: NetworkSpec = field(default_factory=NetworkSpec)
     metrics: MetricsSpec = field(default_factory=MetricsSpec)
     checkpoint: CheckpointSpec = field(default_factory=CheckpointSpec)
     meta_test: MetaTestSpec = field(default_factory=MetaTestSpec)
@@ -196,6 +215,12 @@ def _convert(value: Any, tp: Any, path: str, problems: list[str]) -> Any:
 
 def _check_range(value: Any, meta: Mapping[str, Any], path: str, problems: list[str]) -> None:
     if value is None:
+        return
+    if "choices" in meta and isinstance(value, list):
+        if not value:
+            problems.append(f"{path}: expected a non-empty list of {', '.join(meta['choices'])}, got []")
+        for i, item in enumerate(value):
+            _check_range(item, meta, f"{path}[{i}]", problems)
         return
     if "choices" in meta and value not in meta["choices"]:
         problems.append(f"{path}: expected one of {', '.join(map(str, meta['choices']))}, got {value!r}")

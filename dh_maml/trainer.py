@@ -58,7 +58,7 @@ class MetaTrainer:
 
     def objective(self, group: TaskGroup) -> GroupObjective:
         """One group's second-order graph; build it as soon as the group arrives."""
-        return self.learner.objective(_to_device(group, self.device))
+        return self.learner.objective(group.to(self.device))
 
     def update(self, objectives: Sequence[GroupObjective]) -> MetaStepStats:
         stats = self.learner.step(objectives)
@@ -82,12 +82,6 @@ class MetaTrainer:
         self.task_rng.bit_generator.state = state["task_rng"]
         self.sample_rng.bit_generator.state = state["sample_rng"]
         torch.set_rng_state(state["torch_rng"])
-
-
-def _to_device(group: TaskGroup, device: torch.device) -> TaskGroup:
-    if device.type == "cpu":
-        return group
-    return TaskGroup(group.task_ids, [b.to(device) for b in group.train], group.valid.to(device), group.version)
 
 
 class LocalTrainer(MetaTrainer):

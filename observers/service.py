@@ -18,9 +18,10 @@ from typing import Any, Callable
 import torch
 from torch.distributed import rpc
 
+from dh_maml.algos.maml import TaskGroup
 from dh_maml.spec import spec_from_dict
 from observers.rollouts import Rollouts
-from observers.world import WorldConfig, die_with_parent, join, leave
+from observers.world import WorldConfig, die_with_parent, interface_address, join, leave
 
 
 class _Service:
@@ -31,6 +32,8 @@ class _Service:
         self.graceful = False
         self.idle_exit_s = idle_exit_s
         self.last_heard = time.monotonic()
+        self.result_device: str | None = None  # the agent's GPU when it set a CUDA device map to us
+        self.address: str | None = None  # where this observer listens, for the run's world.json
 
     def submit(self, fn: Callable[[], Any]) -> torch.futures.Future:
         self.last_heard = time.monotonic()
@@ -56,7 +59,7 @@ _service = _Service(idle_exit_s=1800.0)
 
 @rpc.functions.async_execution
 def configure(spec_dict: dict) -> torch.futures.Future:
-    """Build envs and the policy copy for the run's spec; returns this observer's pid and host."""
+    """Build envs and the policy copy for the run's spec; returns this observer's pid, host and address."""
     def build() -> dict[str, Any]:
         spec = spec_from_dict(spec_dict, source="the agent")
         torch.set_num_threads(spec.sampler.torch_threads)
@@ -64,15 +67,20 @@ def configure(spec_dict: dict) -> torch.futures.Future:
             _service.rollouts.close()
         _service.rollouts = Rollouts(spec)
         _service.idle_exit_s = spec.sampler.idle_exit_s
-        return Rollouts.identity()
+        return {**Rollouts.identity(), "address": _service.address}
 
     return _service.submit(build)
 
 
 @rpc.functions.async_execution
 def sample(*args: Any) -> torch.futures.Future:
-    """``Rollouts.sample`` on the rollout thread."""
-    return _service.submit(lambda: _service.ready().sample(*args))
+    """``Rollouts.sample`` on the rollout thread; the group goes back on the agent's GPU when the agent mapped
+    this observer (the host-to-device copy then happens here, not on the learner's thread)."""
+    def run() -> TaskGroup:
+        group = _service.ready().sample(*args)
+        return group.to(_service.result_device) if _service.result_device else group
+
+    return _service.submit(run)
 
 
 @rpc.functions.async_execution
@@ -93,6 +101,8 @@ def serve(cfg: WorldConfig) -> None:
     die_with_parent()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group; the agent decides
     torch.set_num_threads(1)
+    _service.result_device = cfg.result_device
+    _service.address = interface_address(cfg.interface)
     code = 0
     try:
         join(cfg)

@@ -11,9 +11,11 @@ import socket
 import sys
 import threading
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Sequence
 
 AGENT = "agent"
+LOOPBACK = ("lo", "lo0")
 
 
 class WorldError(ValueError):
@@ -26,7 +28,8 @@ def observer_name(rank: int) -> str:
 
 @dataclass(frozen=True)
 class WorldConfig:
-    """Where the world meets: rank 0 hosts the rendezvous store at master_addr:master_port."""
+    """Where the world meets (rank 0 hosts the rendezvous store at master_addr:master_port) and how
+    TensorPipe talks: the interface it listens on, its transports and channels, CUDA device maps."""
 
     rank: int
     world_size: int
@@ -34,6 +37,10 @@ class WorldConfig:
     master_port: int = 29500
     rpc_timeout_s: float = 600.0
     init_method: str | None = None  # "env://" under torchrun, else tcp://master_addr:master_port
+    interface: str = "lo"
+    transports: tuple[str, ...] | None = ("uv",)  # None: TensorPipe's default
+    channels: tuple[str, ...] | None = None
+    device_maps: dict[str, dict[str, str]] = field(default_factory=dict)  # the agent's, per observer name
 
     @property
     def name(self) -> str:
@@ -43,6 +50,59 @@ class WorldConfig:
     def observers(self) -> list[str]:
         return [observer_name(r) for r in range(1, self.world_size)]
 
+    @property
+    def result_device(self) -> str | None:
+        """Where this observer puts what it returns: the agent's GPU when the agent mapped it, else CPU."""
+        mapped = self.device_maps.get(self.name)
+        return next(iter(mapped.values())) if mapped else None
+
+
+@dataclass(frozen=True)
+class Network:
+    """This host's TensorPipe settings, checked: the interface exists, and leaving loopback was asked for."""
+
+    interface: str = "lo"
+    transports: tuple[str, ...] | None = ("uv",)
+    channels: tuple[str, ...] | None = None
+
+    @classmethod
+    def checked(cls, interface: str, transports: Sequence[str] | None, channels: Sequence[str] | None,
+                multi_host: bool, trusted: bool) -> "Network":
+        """TensorPipe unpickles whatever its peers send, so every host that can reach the listening
+        interface can run code here: loopback unless the user says, on the command line, that the
+        network is trusted."""
+        names = [name for _, name in socket.if_nameindex()]
+        if interface not in names:
+            raise WorldError(f"--interface {interface}: no such network interface on this host "
+                             f"(this host has: {', '.join(names)})")
+        loopback = interface in LOOPBACK
+        if multi_host and loopback:
+            raise WorldError(f"--interface {interface}: hosts cannot reach each other over loopback; give the "
+                             "interface of the private network that joins them, e.g. --interface eth0 "
+                             "--trust-network")
+        if not loopback and not trusted:
+            raise WorldError(f"--interface {interface}: listening beyond loopback lets every host on that "
+                             "network send this process code to run (TensorPipe unpickles what its peers send); "
+                             "add --trust-network to confirm that the network is private")
+        if not loopback:
+            print(f"warning: RPC listens on {interface} ({interface_address(interface)}): every host that can reach it is trusted to run code in "
+                  "this process; use a private network only", file=sys.stderr, flush=True)
+        return cls(interface, tuple(transports) if transports else None, tuple(channels) if channels else None)
+
+
+def interface_address(interface: str) -> str | None:
+    """The IPv4 address of a network interface (what TensorPipe listens on), or None if it has none."""
+    import fcntl
+    import struct
+
+    siocgifaddr = 0x8915
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        try:
+            packed = fcntl.ioctl(s.fileno(), siocgifaddr, struct.pack("256s", interface.encode()[:15]))
+        except OSError:
+            return None
+    return socket.inet_ntoa(packed[20:24])
+
 
 def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
@@ -50,44 +110,69 @@ def free_port(host: str = "127.0.0.1") -> int:
         return s.getsockname()[1]
 
 
-def torchrun_world() -> WorldConfig | None:
-    """The world torchrun describes in the environment (this process's rank), or None outside torchrun."""
+def torchrun_multi_host() -> bool:
+    """Under torchrun: whether the world spans several hosts (it has more ranks than this host)."""
+    world_size = int(os.environ.get("WORLD_SIZE", 1))
+    return world_size > int(os.environ.get("LOCAL_WORLD_SIZE", world_size))
+
+
+def torchrun_world(network: Network, rpc_timeout_s: float, device: str = "cpu") -> WorldConfig | None:
+    """The world torchrun describes in the environment (this process's rank), or None outside torchrun.
+
+    torchrun numbers ranks node by node, so the agent's host holds ranks below LOCAL_WORLD_SIZE.
+    """
     if "RANK" not in os.environ or "WORLD_SIZE" not in os.environ:
         return None
     world_size = int(os.environ["WORLD_SIZE"])
     if world_size < 2:
         raise WorldError(f"torchrun: WORLD_SIZE is {world_size}; DH-MAML needs at least 2 processes "
                          "(rank 0 is the agent, the others observe)")
+    local = int(os.environ.get("LOCAL_WORLD_SIZE", world_size))
     return WorldConfig(int(os.environ["RANK"]), world_size, os.environ.get("MASTER_ADDR", "127.0.0.1"),
-                       int(os.environ.get("MASTER_PORT", 29500)), init_method="env://")
+                       int(os.environ.get("MASTER_PORT", 29500)), rpc_timeout_s, "env://", network.interface,
+                       network.transports, network.channels, cuda_device_maps(device, range(1, local)))
 
 
-def host_world(observers: int, timeout_s: float, nnodes: int = 1, node: int = 0, master_addr: str | None = None,
-               master_port: int | None = None) -> tuple[WorldConfig, range]:
+def host_world(observers: int, timeout_s: float, network: Network, nnodes: int = 1, node: int = 0,
+               master_addr: str | None = None, master_port: int | None = None,
+               device: str = "cpu") -> tuple[WorldConfig, range]:
     """A launch.py world seen from this host: (the agent's config, the observer ranks this host runs).
 
-    Host ``node`` runs ``observers`` ranks after the agent's rank 0. One host
-    listens on loopback only (TensorPipe trusts what its peers send).
+    Host ``node`` runs ``observers`` ranks after the agent's rank 0.
     """
-    if node >= nnodes:
-        raise WorldError(f"--node-rank {node}: must be below --nnodes {nnodes}")
-    if nnodes > 1 and master_addr is None:
-        raise WorldError("--master-addr: required with --nnodes > 1 (the address of the host with --node-rank 0)")
-    if nnodes == 1:
-        os.environ.setdefault("TP_SOCKET_IFNAME", "lo")
     port = master_port or (free_port() if nnodes == 1 else 29500)
-    world = WorldConfig(0, 1 + nnodes * observers, master_addr or "127.0.0.1", port, timeout_s)
-    return world, range(1 + node * observers, 1 + (node + 1) * observers)
+    local = range(1 + node * observers, 1 + (node + 1) * observers)
+    maps = cuda_device_maps(device, range(1, 1 + observers))  # the agent's host: node 0's ranks
+    world = WorldConfig(0, 1 + nnodes * observers, master_addr or "127.0.0.1", port, timeout_s, None,
+                        network.interface, network.transports, network.channels, maps)
+    return world, local
+
+
+def cuda_device_maps(device: str, agent_host_ranks: range) -> dict[str, dict[str, str]]:
+    """The agent's CUDA device maps: to observers on its own host, only when the learner runs on CUDA and
+    CUDA is there. Observers on other hosts are not mapped: whether they have CUDA is unknown before the
+    world is up, and a map to a peer without it makes ``init_rpc`` fail."""
+    import torch
+
+    if not device.startswith("cuda") or not torch.cuda.is_available():
+        return {}
+    target = str(torch.device(device if ":" in device else f"cuda:{torch.cuda.current_device()}"))
+    return {observer_name(r): {target: target} for r in agent_host_ranks}
 
 
 def join(cfg: WorldConfig) -> None:
     """``init_rpc`` with TensorPipe; returns once every rank has joined (or fails after ``rpc_timeout_s``)."""
     from torch.distributed import rpc
 
+    # Read when init_rpc builds TensorPipe and the Gloo group it uses for barriers: both listen on this interface.
+    os.environ["TP_SOCKET_IFNAME"] = os.environ["GLOO_SOCKET_IFNAME"] = cfg.interface
     options = rpc.TensorPipeRpcBackendOptions(
         num_worker_threads=16,
         rpc_timeout=cfg.rpc_timeout_s,
         init_method=cfg.init_method or f"tcp://{cfg.master_addr}:{cfg.master_port}",
+        device_maps=cfg.device_maps if cfg.rank == 0 else None,
+        _transports=list(cfg.transports) if cfg.transports else None,
+        _channels=list(cfg.channels) if cfg.channels else None,
     )
     with warnings.catch_warnings():  # init_rpc's own use of a deprecated gloo path is not the user's business
         warnings.filterwarnings("ignore", message=".*as a ProcessGroup.*", category=UserWarning)

@@ -77,6 +77,13 @@ def test_bad_input_gives_exit_2_and_a_readable_error(tmp_path):
         assert proc.returncode == 2 and "--device cuda: CUDA is not available" in proc.stderr
     proc = launch("train", "--spec", ROOT / "specs/navigation-2d.yaml", "--nnodes", 2, check=False)
     assert proc.returncode == 2 and "--master-addr: required" in proc.stderr
+    proc = launch("train", "--spec", ROOT / "specs/navigation-2d.yaml", "--nnodes", 2, "--master-addr", "10.0.0.1",
+                  check=False)
+    assert proc.returncode == 2 and "--interface lo: hosts cannot reach each other over loopback" in proc.stderr
+    proc = launch("train", "--spec", ROOT / "specs/navigation-2d.yaml", "--interface", "no-such-if0", check=False)
+    assert proc.returncode == 2 and "--interface no-such-if0: no such network interface" in proc.stderr
+    proc = launch("train", "--spec", ROOT / "specs/navigation-2d.yaml", "--transports", "uv,tcp", check=False)
+    assert proc.returncode == 2 and "network.transports[1]: expected one of uv, shm, ibv, got 'tcp'" in proc.stderr
     proc = launch("train", "--resume", tmp_path / "nothing-here", check=False)
     assert proc.returncode == 2 and "not a run directory" in proc.stderr
 

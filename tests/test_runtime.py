@@ -190,3 +190,15 @@ def test_bad_spec_exits_2_before_starting_anything(tmp_path, launcher):
     code, out, err = launch.wait(timeout=60)
     assert code == 2 and "unknown key 'observerz' (did you mean 'observers'?)" in err and "Traceback" not in err
     assert not (tmp_path / "runs").exists()
+
+
+def test_torchrun_starts_the_agent_and_observers_from_its_environment(tmp_path):
+    run = tmp_path / "run"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=3",
+           str(ROOT / "launch.py"), "train", "--spec", NAV, "--iterations", 2, "--run-dir", run,
+           "--set", "maml.meta_batch_size=4", "--set", "maml.fast_batch_size=5"]
+    proc = subprocess.run(list(map(str, cmd)), cwd=ROOT, capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "with 2 observer(s)" in proc.stdout and "done: 2 iterations" in proc.stdout
+    assert sorted(json.loads((run / "world.json").read_text())) == ["observer1", "observer2"]
+    assert [r["observers/alive"] for r in metrics(run)] == [2, 2]

@@ -42,6 +42,10 @@ class TaskGroup:
     def num_steps(self) -> int:
         return sum(b.num_steps for b in (*self.train, self.valid))
 
+    def to(self, device: torch.device | str) -> "TaskGroup":
+        """Tensor.to semantics: no copy where the tensors already are on ``device``."""
+        return TaskGroup(self.task_ids, [b.to(device) for b in self.train], self.valid.to(device), self.version)
+
 
 def step_sizes(fast_lr: float, num_steps: int, paper_protocol: bool = False) -> list[float]:
     """Per-step inner learning rates: constant, or alpha then alpha/2 as in the MAML paper's evaluation."""
