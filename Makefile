@@ -12,10 +12,8 @@ BIN := $(VENV)/bin
 
 .PHONY: train test bench clean-venv
 
-$(VENV)/.installed: pyproject.toml
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX)) "$(TORCH)"
-	$(BIN)/pip install -q -e ".[test]"
+$(VENV)/.installed: pyproject.toml install.sh
+	PYTHON=$(PYTHON) TORCH="$(TORCH)" TORCH_INDEX="$(TORCH_INDEX)" ./install.sh $(VENV) test
 	touch $@
 
 train: $(VENV)/.installed
