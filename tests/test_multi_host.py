@@ -53,8 +53,10 @@ class TwoHosts:
         for ns in self.names:  # deleting a namespace deletes its end of the veth pair, and so the pair
             subprocess.run(["ip", "netns", "delete", ns], capture_output=True)
 
-    def launch(self, host: int, *args) -> subprocess.Popen:
-        cmd = ["ip", "netns", "exec", self.names[host], sys.executable, str(ROOT / "launch.py"), *map(str, args)]
+    def launch(self, host: int, *args, runner: tuple = ()) -> subprocess.Popen:
+        """``launch.py ARGS`` in namespace ``host``, started by ``runner`` (e.g. torchrun) if given."""
+        cmd = ["ip", "netns", "exec", self.names[host], sys.executable, *runner, str(ROOT / "launch.py"),
+               *map(str, args)]
         return subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                 start_new_session=True)
 
@@ -114,6 +116,25 @@ def test_agent_and_observers_train_across_two_hosts(tmp_path, two_hosts):
     assert [r["iteration"] for r in records] == [1, 2]
     assert all(r["observers/alive"] == 2 for r in records)
     assert all(r["env_steps"] > 0 and r["returns/post"] == r["returns/post"] for r in records)
+
+
+def test_torchrun_across_two_hosts(tmp_path, two_hosts):
+    run = tmp_path / "run"
+    args = ["train", "--spec", NAV, "--iterations", 2, "--run-dir", run, "--trust-network", *SMALL[:4]]
+    procs = []
+    for host in (0, 1):
+        runner = ("-m", "torch.distributed.run", "--nnodes=2", "--nproc-per-node=2", f"--node-rank={host}",
+                  f"--master-addr={two_hosts.addresses[0]}", "--master-port=29500")
+        procs.append(two_hosts.launch(host, *args, "--interface", two_hosts.interfaces[host], runner=runner))
+    for proc in procs:
+        code, out, err = finish(proc)
+        assert code == 0, out + err
+    world = json.loads((run / "world.json").read_text())
+    assert {name: w["address"] for name, w in world.items()} == {"observer1": two_hosts.addresses[0],
+                                                                "observer2": two_hosts.addresses[1],
+                                                                "observer3": two_hosts.addresses[1]}
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [(r["iteration"], r["observers/alive"]) for r in records] == [(1, 3), (2, 3)]
 
 
 def test_leaving_loopback_without_trust_is_refused(two_hosts):
