@@ -3,6 +3,7 @@
 
     python launch.py train --spec specs/navigation-2d.yaml
     python launch.py test --run runs/navigation-2d/<stamp>
+    python launch.py plot runs/navigation-2d/<stamp>
     python launch.py check-spec specs/*.yaml
 """
 
@@ -167,6 +168,14 @@ def cmd_test(args: argparse.Namespace) -> int:
     return run_agent(trainer, world, ranks, evaluate)
 
 
+def cmd_plot(args: argparse.Namespace) -> int:
+    from dh_maml.plots import plot_run
+
+    for path in plot_run(args.run, args.out):
+        print(f"wrote {path}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="launch.py", description="DH-MAML: distributed meta-reinforcement learning.",
@@ -217,6 +226,14 @@ def build_parser() -> argparse.ArgumentParser:
     test.add_argument("--out", help="JSON output path (CSV and PNG are written beside it)")
     test.set_defaults(func=cmd_test)
 
+    plot = sub.add_parser("plot", help="draw a run's learning curves and iteration time split (PNG)",
+                          description="Draw RUN_DIR/metrics.jsonl: returns before and after adaptation per "
+                                      "iteration with the spread across tasks, and where each iteration's time "
+                                      "went. Works while the run is still training.")
+    plot.add_argument("run", metavar="RUN_DIR", help="a run directory written by train")
+    plot.add_argument("--out", metavar="DIR", help="where to write the PNGs (default RUN_DIR/plots)")
+    plot.set_defaults(func=cmd_plot)
+
     check = sub.add_parser("check-spec", help="validate specs; exit 0 if all are valid, 2 otherwise")
     check.add_argument("specs", nargs="+", metavar="SPEC")
     check.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
@@ -230,6 +247,7 @@ def _positive(name: str, value: int | None) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from dh_maml.plots import PlotError
     from dh_maml.spec import SpecError
     from observers.world import WorldError
 
@@ -241,7 +259,7 @@ def main(argv: list[str] | None = None) -> int:
             raise SystemExit(f"launch.py: --{flag.replace('_', '-')} must be >= 0, got {getattr(args, flag)}")
     try:
         return args.func(args)
-    except (SpecError, FileNotFoundError, UsageError, WorldError) as exc:
+    except (SpecError, FileNotFoundError, UsageError, WorldError, PlotError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
 

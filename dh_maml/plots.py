@@ -1,0 +1,83 @@
+"""Learning curves and the iteration's time split of a run, drawn from its ``metrics.jsonl``.
+
+Only the JSONL is read, so a run can be plotted while it trains, on another
+machine, or after TensorBoard's files are gone.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+TIME_PARTS = [("time/learner_wait", "waiting for observers"), ("time/graphs", "per-task terms"),
+              ("time/trpo", "TRPO step")]
+
+
+class PlotError(ValueError):
+    """A run that cannot be plotted; the message says why."""
+
+
+def read_metrics(run_dir: str | Path) -> list[dict]:
+    path = Path(run_dir) / "metrics.jsonl"
+    if not path.is_file():
+        raise PlotError(f"'{run_dir}' has no metrics.jsonl: not a run directory, or no iteration has finished yet")
+    records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    records = [r for r in records if "returns/pre" in r]
+    if not records:
+        raise PlotError(f"{path} holds no iteration records yet")
+    return sorted(records, key=lambda r: r["iteration"])
+
+
+def _column(records: list[dict], key: str) -> np.ndarray:
+    return np.array([r.get(key, np.nan) for r in records], dtype=float)
+
+
+def plot_run(run_dir: str | Path, out_dir: str | Path | None = None, title: str | None = None) -> list[Path]:
+    """Write ``learning_curve.png`` (mean return over the iteration's tasks before and after adaptation, ±
+    the spread across tasks) and ``iteration_time.png`` (where each iteration's time went) to ``out_dir``
+    (default RUN_DIR/plots). Returns the paths written."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    records = read_metrics(run_dir)
+    out = Path(out_dir) if out_dir is not None else Path(run_dir) / "plots"
+    out.mkdir(parents=True, exist_ok=True)
+    title = title or Path(run_dir).name
+    it = _column(records, "iteration")
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for key, label in (("returns/pre", "before adaptation"), ("returns/post", "after adaptation")):
+        mean, std = _column(records, key), _column(records, f"{key}_std")
+        (line,) = ax.plot(it, mean, label=label)
+        if not np.isnan(std).all():
+            ax.fill_between(it, mean - std, mean + std, color=line.get_color(), alpha=0.2, linewidth=0)
+    ax.set_xlabel("meta-iteration")
+    ax.set_ylabel("mean return over the meta-batch")
+    ax.set_title(f"{title} (shaded: ± std across tasks)")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    curve = out / "learning_curve.png"
+    fig.savefig(curve, dpi=120)
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    parts = [(label, np.nan_to_num(_column(records, key))) for key, label in TIME_PARTS
+             if any(key in r for r in records)]
+    total = _column(records, "time/iteration")
+    rest = np.clip(total - sum(values for _, values in parts), 0.0, None)
+    ax.stackplot(it, *[v for _, v in parts], rest, labels=[label for label, _ in parts] + ["other"], alpha=0.8)
+    ax.set_xlabel("meta-iteration")
+    ax.set_ylabel("seconds")
+    ax.set_title(f"{title}: time per iteration (median {np.nanmedian(total):.2f} s)")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="upper right", fontsize="small")
+    fig.tight_layout()
+    timing = out / "iteration_time.png"
+    fig.savefig(timing, dpi=120)
+    plt.close(fig)
+    return [curve, timing]

@@ -1,0 +1,57 @@
+"""launch.py plot: learning curves and the time split from a run's metrics.jsonl."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from dh_maml.plots import PlotError, plot_run, read_metrics
+
+ROOT = Path(__file__).resolve().parents[1]
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+def write_run(run: Path, iterations: int, timing=True) -> None:
+    run.mkdir(parents=True)
+    lines = []
+    for i in range(iterations, 0, -1):  # out of order on purpose: plots follow the iteration number
+        record = {"iteration": i, "returns/pre": -40.0 + i, "returns/pre_std": 3.0, "returns/post": -20.0 + i,
+                  "returns/post_std": 4.0, "time/iteration": 2.5}
+        if timing:
+            record.update({"time/learner_wait": 0.3, "time/graphs": 0.2, "time/trpo": 1.9})
+        lines.append(json.dumps(record))
+    lines.append(json.dumps({"event": "meta_test", "iteration": 1}))  # not an iteration record
+    (run / "metrics.jsonl").write_text("\n".join(lines) + "\n")
+
+
+@pytest.mark.parametrize("timing", [True, False], ids=["distributed", "in-process"])
+def test_plot_writes_both_pngs(tmp_path, timing):
+    run = tmp_path / "run"
+    write_run(run, 5, timing)
+    assert [r["iteration"] for r in read_metrics(run)] == [1, 2, 3, 4, 5]
+    paths = plot_run(run)
+    assert [p.name for p in paths] == ["learning_curve.png", "iteration_time.png"]
+    for path in paths:
+        assert path.parent == run / "plots" and path.read_bytes().startswith(PNG) and path.stat().st_size > 5000
+
+
+def test_plot_errors_say_what_is_missing(tmp_path):
+    with pytest.raises(PlotError, match="has no metrics.jsonl"):
+        plot_run(tmp_path)
+    (tmp_path / "metrics.jsonl").write_text("")
+    with pytest.raises(PlotError, match="holds no iteration records yet"):
+        plot_run(tmp_path)
+
+
+def test_plot_command(tmp_path):
+    run = tmp_path / "run"
+    write_run(run, 3)
+    out = tmp_path / "figures"
+    proc = subprocess.run([sys.executable, str(ROOT / "launch.py"), "plot", str(run), "--out", str(out)],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0 and f"wrote {out / 'learning_curve.png'}" in proc.stdout
+    proc = subprocess.run([sys.executable, str(ROOT / "launch.py"), "plot", str(tmp_path / "none")],
+                          capture_output=True, text=True)
+    assert proc.returncode == 2 and "has no metrics.jsonl" in proc.stderr and "Traceback" not in proc.stderr
