@@ -4,7 +4,10 @@
     python bench/distributed_iteration.py --spec specs/navigation-2d.yaml --observers 2 --iterations 10
 
 Runs ``launch.py train`` into a temporary run directory and reads its metrics:
-medians over the iterations after the first (which includes warm-up).
+medians over the iterations after the first (which includes warm-up). Before
+training it measures the family's raw env throughput on one core (as
+``bench/env_throughput.py`` does), so the physics bound of an iteration (its env
+steps / (observers x raw steps/s per core)) comes from the same run.
 """
 
 from __future__ import annotations
@@ -20,6 +23,10 @@ import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench.env_throughput import observer_envs, raw_steps_per_s  # noqa: E402
+from dh_maml.spec import load_spec  # noqa: E402
 PHASES = ["time/iteration", "time/sampling", "time/learner_wait", "time/graphs", "time/trpo", "env_steps_per_s",
           "env_steps"]
 
@@ -33,6 +40,8 @@ def main() -> None:
     parser.add_argument("--out", default="bench/results/distributed_iteration.json")
     args = parser.parse_args()
 
+    spec = load_spec(ROOT / args.spec, args.set)
+    raw = raw_steps_per_s(spec, observer_envs(spec, max(args.observers, 1)))
     with tempfile.TemporaryDirectory() as tmp:
         run = Path(tmp) / "run"
         cmd = [sys.executable, str(ROOT / "launch.py"), "train", "--spec", args.spec, "--observers",
@@ -49,6 +58,11 @@ def main() -> None:
         **{f"median {key}": statistics.median(r[key] for r in steady) for key in PHASES},
         "final_pre": records[-1]["returns/pre"], "final_post": records[-1]["returns/post"],
     }
+    iteration, steps = summary["median time/iteration"], summary["median env_steps"]
+    summary["raw env steps/s per core"] = raw
+    summary["physics bound s"] = steps / (max(args.observers, 1) * raw)
+    summary["iteration / physics bound"] = iteration / summary["physics bound s"]
+    summary["TRPO share of the iteration"] = summary["median time/trpo"] / iteration
     print("\n| metric | value |\n|---|---|")
     for key, value in summary.items():
         print(f"| {key} | {value:.3f} |" if isinstance(value, float) else f"| {key} | {value} |")

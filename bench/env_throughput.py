@@ -1,0 +1,88 @@
+#!/usr/bin/env python
+"""Raw environment throughput of each task family: vectorised, random actions, no policy, one core.
+
+    python bench/env_throughput.py                       # every spec in specs/
+    python bench/env_throughput.py --spec specs/halfcheetah-vel.yaml --envs 400 --seconds 5
+
+The number of sub-envs defaults to what one of two observers steps together in
+a meta-iteration of the spec (meta batch / 2 tasks x fast batch episodes), so
+the figure is the physics bound an observer can approach. Prints a table and
+writes JSON next to it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from dh_maml.envs import make_family  # noqa: E402
+from dh_maml.spec import Spec, load_spec  # noqa: E402
+
+
+def observer_envs(spec: Spec, observers: int = 2) -> int:
+    """Sub-envs one observer steps together: its share of the meta-batch times the episodes per task."""
+    return max(1, spec.maml.meta_batch_size // observers) * spec.maml.fast_batch_size
+
+
+def raw_steps_per_s(spec: Spec, num_envs: int, seconds: float = 3.0, seed: int = 0) -> float:
+    """Env steps per second of the spec's family on this core, random actions drawn ahead of time."""
+    family = make_family(spec.env)
+    rng = np.random.default_rng(seed)
+    env = family.make_vector_env(num_envs)
+    try:
+        env.set_tasks(family.sample_tasks(num_envs, rng))
+        env.reset(seed=seed)
+        env.action_space.seed(seed)
+        actions = [env.action_space.sample() for _ in range(64)]
+        for i in range(10):  # warm-up
+            env.step(actions[i])
+        steps, start = 0, time.perf_counter()
+        while (elapsed := time.perf_counter() - start) < seconds:
+            for action in actions:
+                env.step(action)
+            steps += len(actions)
+        return steps * num_envs / elapsed
+    finally:
+        env.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--spec", action="append", help="spec(s) to measure (default: every spec in specs/)")
+    parser.add_argument("--envs", type=int, help="sub-envs (default: one observer's share of the meta-batch)")
+    parser.add_argument("--seconds", type=float, default=3.0, help="measuring time per family")
+    parser.add_argument("--out", default="bench/results/env_throughput.json")
+    args = parser.parse_args()
+
+    torch.set_num_threads(1)
+    specs = args.spec or sorted(str(p.relative_to(ROOT)) for p in (ROOT / "specs").glob("*.yaml"))
+    rows = []
+    for path in specs:
+        spec = load_spec(ROOT / path)
+        envs = args.envs or observer_envs(spec)
+        rate = raw_steps_per_s(spec, envs, args.seconds)
+        rows.append({"spec": path, "family": spec.env.family, "envs": envs, "steps_per_s": rate,
+                     "us_per_env_step": 1e6 / rate})
+    print(f"\nraw env throughput, one core ({platform.machine()}, {os.cpu_count()} cores), random actions\n")
+    print("| spec | family | sub-envs | env steps/s | µs per env step |\n|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['spec']} | {r['family']} | {r['envs']} | {r['steps_per_s']:,.0f} | {r['us_per_env_step']:.2f} |")
+    out = ROOT / args.out
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"machine": f"{platform.machine()}, {os.cpu_count()} cores", "rows": rows}, indent=2))
+    print(f"\nwrote {out}")
+
+
+if __name__ == "__main__":
+    main()
