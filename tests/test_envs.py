@@ -5,6 +5,7 @@ from dh_maml.envs import FAMILIES
 from dh_maml.envs.bandit import BanditOptions, BernoulliBandit
 from dh_maml.envs.mujoco import (AntDir, AntGoal, AntVel, DirectionTask, GoalTask, HalfCheetahDir, HalfCheetahVel,
                                  VelocityTask)
+from dh_maml.envs.movement_bandits import MovementBandits, MovementBanditsTask
 from dh_maml.envs.navigation import Navigation2D, NavigationTask
 from dh_maml.envs.tabular import TabularMDP
 
@@ -177,3 +178,45 @@ def test_step_before_task_is_a_clear_error():
         nav.reset()
     with pytest.raises(ValueError, match="expected 2 tasks"):
         nav.set_tasks([NavigationTask((0, 0))])
+
+
+def test_movement_bandits_geometry_reward_and_clipping():
+    family = MovementBandits()
+    env = family.make_vector_env(2)
+    env.set_tasks([MovementBanditsTask(0), MovementBanditsTask(1)])
+    obs, _ = env.reset(seed=0)
+    np.testing.assert_allclose(obs[:, :2], 0.5)  # both start at (200, 200) / 400
+    env._goals[:] = [[200.0, 260.0], [20.0, 20.0]]  # goal 0 is 60 above the start, goal 1 far away
+    obs, reward, *_ = env.step(np.array([3, 3]))  # +y: 40 from goal 0
+    np.testing.assert_allclose(obs[:, :2], [[0.5, 0.55]] * 2)
+    np.testing.assert_allclose(obs[:, 2:], np.array([[200, 260, 20, 20]] * 2) / 400.0)
+    assert reward.tolist() == [1.0, 0.0]  # only the task whose correct goal is goal 0 is paid
+    for _ in range(12):
+        obs, reward, *_ = env.step(np.array([1, 4]))  # +x, -y: both leave goal 0 and hit the plane's edges
+    np.testing.assert_allclose(obs[:, :2], [[1.0, 0.55], [0.5, 0.0]])
+    assert reward.tolist() == [0.0, 0.0]
+
+
+def test_movement_bandits_latent_goal_is_never_observed():
+    """Tasks that differ only in the paying goal give identical observations under identical actions."""
+    family = MovementBandits()
+    actions = lambda t: np.full(2, t % 5)  # noqa: E731
+    zero = rollout(family, [MovementBanditsTask(0)] * 2, seed=5, steps=120, actions=actions)
+    one = rollout(family, [MovementBanditsTask(1)] * 2, seed=5, steps=120, actions=actions)
+    np.testing.assert_array_equal(zero[0], one[0])
+    for a, b in zip(zero[1:], one[1:]):
+        np.testing.assert_array_equal(a[0], b[0])
+    assert sum(a[1].sum() for a in zero[1:]) != sum(b[1].sum() for b in one[1:])
+
+
+def test_movement_bandits_goals_are_redrawn_each_episode_and_the_horizon_is_50():
+    family = MovementBandits()
+    assert family.horizon == 50 and family.observation_space.shape == (6,) and family.action_space.n == 5
+    steps = rollout(family, [MovementBanditsTask(1)] * 64, seed=2, steps=51, actions=lambda t: np.zeros(64, int))
+    first, last = steps[0][:, 2:], steps[-1][0][:, 2:]
+    assert not steps[49][3].any() and steps[49][3].shape == (64,)  # step 49: not yet truncated
+    assert steps[50][3].all()  # step 50 ends every episode
+    assert not np.allclose(first, last)  # autoreset drew new goals
+    assert 0.0 <= first.min() and first.max() <= 1.0 and abs(first.mean() - 0.5) < 0.1
+    tasks = family.sample_tasks(1000, np.random.default_rng(0))
+    assert 400 < sum(t.correct for t in tasks) < 600

@@ -5,12 +5,14 @@ from __future__ import annotations
 from dh_maml.envs.bandit import BernoulliBandit
 from dh_maml.envs.base import TaskFamily, TaskVectorEnv
 from dh_maml.envs.mujoco import AntDir, AntGoal, AntVel, HalfCheetahDir, HalfCheetahVel
+from dh_maml.envs.movement_bandits import MovementBandits
 from dh_maml.envs.navigation import Navigation2D
 from dh_maml.envs.tabular import TabularMDP
 
 FAMILIES: dict[str, type[TaskFamily]] = {
     cls.name: cls
-    for cls in (Navigation2D, BernoulliBandit, TabularMDP, HalfCheetahVel, HalfCheetahDir, AntVel, AntDir, AntGoal)
+    for cls in (Navigation2D, BernoulliBandit, TabularMDP, HalfCheetahVel, HalfCheetahDir, AntVel, AntDir, AntGoal,
+                MovementBandits)
 }
 
 __all__ = ["FAMILIES", "TaskFamily", "TaskVectorEnv", "make_family", "validate_env_spec"]
