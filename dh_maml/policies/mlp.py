@@ -26,7 +26,7 @@ Params = dict[str, Tensor]
 _ACTIVATIONS = {"tanh": nn.Tanh, "relu": nn.ReLU}
 
 
-def _mlp(sizes: Sequence[int], nonlinearity: str) -> nn.Sequential:
+def mlp_layers(sizes: Sequence[int], nonlinearity: str) -> nn.Sequential:
     layers: list[nn.Module] = []
     for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
         linear = nn.Linear(n_in, n_out)
@@ -85,7 +85,7 @@ class GaussianMLPPolicy(Policy):
     def __init__(self, obs_dim: int, act_dim: int, hidden_sizes: Sequence[int] = (64, 64),
                  nonlinearity: str = "tanh", init_std: float = 1.0, min_std: float = 1e-6):
         super().__init__()
-        self.mean = _mlp([obs_dim, *hidden_sizes, act_dim], nonlinearity)
+        self.mean = mlp_layers([obs_dim, *hidden_sizes, act_dim], nonlinearity)
         self.activation = nonlinearity
         self.log_std = nn.Parameter(torch.full((act_dim,), math.log(init_std)))
         self.min_log_std = math.log(min_std)
@@ -109,7 +109,7 @@ class CategoricalMLPPolicy(Policy):
     def __init__(self, obs_dim: int, num_actions: int, hidden_sizes: Sequence[int] = (32, 32),
                  nonlinearity: str = "relu"):
         super().__init__()
-        self.logits = _mlp([obs_dim, *hidden_sizes, num_actions], nonlinearity)
+        self.logits = mlp_layers([obs_dim, *hidden_sizes, num_actions], nonlinearity)
         self.activation = nonlinearity
 
     def forward(self, obs: Tensor) -> tuple[Tensor]:

@@ -1,0 +1,97 @@
+"""The MLSH hierarchy: a categorical master over K sub-policies, each an actor with its own value head.
+
+The master is per task and re-initialised for every task; the sub-policies are
+shared across tasks and are what meta-learning keeps.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import gymnasium as gym
+import torch
+from torch import Tensor, nn
+
+from dh_maml.policies.mlp import make_policy, mlp_layers
+
+
+@dataclass
+class Acted:
+    """What an actor did on a batch of observations."""
+
+    actions: Tensor
+    log_probs: Tensor
+    values: Tensor
+
+
+class ActorCritic(nn.Module):
+    """A Gaussian or categorical MLP policy (matching the action space) and a value MLP beside it."""
+
+    def __init__(self, observation_space: gym.Space, action_space: gym.Space, policy_spec):
+        super().__init__()
+        obs_dim = math.prod(observation_space.shape)
+        self.actor = make_policy(observation_space, action_space, policy_spec)
+        self.critic = mlp_layers([obs_dim, *policy_spec.hidden_sizes, 1], policy_spec.nonlinearity)
+
+    def evaluate(self, obs: Tensor, actions: Tensor) -> tuple[Tensor, Tensor]:
+        """(log-probabilities of ``actions``, value predictions) under the current parameters."""
+        dist = self.actor.distribution(self.actor(obs))
+        return dist.log_prob(actions), self.critic(obs).squeeze(-1)
+
+    @torch.no_grad()
+    def act(self, obs: Tensor, generator: torch.Generator | None = None) -> Acted:
+        dist = self.actor.distribution(self.actor(obs))
+        actions = _sample(dist, generator)
+        return Acted(actions, dist.log_prob(actions), self.critic(obs).squeeze(-1))
+
+
+def _sample(dist: torch.distributions.Distribution, generator: torch.Generator | None) -> Tensor:
+    """A sample drawn from ``generator`` (torch.distributions sample from the global RNG only)."""
+    if isinstance(dist, torch.distributions.Categorical):
+        return torch.multinomial(dist.probs.reshape(-1, dist.probs.shape[-1]), 1, generator=generator).reshape(
+            dist.batch_shape)
+    base = dist.base_dist if isinstance(dist, torch.distributions.Independent) else dist
+    noise = torch.randn(base.loc.shape, generator=generator, dtype=base.loc.dtype)
+    return base.loc + base.scale * noise
+
+
+class MLSHPolicy(nn.Module):
+    def __init__(self, observation_space: gym.Space, action_space: gym.Space, num_subpolicies: int, policy_spec):
+        super().__init__()
+        if num_subpolicies < 1:
+            raise ValueError(f"num_subpolicies: expected at least 1, got {num_subpolicies}")
+        self.observation_space, self.policy_spec = observation_space, policy_spec
+        self.master = ActorCritic(observation_space, gym.spaces.Discrete(num_subpolicies), policy_spec)
+        self.subpolicies = nn.ModuleList(ActorCritic(observation_space, action_space, policy_spec)
+                                         for _ in range(num_subpolicies))
+
+    @property
+    def num_subpolicies(self) -> int:
+        return len(self.subpolicies)
+
+    def reset_master(self, seed: int) -> None:
+        """A fresh master for a new task, its initial weights drawn from ``seed`` (sub-policies untouched)."""
+        with torch.random.fork_rng():
+            torch.manual_seed(seed)
+            self.master = ActorCritic(self.observation_space, gym.spaces.Discrete(self.num_subpolicies),
+                                      self.policy_spec)
+
+    @torch.no_grad()
+    def choose(self, obs: Tensor, epsilon: float, generator: torch.Generator | None = None) -> Acted:
+        """The master's choice of sub-policy for each observation; with probability ``epsilon`` a uniformly
+        random one instead (the log-probability stays the master's, as the published code does)."""
+        dist = self.master.actor.distribution(self.master.actor(obs))
+        chosen = _sample(dist, generator)
+        explore = torch.rand(chosen.shape, generator=generator) < epsilon
+        actions = torch.where(explore, torch.randint(self.num_subpolicies, chosen.shape, generator=generator), chosen)
+        return Acted(actions, dist.log_prob(actions), self.master.critic(obs).squeeze(-1))
+
+    @torch.no_grad()
+    def act(self, obs: Tensor, subpolicy: Tensor, generator: torch.Generator | None = None) -> Acted:
+        """Each observation's action from the sub-policy chosen for it: every sub-policy runs once on the
+        whole batch (K is small) and each row keeps its own sub-policy's output."""
+        outs = [sub.act(obs, generator) for sub in self.subpolicies]
+        rows = torch.arange(obs.shape[0])
+        pick = lambda xs: torch.stack(xs)[subpolicy, rows]  # noqa: E731
+        return Acted(pick([o.actions for o in outs]), pick([o.log_probs for o in outs]), pick([o.values for o in outs]))
