@@ -118,21 +118,28 @@ def test_agent_and_observers_train_across_two_hosts(tmp_path, two_hosts):
     assert all(r["env_steps"] > 0 and r["returns/post"] == r["returns/post"] for r in records)
 
 
-def test_torchrun_across_two_hosts(tmp_path, two_hosts):
+@pytest.mark.parametrize("rendezvous", ["static", "c10d"])
+def test_torchrun_across_two_hosts(tmp_path, two_hosts, rendezvous):
     run = tmp_path / "run"
     args = ["train", "--spec", NAV, "--iterations", 2, "--run-dir", run, "--trust-network", *SMALL[:4]]
     procs = []
     for host in (0, 1):
-        runner = ("-m", "torch.distributed.run", "--nnodes=2", "--nproc-per-node=2", f"--node-rank={host}",
-                  f"--master-addr={two_hosts.addresses[0]}", "--master-port=29500")
+        if rendezvous == "static":  # node ranks given: the agent is on host 0
+            where = (f"--node-rank={host}", f"--master-addr={two_hosts.addresses[0]}", "--master-port=29500")
+        else:  # the rendezvous numbers the nodes; host 0 serves its store (its host name is not its address)
+            where = ("--rdzv-backend=c10d", f"--rdzv-endpoint={two_hosts.addresses[0]}:29400", "--rdzv-id=test",
+                     f"--rdzv-conf=is_host={str(host == 0).lower()}", f"--local-addr={two_hosts.addresses[host]}")
+        runner = ("-m", "torch.distributed.run", "--nnodes=2", "--nproc-per-node=2", *where)
         procs.append(two_hosts.launch(host, *args, "--interface", two_hosts.interfaces[host], runner=runner))
     for proc in procs:
         code, out, err = finish(proc)
         assert code == 0, out + err
     world = json.loads((run / "world.json").read_text())
-    assert {name: w["address"] for name, w in world.items()} == {"observer1": two_hosts.addresses[0],
-                                                                "observer2": two_hosts.addresses[1],
-                                                                "observer3": two_hosts.addresses[1]}
+    addresses = sorted(w["address"] for w in world.values())
+    assert sorted(world) == ["observer1", "observer2", "observer3"]
+    assert set(addresses) == set(two_hosts.addresses)  # observers on both hosts, each on its own interface
+    if rendezvous == "static":
+        assert world["observer1"]["address"] == two_hosts.addresses[0]  # rank 1 shares host 0 with the agent
     records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert [(r["iteration"], r["observers/alive"]) for r in records] == [(1, 3), (2, 3)]
 
