@@ -30,5 +30,5 @@ COPY --chown=dhmaml:dhmaml docker/entrypoint.sh docker/
 ENV PATH=/opt/venv/bin:$PATH
 
 VOLUME ["/opt/dh-maml/runs"]
-ENTRYPOINT ["docker/entrypoint.sh"]
+ENTRYPOINT ["/opt/dh-maml/docker/entrypoint.sh"]
 CMD ["train", "--spec", "specs/navigation-2d.yaml"]

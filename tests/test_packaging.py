@@ -78,7 +78,7 @@ def test_dockerfile_is_lint_clean_and_follows_the_rules():
     users = re.findall(r"^USER (\S+)", text, re.M)
     assert users and users[-1].split(":")[0] not in ("0", "root")
     assert not re.search(r"ssh|passw", text, re.I)
-    assert re.search(r'^ENTRYPOINT \["docker/entrypoint.sh"\]$', text, re.M)
+    assert re.search(r'^ENTRYPOINT \["/opt/dh-maml/docker/entrypoint.sh"\]$', text, re.M)
     # The image installs the way the README's `make` does: through install.sh.
     assert re.search(r"^RUN .*\./install\.sh ", text, re.M)
     assert "./install.sh $(VENV)" in (ROOT / "Makefile").read_text()
