@@ -91,6 +91,26 @@ class SamplerSpec:
     idle_exit_s: float = field(default=1800.0, metadata=_range(0.0, lo_open=True))  # observer alone this long exits
 
 
+@dataclass
+class MLSHSpec:
+    """MLSH (Frans et al. 2017) with the published settings for MovementBandits as defaults."""
+
+    num_subpolicies: int = field(default=2, metadata=_range(1))
+    macro_len: int = field(default=10, metadata=_range(1))  # N: the master acts every N steps
+    warmup: int = field(default=9, metadata=_range(0))  # W: iterations per task updating the master only
+    joint: int = field(default=1, metadata=_range(0))  # U: iterations updating master and sub-policies
+    episodes: int = field(default=20, metadata=_range(1))  # per iteration
+    master_lr: float = field(default=1e-2, metadata=_range(0.0, lo_open=True))
+    sub_lr: float = field(default=3e-4, metadata=_range(0.0, lo_open=True))
+    clip: float = field(default=0.2, metadata=_range(0.0, lo_open=True))
+    epochs: int = field(default=10, metadata=_range(1))
+    master_minibatch: int = field(default=64, metadata=_range(1))
+    sub_minibatches: int = field(default=15, metadata=_range(1))
+    gamma: float = field(default=0.99, metadata=_range(0.0, 1.0))
+    gae_lambda: float = field(default=0.98, metadata=_range(0.0, 1.0))
+    epsilon: float = field(default=0.1, metadata=_range(0.0, 1.0))  # master exploration
+
+
 TRANSPORTS = ("uv", "shm", "ibv")
 CHANNELS = ("basic", "cma", "mpt_uv", "cuda_basic", "cuda_ipc", "cuda_gdr", "cuda_xth")
 
@@ -143,6 +163,7 @@ class Spec:
     policy: PolicySpec = field(default_factory=PolicySpec)
     maml: MAMLSpec = field(default_factory=MAMLSpec)
     trpo: TRPOSpec = field(default_factory=TRPOSpec)
+    mlsh: MLSHSpec = field(default_factory=MLSHSpec)
     sampler: SamplerSpec = field(default_factory=SamplerSpec)
     network: NetworkSpec = field(default_factory=NetworkSpec)
     metrics: MetricsSpec = field(default_factory=MetricsSpec)

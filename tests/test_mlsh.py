@@ -6,8 +6,10 @@ import gymnasium as gym
 import pytest
 import torch
 
-from dh_maml.algos.mlsh import advantages_and_returns, fresh_master, macro_steps, owners, split_by_subpolicy
+from dh_maml.algos.mlsh import (MLSHLearner, advantages_and_returns, fresh_master, macro_steps, master_samples, owners,
+                                split_by_subpolicy, subpolicy_samples)
 from dh_maml.algos.ppo import Samples, ppo_loss, ppo_update
+from dh_maml.hierarchy_sampling import sample_hierarchy
 from dh_maml.policies.hierarchy import ActorCritic, MLSHPolicy
 from dh_maml.spec import PolicySpec
 
@@ -120,3 +122,47 @@ def test_master_exploration_and_routing_of_actions():
     assert abs(explored.actions.float().mean().item() - 0.25) < 0.03  # half random, half of those pick 1
     picked_one = explored.actions == 1
     assert (explored.log_probs[picked_one] < math.log(1e-6)).all()  # the master's own probability is kept
+
+
+def movement_setup(warmup, joint, episodes=8):
+    from dh_maml.envs.movement_bandits import MovementBandits, MovementBanditsTask
+    from dh_maml.spec import MLSHSpec
+
+    family = MovementBandits()
+    torch.manual_seed(0)
+    policy = MLSHPolicy(family.observation_space, family.action_space, 2, SPEC)
+    spec = MLSHSpec(warmup=warmup, joint=joint, episodes=episodes, epochs=2)
+    return family, family.make_vector_env(episodes), MovementBanditsTask(1), policy, spec
+
+
+def test_hierarchy_rollout_keeps_each_choice_for_its_slice():
+    family, env, task, policy, spec = movement_setup(0, 1)
+    roll = sample_hierarchy(env, policy, task, family.horizon, macro_len=10, epsilon=0.5, seed=3)
+    assert roll.obs.shape == (50, 8, 6) and roll.choices.shape == (5, 8) and roll.mask.sum() == 400
+    again = sample_hierarchy(env, policy, task, family.horizon, macro_len=10, epsilon=0.5, seed=3)
+    torch.testing.assert_close(roll.actions, again.actions)  # seeded
+    owner = owners(roll.choices, 10, 50)
+    for k in range(2):  # every step's log-probability is the chosen sub-policy's own
+        log_probs, values = policy.subpolicies[k].evaluate(roll.obs[owner == k], roll.actions[owner == k])
+        torch.testing.assert_close(log_probs, roll.log_probs[owner == k])
+        torch.testing.assert_close(values, roll.values[owner == k])
+    returns = roll.episode_returns()
+    assert returns.shape == (8,) and (returns >= 0).all() and (returns <= 50).all()
+    master = master_samples(roll, 10, 0.99, 0.98)
+    assert len(master) == 40 and torch.equal(master.actions, roll.choices.reshape(-1))
+    parts = subpolicy_samples(roll, 10, 2, 0.99, 0.98)
+    assert sum(len(p) for p in parts) == 400
+
+
+def test_warmup_trains_only_the_master_and_joint_iterations_train_the_subpolicies():
+    family, env, task, policy, spec = movement_setup(warmup=2, joint=0)
+    learner = MLSHLearner(policy, spec, seed=0)
+    subs = [p.detach().clone() for p in policy.subpolicies.parameters()]
+    returns = learner.train_task(env, task, family.horizon, seed=1)
+    assert len(returns) == 2 and all(math.isfinite(r) for r in returns)
+    assert all(torch.equal(a, b) for a, b in zip(subs, policy.subpolicies.parameters()))
+    trained_master = [p.detach().clone() for p in policy.master.parameters()]
+    fresh_master(policy, 1e-2, seed=1)  # the master this task started from
+    assert not all(torch.equal(a, b) for a, b in zip(trained_master, policy.master.parameters()))
+    learner.train_task(env, task, family.horizon, seed=1, joint=1)
+    assert not all(torch.equal(a, b) for a, b in zip(subs, policy.subpolicies.parameters()))
