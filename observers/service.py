@@ -102,7 +102,7 @@ def serve(cfg: WorldConfig) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group; the agent decides
     torch.set_num_threads(1)
     _service.result_device = cfg.result_device
-    _service.address = interface_address(cfg.interface)
+    _service.address = interface_address(cfg.network.interface)
     code = 0
     try:
         join(cfg)

@@ -27,42 +27,11 @@ def observer_name(rank: int) -> str:
 
 
 @dataclass(frozen=True)
-class WorldConfig:
-    """Where the world meets (rank 0 hosts the rendezvous store at master_addr:master_port) and how
-    TensorPipe talks: the interface it listens on, its transports and channels, CUDA device maps."""
-
-    rank: int
-    world_size: int
-    master_addr: str = "127.0.0.1"
-    master_port: int = 29500
-    rpc_timeout_s: float = 600.0
-    init_method: str | None = None  # "env://" under torchrun, else tcp://master_addr:master_port
-    interface: str = "lo"
-    transports: tuple[str, ...] | None = ("uv",)  # None: TensorPipe's default
-    channels: tuple[str, ...] | None = None
-    device_maps: dict[str, dict[str, str]] = field(default_factory=dict)  # the agent's, per observer name
-
-    @property
-    def name(self) -> str:
-        return AGENT if self.rank == 0 else observer_name(self.rank)
-
-    @property
-    def observers(self) -> list[str]:
-        return [observer_name(r) for r in range(1, self.world_size)]
-
-    @property
-    def result_device(self) -> str | None:
-        """Where this observer puts what it returns: the agent's GPU when the agent mapped it, else CPU."""
-        mapped = self.device_maps.get(self.name)
-        return next(iter(mapped.values())) if mapped else None
-
-
-@dataclass(frozen=True)
 class Network:
     """This host's TensorPipe settings, checked: the interface exists, and leaving loopback was asked for."""
 
     interface: str = "lo"
-    transports: tuple[str, ...] | None = ("uv",)
+    transports: tuple[str, ...] | None = ("uv",)  # None: TensorPipe's default
     channels: tuple[str, ...] | None = None
 
     @classmethod
@@ -85,9 +54,39 @@ class Network:
                              "network send this process code to run (TensorPipe unpickles what its peers send); "
                              "add --trust-network to confirm that the network is private")
         if not loopback:
-            print(f"warning: RPC listens on {interface} ({interface_address(interface)}): every host that can reach it is trusted to run code in "
-                  "this process; use a private network only", file=sys.stderr, flush=True)
+            print(f"warning: RPC listens on {interface} ({interface_address(interface)}): every host that can "
+                  "reach it is trusted to run code in this process; use a private network only",
+                  file=sys.stderr, flush=True)
         return cls(interface, tuple(transports) if transports else None, tuple(channels) if channels else None)
+
+
+@dataclass(frozen=True)
+class WorldConfig:
+    """Where the world meets (rank 0 hosts the rendezvous store at master_addr:master_port) and how
+    TensorPipe talks: the interface it listens on, its transports and channels, CUDA device maps."""
+
+    rank: int
+    world_size: int
+    master_addr: str = "127.0.0.1"
+    master_port: int = 29500
+    rpc_timeout_s: float = 600.0
+    init_method: str | None = None  # "env://" under torchrun, else tcp://master_addr:master_port
+    network: Network = Network()
+    device_maps: dict[str, dict[str, str]] = field(default_factory=dict)  # the agent's, per observer name
+
+    @property
+    def name(self) -> str:
+        return AGENT if self.rank == 0 else observer_name(self.rank)
+
+    @property
+    def observers(self) -> list[str]:
+        return [observer_name(r) for r in range(1, self.world_size)]
+
+    @property
+    def result_device(self) -> str | None:
+        """Where this observer puts what it returns: the agent's GPU when the agent mapped it, else CPU."""
+        mapped = self.device_maps.get(self.name)
+        return next(iter(mapped.values())) if mapped else None
 
 
 def interface_address(interface: str) -> str | None:
@@ -129,8 +128,8 @@ def torchrun_world(network: Network, rpc_timeout_s: float, device: str = "cpu") 
                          "(rank 0 is the agent, the others observe)")
     local = int(os.environ.get("LOCAL_WORLD_SIZE", world_size))
     return WorldConfig(int(os.environ["RANK"]), world_size, os.environ.get("MASTER_ADDR", "127.0.0.1"),
-                       int(os.environ.get("MASTER_PORT", 29500)), rpc_timeout_s, "env://", network.interface,
-                       network.transports, network.channels, cuda_device_maps(device, range(1, local)))
+                       int(os.environ.get("MASTER_PORT", 29500)), rpc_timeout_s, "env://", network,
+                       cuda_device_maps(device, range(1, local)))
 
 
 def host_world(observers: int, timeout_s: float, network: Network, nnodes: int = 1, node: int = 0,
@@ -143,8 +142,7 @@ def host_world(observers: int, timeout_s: float, network: Network, nnodes: int =
     port = master_port or (free_port() if nnodes == 1 else 29500)
     local = range(1 + node * observers, 1 + (node + 1) * observers)
     maps = cuda_device_maps(device, range(1, 1 + observers))  # the agent's host: node 0's ranks
-    world = WorldConfig(0, 1 + nnodes * observers, master_addr or "127.0.0.1", port, timeout_s, None,
-                        network.interface, network.transports, network.channels, maps)
+    world = WorldConfig(0, 1 + nnodes * observers, master_addr or "127.0.0.1", port, timeout_s, None, network, maps)
     return world, local
 
 
@@ -165,14 +163,15 @@ def join(cfg: WorldConfig) -> None:
     from torch.distributed import rpc
 
     # Read when init_rpc builds TensorPipe and the Gloo group it uses for barriers: both listen on this interface.
-    os.environ["TP_SOCKET_IFNAME"] = os.environ["GLOO_SOCKET_IFNAME"] = cfg.interface
+    net = cfg.network
+    os.environ["TP_SOCKET_IFNAME"] = os.environ["GLOO_SOCKET_IFNAME"] = net.interface
     options = rpc.TensorPipeRpcBackendOptions(
         num_worker_threads=16,
         rpc_timeout=cfg.rpc_timeout_s,
         init_method=cfg.init_method or f"tcp://{cfg.master_addr}:{cfg.master_port}",
         device_maps=cfg.device_maps if cfg.rank == 0 else None,
-        _transports=list(cfg.transports) if cfg.transports else None,
-        _channels=list(cfg.channels) if cfg.channels else None,
+        _transports=list(net.transports) if net.transports else None,
+        _channels=list(net.channels) if net.channels else None,
     )
     with warnings.catch_warnings():  # init_rpc's own use of a deprecated gloo path is not the user's business
         warnings.filterwarnings("ignore", message=".*as a ProcessGroup.*", category=UserWarning)

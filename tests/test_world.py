@@ -50,7 +50,7 @@ def test_torchrun_world_reads_the_environment(monkeypatch):
         monkeypatch.setenv(key, value)
     world = torchrun_world(Network("lo", ("uv", "shm")), 60.0)
     assert (world.rank, world.world_size, world.master_addr, world.master_port) == (2, 4, "10.1.2.3", 1234)
-    assert world.name == "observer2" and world.init_method == "env://" and world.transports == ("uv", "shm")
+    assert world.name == "observer2" and world.init_method == "env://" and world.network.transports == ("uv", "shm")
     monkeypatch.setenv("WORLD_SIZE", "1")
     with pytest.raises(WorldError, match="WORLD_SIZE is 1"):
         torchrun_world(LOOPBACK, 60.0)
