@@ -37,6 +37,13 @@ class HierarchyRollout:
     def episode_returns(self) -> Tensor:
         return (self.rewards * self.mask).sum(0)
 
+    def trimmed(self, steps: int, macro_len: int) -> "HierarchyRollout":
+        """The first ``steps`` steps (every episode ended by then) and their macro steps."""
+        tm = -(-steps // macro_len)
+        return HierarchyRollout(*(v[:steps] for v in (self.obs, self.actions, self.log_probs, self.values,
+                                                     self.rewards, self.mask)),
+                                self.choices[:tm], self.master_log_probs[:tm], self.master_values[:tm])
+
 
 @torch.no_grad()
 def sample_hierarchy(env: TaskVectorEnv, policy: MLSHPolicy, task: Any, horizon: int, macro_len: int,
@@ -44,34 +51,35 @@ def sample_hierarchy(env: TaskVectorEnv, policy: MLSHPolicy, task: Any, horizon:
     """One episode per sub-env of ``env`` on ``task``, seeded: the env's resets from ``seed``, every policy
     and exploration draw from a generator seeded with it."""
     gen = torch.Generator().manual_seed(seed)
-    e = env.num_envs
+    e, tm = env.num_envs, -(-horizon // macro_len)
     env.reset_task(task)
     obs_np, _ = env.reset(seed=seed)
     obs_dim = math.prod(env.single_observation_space.shape)
     discrete = isinstance(env.single_action_space, gym.spaces.Discrete)
-    columns: dict[str, list[Tensor]] = {k: [] for k in ("obs", "actions", "log_probs", "values", "rewards", "mask")}
-    masters: dict[str, list[Tensor]] = {k: [] for k in ("choices", "log_probs", "values")}
+    act_shape = () if discrete else env.single_action_space.shape
+    roll = HierarchyRollout(
+        obs=torch.zeros(horizon, e, obs_dim), actions=torch.zeros(horizon, e, *act_shape,
+                                                                  dtype=torch.long if discrete else torch.float32),
+        log_probs=torch.zeros(horizon, e), values=torch.zeros(horizon, e), rewards=torch.zeros(horizon, e),
+        mask=torch.zeros(horizon, e), choices=torch.zeros(tm, e, dtype=torch.long),
+        master_log_probs=torch.zeros(tm, e), master_values=torch.zeros(tm, e))
     alive = torch.ones(e)
-    choice = torch.zeros(e, dtype=torch.long)
+    steps = horizon
     for t in range(horizon):
-        obs = torch.as_tensor(obs_np, dtype=torch.float32).reshape(e, obs_dim)
+        obs = roll.obs[t]
+        obs.copy_(torch.from_numpy(np.asarray(obs_np, dtype=np.float32).reshape(e, obs_dim)))
         if t % macro_len == 0:
             chosen = policy.choose(obs, epsilon, gen)
-            choice = chosen.actions
-            masters["choices"].append(choice)
-            masters["log_probs"].append(chosen.log_probs)
-            masters["values"].append(chosen.values)
-        acted = policy.act(obs, choice, gen)
-        actions = acted.actions.numpy() if discrete else acted.actions.numpy().astype(np.float32)
-        obs_np, rewards, terminated, truncated, _ = env.step(actions)
-        for key, value in (("obs", obs), ("actions", acted.actions), ("log_probs", acted.log_probs),
-                           ("values", acted.values), ("rewards", torch.as_tensor(rewards, dtype=torch.float32) * alive),
-                           ("mask", alive.clone())):
-            columns[key].append(value)
-        alive = alive * torch.as_tensor(~(terminated | truncated), dtype=torch.float32)
+            m = t // macro_len
+            roll.choices[m], roll.master_log_probs[m], roll.master_values[m] = (chosen.actions, chosen.log_probs,
+                                                                                chosen.values)
+        acted = policy.act(obs, roll.choices[t // macro_len], gen)
+        roll.actions[t], roll.log_probs[t], roll.values[t] = acted.actions, acted.log_probs, acted.values
+        obs_np, rewards, terminated, truncated, _ = env.step(acted.actions.numpy())
+        roll.mask[t] = alive
+        roll.rewards[t] = torch.from_numpy(np.asarray(rewards, dtype=np.float32)) * alive
+        alive = alive * torch.from_numpy(~(terminated | truncated)).float()
         if not alive.any():
+            steps = t + 1
             break
-    stack = {k: torch.stack(v) for k, v in columns.items()}
-    return HierarchyRollout(**stack, choices=torch.stack(masters["choices"]),
-                            master_log_probs=torch.stack(masters["log_probs"]),
-                            master_values=torch.stack(masters["values"]))
+    return roll.trimmed(steps, macro_len)
