@@ -69,10 +69,10 @@ def _resolve_run(args: argparse.Namespace):
     return spec, Path(args.run_dir) if args.run_dir else new_run_dir(spec), None
 
 
-def _network(spec, trusted: bool, multi_host: bool):
+def _network(net, trusted: bool, multi_host: bool):
+    """The spec's ``network`` section, checked for this host."""
     from observers.world import Network
 
-    net = spec.network
     return Network.checked(net.interface, net.transports, net.channels, multi_host, trusted)
 
 
@@ -93,7 +93,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         raise UsageError("--master-addr: required with --nnodes > 1 (the address of the host with --node-rank 0)")
     spec, run_dir, state = _resolve_run(args)
     device, timeout_s, observers = spec.experiment.device, spec.sampler.timeout_s, spec.sampler.observers
-    network = _network(spec, args.trust_network, args.nnodes > 1 or torchrun_multi_host())
+    network = _network(spec.network, args.trust_network, args.nnodes > 1 or torchrun_multi_host())
     torchrun = torchrun_world(network, timeout_s, device)
     if torchrun is not None and torchrun.rank != 0:
         serve(torchrun)
@@ -162,8 +162,8 @@ def cmd_test(args: argparse.Namespace) -> int:
         return 0
 
     observers = spec.sampler.observers
-    loopback = dataclasses.replace(spec, network=dataclasses.replace(spec.network, interface="lo"))
-    network = _network(loopback, trusted=False, multi_host=False)  # a meta-test runs on one host
+    # A meta-test runs on one host: loopback, whatever interface the training run used.
+    network = _network(dataclasses.replace(spec.network, interface="lo"), trusted=False, multi_host=False)
     world, ranks = host_world(observers, spec.sampler.timeout_s, network) if observers else (None, range(0))
     return run_agent(trainer, world, ranks, evaluate)
 

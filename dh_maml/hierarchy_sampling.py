@@ -45,12 +45,17 @@ class HierarchyRollout:
                                 self.choices[:tm], self.master_log_probs[:tm], self.master_values[:tm])
 
 
-@torch.no_grad()
 def sample_hierarchy(env: TaskVectorEnv, policy: MLSHPolicy, task: Any, horizon: int, macro_len: int,
                      epsilon: float, seed: int) -> HierarchyRollout:
-    """One episode per sub-env of ``env`` on ``task``, seeded: the env's resets from ``seed``, every policy
-    and exploration draw from a generator seeded with it."""
-    gen = torch.Generator().manual_seed(seed)
+    """One episode per sub-env of ``env`` on ``task``, seeded: the env's resets and every policy and
+    exploration draw come from ``seed`` (torch's generator in a scope of its own, as in ``Sampler``)."""
+    with torch.random.fork_rng(devices=[]), torch.no_grad():
+        torch.manual_seed(seed)
+        return _rollout(env, policy, task, horizon, macro_len, epsilon, seed)
+
+
+def _rollout(env: TaskVectorEnv, policy: MLSHPolicy, task: Any, horizon: int, macro_len: int, epsilon: float,
+             seed: int) -> HierarchyRollout:
     e, tm = env.num_envs, -(-horizon // macro_len)
     env.reset_task(task)
     obs_np, _ = env.reset(seed=seed)
@@ -69,11 +74,11 @@ def sample_hierarchy(env: TaskVectorEnv, policy: MLSHPolicy, task: Any, horizon:
         obs = roll.obs[t]
         obs.copy_(torch.from_numpy(np.asarray(obs_np, dtype=np.float32).reshape(e, obs_dim)))
         if t % macro_len == 0:
-            chosen = policy.choose(obs, epsilon, gen)
+            chosen = policy.choose(obs, epsilon)
             m = t // macro_len
             roll.choices[m], roll.master_log_probs[m], roll.master_values[m] = (chosen.actions, chosen.log_probs,
                                                                                 chosen.values)
-        acted = policy.act(obs, roll.choices[t // macro_len], gen)
+        acted = policy.act(obs, roll.choices[t // macro_len])
         roll.actions[t], roll.log_probs[t], roll.values[t] = acted.actions, acted.log_probs, acted.values
         obs_np, rewards, terminated, truncated, _ = env.step(acted.actions.numpy())
         roll.mask[t] = alive

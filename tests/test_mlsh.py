@@ -110,15 +110,16 @@ def test_master_exploration_and_routing_of_actions():
             last.weight.zero_()
             last.bias.copy_(torch.full((5,), -30.0).index_fill(0, torch.tensor(action), 30.0))
     gen = torch.Generator().manual_seed(0)
+    torch.manual_seed(0)
     obs = torch.rand(6, 3, generator=gen)
-    acted = policy.act(obs, torch.tensor([0, 1, 0, 1, 1, 0]), gen)
+    acted = policy.act(obs, torch.tensor([0, 1, 0, 1, 1, 0]))
     assert acted.actions.tolist() == [0, 4, 0, 4, 4, 0]
     assert torch.allclose(acted.log_probs, torch.zeros(6), atol=1e-6)
     many = torch.rand(4000, 3, generator=gen)
     with torch.no_grad():
         policy.master.actor.logits[-1].bias.copy_(torch.tensor([30.0, -30.0]))  # the master always picks 0
-    assert policy.choose(many, epsilon=0.0, generator=gen).actions.sum() == 0
-    explored = policy.choose(many, epsilon=0.5, generator=gen)
+    assert policy.choose(many, epsilon=0.0).actions.sum() == 0
+    explored = policy.choose(many, epsilon=0.5)
     assert abs(explored.actions.float().mean().item() - 0.25) < 0.03  # half random, half of those pick 1
     picked_one = explored.actions == 1
     assert (explored.log_probs[picked_one] < math.log(1e-6)).all()  # the master's own probability is kept

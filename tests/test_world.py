@@ -1,5 +1,6 @@
 """The RPC world's settings, without starting it: interfaces, torchrun's environment, CUDA device maps."""
 
+import dataclasses
 import socket
 
 import pytest
@@ -68,6 +69,5 @@ def test_device_maps_only_when_the_learner_has_cuda(monkeypatch):
     assert set(agent.device_maps) == {"observer1", "observer2"}  # the agent's host only, not the second one's
     assert agent.device_maps["observer1"] == {"cuda:1": "cuda:1"}
     assert agent.result_device is None
-    observer = type(agent)(**{**agent.__dict__, "rank": 2})
-    assert observer.result_device == "cuda:1"
-    assert type(agent)(**{**agent.__dict__, "rank": 3}).result_device is None
+    assert dataclasses.replace(agent, rank=2).result_device == "cuda:1"
+    assert dataclasses.replace(agent, rank=3).result_device is None

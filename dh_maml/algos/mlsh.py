@@ -72,7 +72,7 @@ def master_samples(roll: HierarchyRollout, macro_len: int, gamma: float, lam: fl
     macro = macro_steps(roll.obs, roll.choices, roll.rewards, roll.mask, macro_len)
     adv, ret = advantages_and_returns(macro.rewards, roll.master_values, macro.mask, gamma, lam)
     keep = macro.mask.reshape(-1) > 0
-    return Samples(macro.obs.reshape(keep.numel(), -1)[keep], roll.choices.reshape(-1)[keep],
+    return Samples(macro.obs.reshape(keep.numel(), -1)[keep], macro.choices.reshape(-1)[keep],
                    roll.master_log_probs.reshape(-1)[keep], adv.reshape(-1)[keep], ret.reshape(-1)[keep])
 
 

@@ -1,7 +1,9 @@
 """The MLSH hierarchy: a categorical master over K sub-policies, each an actor with its own value head.
 
 The master is per task and re-initialised for every task; the sub-policies are
-shared across tasks and are what meta-learning keeps.
+shared across tasks and are what meta-learning keeps. Sampling draws from torch's
+global generator: callers seed it in a ``torch.random.fork_rng`` scope, as the
+MAML sampler does.
 """
 
 from __future__ import annotations
@@ -40,20 +42,10 @@ class ActorCritic(nn.Module):
         return dist.log_prob(actions), self.critic(obs).squeeze(-1)
 
     @torch.no_grad()
-    def act(self, obs: Tensor, generator: torch.Generator | None = None) -> Acted:
+    def act(self, obs: Tensor) -> Acted:
         dist = self.actor.distribution(self.actor(obs))
-        actions = _sample(dist, generator)
+        actions = dist.sample()
         return Acted(actions, dist.log_prob(actions), self.critic(obs).squeeze(-1))
-
-
-def _sample(dist: torch.distributions.Distribution, generator: torch.Generator | None) -> Tensor:
-    """A sample drawn from ``generator`` (torch.distributions sample from the global RNG only)."""
-    if isinstance(dist, torch.distributions.Categorical):
-        return torch.multinomial(dist.probs.reshape(-1, dist.probs.shape[-1]), 1, generator=generator).reshape(
-            dist.batch_shape)
-    base = dist.base_dist if isinstance(dist, torch.distributions.Independent) else dist
-    noise = torch.randn(base.loc.shape, generator=generator, dtype=base.loc.dtype)
-    return base.loc + base.scale * noise
 
 
 class MLSHPolicy(nn.Module):
@@ -78,20 +70,20 @@ class MLSHPolicy(nn.Module):
                                       self.policy_spec)
 
     @torch.no_grad()
-    def choose(self, obs: Tensor, epsilon: float, generator: torch.Generator | None = None) -> Acted:
+    def choose(self, obs: Tensor, epsilon: float) -> Acted:
         """The master's choice of sub-policy for each observation; with probability ``epsilon`` a uniformly
         random one instead (the log-probability stays the master's, as the published code does)."""
         dist = self.master.actor.distribution(self.master.actor(obs))
-        chosen = _sample(dist, generator)
-        explore = torch.rand(chosen.shape, generator=generator) < epsilon
-        actions = torch.where(explore, torch.randint(self.num_subpolicies, chosen.shape, generator=generator), chosen)
+        chosen = dist.sample()
+        explore = torch.rand(chosen.shape) < epsilon
+        actions = torch.where(explore, torch.randint(self.num_subpolicies, chosen.shape), chosen)
         return Acted(actions, dist.log_prob(actions), self.master.critic(obs).squeeze(-1))
 
     @torch.no_grad()
-    def act(self, obs: Tensor, subpolicy: Tensor, generator: torch.Generator | None = None) -> Acted:
+    def act(self, obs: Tensor, subpolicy: Tensor) -> Acted:
         """Each observation's action from the sub-policy chosen for it: every sub-policy runs once on the
         whole batch (K is small) and each row keeps its own sub-policy's output."""
-        outs = [sub.act(obs, generator) for sub in self.subpolicies]
+        outs = [sub.act(obs) for sub in self.subpolicies]
         rows = torch.arange(obs.shape[0])
         pick = lambda xs: torch.stack(xs)[subpolicy, rows]  # noqa: E731
         return Acted(pick([o.actions for o in outs]), pick([o.log_probs for o in outs]), pick([o.values for o in outs]))
