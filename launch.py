@@ -76,6 +76,17 @@ def _network(net, trusted: bool, multi_host: bool):
     return Network.checked(net.interface, net.transports, net.channels, multi_host, trusted)
 
 
+def make_trainer(spec, device: str = "cpu"):
+    """The learner of the spec's ``experiment.algorithm``."""
+    if spec.experiment.algorithm == "mlsh":
+        from dh_maml.mlsh_training import MLSHTrainer
+
+        return MLSHTrainer(spec, device)
+    from dh_maml.trainer import MetaTrainer
+
+    return MetaTrainer(spec, device)
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     import torch
 
@@ -83,7 +94,6 @@ def cmd_train(args: argparse.Namespace) -> int:
     from agents.training import train
     from dh_maml.metrics import open_sink
     from dh_maml.run_dir import truncate_metrics, write_spec
-    from dh_maml.trainer import MetaTrainer
     from observers.service import serve
     from observers.world import host_world, torchrun_multi_host, torchrun_world
 
@@ -118,7 +128,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         return max((p.exitcode or 0) for p in procs)
     torch.set_num_threads(1)  # small tensors: parallel work is split by task instead
     write_spec(spec, run_dir)
-    trainer = MetaTrainer(spec, device)
+    trainer = make_trainer(spec, device)
     if state is not None:
         trainer.load_state_dict(state)
         truncate_metrics(run_dir, trainer.iteration)
@@ -132,10 +142,9 @@ def cmd_test(args: argparse.Namespace) -> int:
 
     from agents.processes import run_agent
     from dh_maml.checkpoint import load_checkpoint
-    from dh_maml.meta_test import write_meta_test
+    from dh_maml.meta_test import meta_test_settings, write_meta_test
     from dh_maml.run_dir import checkpoint_path, read_run_spec
     from dh_maml.spec import with_overrides
-    from dh_maml.trainer import MetaTrainer
     from observers.world import host_world
 
     run_dir = Path(args.run)
@@ -143,10 +152,37 @@ def cmd_test(args: argparse.Namespace) -> int:
     spec = with_overrides(read_run_spec(run_dir), overrides)
     torch.set_num_threads(1)  # small tensors: parallel work is split by task instead
     state = load_checkpoint(args.checkpoint or checkpoint_path(run_dir))
-    trainer = MetaTrainer(spec)
-    trainer.policy.load_state_dict(state["policy"])
+    trainer = make_trainer(spec)
+    trainer.load_state_dict(state)
     settings = {"tasks": args.tasks, "steps": args.steps, "seed": args.seed,
                 "paper_protocol": True if args.paper_protocol else None}
+
+    async def adaptation_test(agent) -> int:
+        from dh_maml import mlsh_adaptation as ma
+
+        tasks_n, iterations, seed, _ = meta_test_settings(spec, args.tasks, args.steps or spec.mlsh.adaptation_iterations,
+                                                          args.seed)
+        family = trainer.family.for_evaluation()
+        tasks, seeds = ma.held_out(family, tasks_n, seed)
+        jobs = ma.adaptation_jobs(tasks, seeds)
+        weights = trainer.cpu_weights()
+        try:
+            await agent.configure()
+            curves = await agent.gather("adaptation", jobs, lambda job: (weights, job, iterations, spec.mlsh.flat_lr))
+        finally:
+            await agent.close()
+        result = ma.report([family.latent(t) for t in tasks], seeds, ma.joined(jobs, curves))
+        out = Path(args.out) if args.out else run_dir / "adaptation.json"
+        paths = ma.write_report(result, out, spec.experiment.name)
+        window = f"iterations {result.window[0]}-{result.window[-1]}"
+        for method in ma.METHODS:
+            late = "  ".join(f"latent {k}: {v:6.2f}" for k, v in result.late_by_latent[method].items())
+            print(f"{method:>22}: mean return over {window}  {late}")
+        print(f"MLSH's area under the first {result.iterations} iterations beats flat PPO on "
+              f"{result.mlsh_beats_flat} of {len(tasks)} tasks; chosen sub-policy vs latent goal: "
+              f"{result.mutual_information_bits:.2f} bits")
+        print(f"{len(tasks)} held-out tasks (seed {seed}); wrote " + ", ".join(map(str, paths)))
+        return 0
 
     async def evaluate(agent) -> int:
         try:
@@ -165,7 +201,7 @@ def cmd_test(args: argparse.Namespace) -> int:
     # A meta-test runs on one host: loopback, whatever interface the training run used.
     network = _network(dataclasses.replace(spec.network, interface="lo"), trusted=False, multi_host=False)
     world, ranks = host_world(observers, spec.sampler.timeout_s, network) if observers else (None, range(0))
-    return run_agent(trainer, world, ranks, evaluate)
+    return run_agent(trainer, world, ranks, adaptation_test if spec.experiment.algorithm == "mlsh" else evaluate)
 
 
 def cmd_plot(args: argparse.Namespace) -> int:
@@ -214,16 +250,20 @@ def build_parser() -> argparse.ArgumentParser:
     train.set_defaults(func=cmd_train)
 
     test = sub.add_parser("test", help="meta-test a trained policy on held-out tasks",
-                          description="Meta-test a saved policy: returns after 0..K inner steps on held-out "
-                                      "tasks, fanned out over observers; writes JSON, CSV and PNG.")
+                          description="Meta-test a saved policy on held-out tasks, fanned out over observers. "
+                                      "MAML: returns after 0..K inner steps; writes JSON, CSV and PNG. MLSH: a "
+                                      "fresh master adapts over the frozen sub-policies, beside flat PPO and "
+                                      "untrained sub-policies; writes JSON and PNG.")
     test.add_argument("--run", required=True, metavar="RUN_DIR", help="a run directory written by train")
     test.add_argument("--checkpoint", help="checkpoint file (default RUN_DIR/checkpoints/latest.pt)")
     test.add_argument("--tasks", type=int, help="number of held-out tasks (default meta_test.num_tasks)")
-    test.add_argument("--steps", type=int, help="inner steps to evaluate after (default meta_test.num_steps)")
+    test.add_argument("--steps", type=int, help="MAML: inner steps to evaluate after (default meta_test.num_steps); "
+                                                "MLSH: master-adaptation iterations (default mlsh.adaptation_iterations)")
     test.add_argument("--seed", type=int, help="held-out task seed (default meta_test.seed of the run's spec)")
     test.add_argument("--paper-protocol", action="store_true", help="inner lr alpha for step 1, alpha/2 after")
     test.add_argument("--observers", type=int, help="observer processes (default sampler.observers of the run)")
-    test.add_argument("--out", help="JSON output path (CSV and PNG are written beside it)")
+    test.add_argument("--out", help="JSON output path (default RUN_DIR/meta_test.json, MLSH: RUN_DIR/adaptation.json; "
+                                         "CSV and PNG are written beside it)")
     test.set_defaults(func=cmd_test)
 
     plot = sub.add_parser("plot", help="draw a run's learning curves and iteration time split (PNG)",

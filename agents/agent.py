@@ -1,10 +1,10 @@
 """The asyncio agent: spreads work over the live observers and feeds what comes back to the learner.
 
-The event loop only moves data. Building each group's graph and the TRPO step
-run on one learner thread (``run_in_executor``), so RPC completions, signals and
-the metrics hand-off are served while the learner computes. A group's
-second-order graph is built as soon as it arrives, while other observers are
-still sampling.
+The event loop only moves data. What a trainer does with each arriving result
+(for MAML, a group's second-order graph) and its update (the TRPO step) run on
+one learner thread (``run_in_executor``), so RPC completions, signals and the
+metrics hand-off are served while the learner computes, and results are taken
+in while other observers are still sampling.
 """
 
 from __future__ import annotations
@@ -14,15 +14,12 @@ import json
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Awaitable, Callable, Protocol, Sequence
 
 import numpy as np
 
-from dh_maml.algos.maml import split_evenly
 from dh_maml.meta_test import MetaTestChunk, MetaTestResult, held_out_chunks, meta_test_settings, summarize
-from dh_maml.trainer import MetaTrainer, iteration_record
 
 
 class NoObserversLeft(RuntimeError):
@@ -33,25 +30,29 @@ class StaleResult(RuntimeError):
     pass
 
 
+class Trainer(Protocol):
+    """What the agent needs of a learner (``MetaTrainer``, ``MLSHTrainer``): the loop is the same for both."""
+
+    spec: Any
+    family: Any
+    iteration: int
+    method: str  # the observers' entry point for one job
+    headline: tuple[tuple[str, str], ...]  # (label, metric) pairs the console shows
+
+    def plan(self, num_shards: int) -> Any: ...
+    def cpu_weights(self) -> dict[str, Any]: ...
+    def call_args(self, plan: Any, job: Any, weights: dict[str, Any]) -> tuple: ...
+    def split(self, job: Any, parts: int) -> list: ...
+    def consume(self, plan: Any, job: Any, result: Any) -> None: ...
+    def update(self, plan: Any) -> Any: ...
+    def record(self, plan: Any, stats: Any, wall: float, **times: float) -> dict[str, Any]: ...
+    def state_dict(self) -> dict[str, Any]: ...
+
+
 class ObserverHandle(Protocol):
     name: str
 
     def call(self, method: str, *args: Any, timeout_s: float | None = None) -> asyncio.Future: ...
-
-
-@dataclass
-class Shard:
-    """Tasks of one iteration sent to one observer, with the seed they are sampled with."""
-
-    ids: list[int]
-    seed: int
-
-
-def split_shard(shard: Shard, parts: int) -> list[Shard]:
-    """A failed shard cut for the survivors; seeds derived from the original so reruns are reproducible."""
-    pieces = split_evenly(shard.ids, parts)
-    return [Shard(ids, int(np.random.SeedSequence([shard.seed, i]).generate_state(1)[0]))
-            for i, ids in enumerate(pieces)]
 
 
 def split_list(items: list, parts: int) -> list[list]:
@@ -59,7 +60,7 @@ def split_list(items: list, parts: int) -> list[list]:
 
 
 class Agent:
-    def __init__(self, trainer: MetaTrainer, observers: Sequence[ObserverHandle]):
+    def __init__(self, trainer: Trainer, observers: Sequence[ObserverHandle]):
         self.trainer = trainer
         self.spec = trainer.spec
         self.live: list[ObserverHandle] = list(observers)
@@ -129,34 +130,50 @@ class Agent:
         return waited
 
     async def iterate(self) -> dict[str, Any]:
-        """One meta-iteration over the live observers; returns its metrics record."""
+        """One iteration over the live observers; returns its metrics record.
+
+        The trainer plans the jobs and owns what they mean; this loop only sends
+        them with the weights (once per observer), turns stale replies away and
+        hands each result to the learner thread as it arrives.
+        """
         t0 = time.perf_counter()
         trainer = self.trainer
         plan = trainer.plan(len(self.live))
         weights = trainer.cpu_weights()
-        objectives, groups, last_arrival = [], [], t0
+        last_arrival = t0
 
-        def call(observer: ObserverHandle, shard: Shard) -> asyncio.Future:
-            return observer.call("sample", plan.version, weights, [plan.tasks[i] for i in shard.ids], shard.ids,
-                                 shard.seed)
+        def call(observer: ObserverHandle, job: Any) -> asyncio.Future:
+            return observer.call(trainer.method, *trainer.call_args(plan, job, weights))
 
-        async def consume(shard: Shard, group) -> None:
+        async def consume(job: Any, result: Any) -> None:
             nonlocal last_arrival
             last_arrival = time.perf_counter()
-            if group.version != plan.version:
-                raise StaleResult(f"result of version {group.version} during version {plan.version}")
-            objectives.append(await self.compute(trainer.objective, group))
-            groups.append(group)
+            if result.version != plan.version:
+                raise StaleResult(f"result of version {result.version} during version {plan.version}")
+            await self.compute(trainer.consume, plan, job, result)
 
-        shards = [Shard(ids, seed) for ids, seed in zip(plan.shards, plan.seeds)]
-        waited = await self.scatter(shards, call, split_shard, consume)
+        waited = await self.scatter(plan.jobs, call, trainer.split, consume)
         t1 = time.perf_counter()
-        stats = await self.compute(trainer.update, objectives)
+        stats = await self.compute(trainer.update, plan)
         t2 = time.perf_counter()
-        record = iteration_record(trainer.iteration, groups, stats, wall=t2 - t0, sampling=last_arrival - t0,
-                                  learner_wait=waited, graphs=t1 - t0 - waited, trpo=t2 - t1)
+        record = trainer.record(plan, stats, wall=t2 - t0, sampling=last_arrival - t0, learner_wait=waited,
+                                consume=t1 - t0 - waited, update=t2 - t1)
         record["observers/alive"] = len(self.live)
         return record
+
+    async def gather(self, method: str, jobs: Sequence[Any], call_args: Callable[[Any], tuple]) -> list:
+        """The observers' ``method`` on every job, results in job order; a job whose observer is lost runs
+        again, whole, on another."""
+        results: dict[int, Any] = {}
+
+        def call(observer: ObserverHandle, item: tuple[int, Any]) -> asyncio.Future:
+            return observer.call(method, *call_args(item[1]))
+
+        async def consume(item: tuple[int, Any], result: Any) -> None:
+            results[item[0]] = result
+
+        await self.scatter(list(enumerate(jobs)), call, lambda item, parts: [item], consume)
+        return [results[i] for i in range(len(jobs))]
 
     async def meta_test(self, **settings: Any) -> MetaTestResult:
         """Meta-test the current weights on held-out tasks, chunks spread over the observers."""

@@ -42,6 +42,9 @@ def _settle(out: asyncio.Future, value: Any, error: BaseException | None) -> Non
         out.set_result(value)
 
 
+LIFECYCLE = ("configure", "stop")  # the service's own entry points; every other call is the rollouts' work
+
+
 class RemoteObserver:
     """An observer process, called through ``observers.service`` entry points."""
 
@@ -54,7 +57,7 @@ class RemoteObserver:
 
         from observers import service
 
-        fn = getattr(service, method)
+        fn, args = ((getattr(service, method), args) if method in LIFECYCLE else (service.work, (method, *args)))
         return bridge(rpc.rpc_async(self.name, fn, args=args, timeout=timeout_s or self.timeout_s))
 
 
@@ -68,12 +71,12 @@ class LocalObserver:
         self._rollouts = None
 
     def call(self, method: str, *args: Any, timeout_s: float | None = None) -> asyncio.Future:
-        from observers.rollouts import Rollouts
+        from observers.rollouts import identity, make_rollouts
 
         def run() -> Any:
             if method == "configure":
-                self._rollouts = Rollouts(spec_from_dict(args[0], source="the agent"))
-                return Rollouts.identity()
+                self._rollouts = make_rollouts(spec_from_dict(args[0], source="the agent"))
+                return identity()
             if method == "stop":  # args: graceful, which only matters to a remote world
                 if self._rollouts is not None:
                     self._rollouts.close()

@@ -11,9 +11,8 @@ import threading
 import time
 from typing import Awaitable, Callable
 
-from agents.agent import Agent
+from agents.agent import Agent, Trainer
 from agents.handles import LocalObserver, RemoteObserver
-from dh_maml.trainer import MetaTrainer
 from observers.world import WorldConfig, join, leave
 
 
@@ -86,7 +85,7 @@ def _join_interruptibly(world: WorldConfig) -> None:
         raise failure[0]
 
 
-def run_agent(trainer: MetaTrainer, world: WorldConfig | None, local_ranks: range,
+def run_agent(trainer: Trainer, world: WorldConfig | None, local_ranks: range,
               body: Callable[[Agent], Awaitable[int]]) -> int:
     """Start this host's observers, join the world as the agent, run ``body(agent)``, and leave no process.
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 import time
-from typing import Any, TextIO
+from typing import Any, Sequence, TextIO
 
 
 def format_duration(seconds: float) -> str:
@@ -15,8 +15,10 @@ def format_duration(seconds: float) -> str:
 
 
 class Progress:
-    def __init__(self, total: int, start: int, stream: TextIO = sys.stdout, width: int = 20):
+    def __init__(self, total: int, start: int, headline: Sequence[tuple[str, str]], stream: TextIO = sys.stdout,
+                 width: int = 20):
         self.total, self.start, self.stream, self.width = total, start, stream, width
+        self.headline = headline  # (label, metric) pairs; a metric missing from a record is left out
         self.started = time.perf_counter()
 
     def update(self, record: dict[str, Any]) -> None:
@@ -24,9 +26,9 @@ class Progress:
         rate = (time.perf_counter() - self.started) / max(done - self.start, 1)
         filled = int(self.width * done / self.total)
         bar = "#" * filled + "-" * (self.width - filled)
+        returns = "".join(f"  {label} {record[key]:8.2f}" for label, key in self.headline if key in record)
         self.stream.write(
-            f"[{bar}] {done:>{len(str(self.total))}}/{self.total}  pre {record['returns/pre']:8.2f}  "
-            f"post {record['returns/post']:8.2f}  {record['time/iteration']:5.2f} s/it  "
+            f"[{bar}] {done:>{len(str(self.total))}}/{self.total}{returns}  {record['time/iteration']:5.2f} s/it  "
             f"ETA {format_duration(rate * (self.total - done))}\n")
         self.stream.flush()
 

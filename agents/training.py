@@ -46,7 +46,7 @@ async def train(agent: Agent, run_dir: Path, sink: MetricsSink) -> int:
         await agent.configure()
         agent.write_world(run_dir / "world.json")
         total = spec.experiment.iterations
-        progress = Progress(total, trainer.iteration)
+        progress = Progress(total, trainer.iteration, trainer.headline)
         where = "sampling in this process" if agent.live[0].name == "local" else f"{len(agent.live)} observer(s)"
         print(f"training {spec.experiment.name} ({spec.env.family}) with {where}, "
               f"iterations {trainer.iteration + 1}..{total} -> {run_dir}", flush=True)

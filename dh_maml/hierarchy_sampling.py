@@ -1,15 +1,16 @@
-"""Rollouts of the MLSH hierarchy: many episodes of one task in one vector env, one batched call per step.
+"""Rollouts of the MLSH hierarchy: the episodes of several tasks in one vector env, one batched call per step.
 
-The master chooses a sub-policy for every episode at t = 0, N, 2N, ...; the
-chosen sub-policy acts until the next choice. Each episode runs once from reset
-to its end (no autoreset step is recorded).
+Each task has its own master and ``episodes`` sub-envs. Every master chooses a
+sub-policy for each of its episodes at t = 0, N, 2N, ...; the chosen shared
+sub-policy acts until the next choice. Each episode runs once from reset to its
+end (no autoreset step is recorded).
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, fields
+from typing import Any, Sequence
 
 import gymnasium as gym
 import numpy as np
@@ -17,7 +18,7 @@ import torch
 from torch import Tensor
 
 from dh_maml.envs.base import TaskVectorEnv
-from dh_maml.policies.hierarchy import MLSHPolicy
+from dh_maml.policies.hierarchy import ActorCritic, SubPolicies, choose
 
 
 @dataclass
@@ -37,48 +38,58 @@ class HierarchyRollout:
     def episode_returns(self) -> Tensor:
         return (self.rewards * self.mask).sum(0)
 
-    def trimmed(self, steps: int, macro_len: int) -> "HierarchyRollout":
-        """The first ``steps`` steps (every episode ended by then) and their macro steps."""
+    def part(self, steps: int, macro_len: int, episodes: slice) -> "HierarchyRollout":
+        """The first ``steps`` steps (every episode ended by then) of some episodes, with their macro steps."""
         tm = -(-steps // macro_len)
-        return HierarchyRollout(*(v[:steps] for v in (self.obs, self.actions, self.log_probs, self.values,
-                                                     self.rewards, self.mask)),
-                                self.choices[:tm], self.master_log_probs[:tm], self.master_values[:tm])
+        return HierarchyRollout(**{f.name: getattr(self, f.name)[:tm if f.name in _MACRO else steps, episodes]
+                                   for f in fields(self)})
 
 
-def sample_hierarchy(env: TaskVectorEnv, policy: MLSHPolicy, task: Any, horizon: int, macro_len: int,
-                     epsilon: float, seed: int) -> HierarchyRollout:
-    """One episode per sub-env of ``env`` on ``task``, seeded: the env's resets and every policy and
-    exploration draw come from ``seed`` (torch's generator in a scope of its own, as in ``Sampler``)."""
+_MACRO = {"choices", "master_log_probs", "master_values"}
+
+
+def sample_hierarchy(env: TaskVectorEnv, subpolicies: SubPolicies, masters: Sequence[ActorCritic],
+                     tasks: Sequence[Any], horizon: int, macro_len: int, epsilon: float,
+                     seed: int) -> list[HierarchyRollout]:
+    """One episode per sub-env of ``env``, its sub-envs split evenly between ``tasks`` (task i with master i);
+    one rollout per task. Seeded: the env's resets and every policy and exploration draw come from ``seed``
+    (torch's generator in a scope of its own, as in ``Sampler``)."""
+    if len(masters) != len(tasks) or env.num_envs % len(tasks):
+        raise ValueError(f"sample_hierarchy: {len(tasks)} tasks and {len(masters)} masters for {env.num_envs} "
+                         "sub-envs; expected one master per task and the same number of sub-envs for each")
     with torch.random.fork_rng(devices=[]), torch.no_grad():
         torch.manual_seed(seed)
-        return _rollout(env, policy, task, horizon, macro_len, epsilon, seed)
+        return _rollout(env, subpolicies, masters, tasks, horizon, macro_len, epsilon, seed)
 
 
-def _rollout(env: TaskVectorEnv, policy: MLSHPolicy, task: Any, horizon: int, macro_len: int, epsilon: float,
-             seed: int) -> HierarchyRollout:
-    e, tm = env.num_envs, -(-horizon // macro_len)
-    env.reset_task(task)
+def _rollout(env: TaskVectorEnv, subpolicies: SubPolicies, masters: Sequence[ActorCritic], tasks: Sequence[Any],
+             horizon: int, macro_len: int, epsilon: float, seed: int) -> list[HierarchyRollout]:
+    n, tm = env.num_envs, -(-horizon // macro_len)
+    per_task = n // len(tasks)
+    slices = [slice(i * per_task, (i + 1) * per_task) for i in range(len(tasks))]
+    env.set_tasks([task for task in tasks for _ in range(per_task)])
     obs_np, _ = env.reset(seed=seed)
     obs_dim = math.prod(env.single_observation_space.shape)
     discrete = isinstance(env.single_action_space, gym.spaces.Discrete)
     act_shape = () if discrete else env.single_action_space.shape
     roll = HierarchyRollout(
-        obs=torch.zeros(horizon, e, obs_dim), actions=torch.zeros(horizon, e, *act_shape,
+        obs=torch.zeros(horizon, n, obs_dim), actions=torch.zeros(horizon, n, *act_shape,
                                                                   dtype=torch.long if discrete else torch.float32),
-        log_probs=torch.zeros(horizon, e), values=torch.zeros(horizon, e), rewards=torch.zeros(horizon, e),
-        mask=torch.zeros(horizon, e), choices=torch.zeros(tm, e, dtype=torch.long),
-        master_log_probs=torch.zeros(tm, e), master_values=torch.zeros(tm, e))
-    alive = torch.ones(e)
+        log_probs=torch.zeros(horizon, n), values=torch.zeros(horizon, n), rewards=torch.zeros(horizon, n),
+        mask=torch.zeros(horizon, n), choices=torch.zeros(tm, n, dtype=torch.long),
+        master_log_probs=torch.zeros(tm, n), master_values=torch.zeros(tm, n))
+    alive = torch.ones(n)
     steps = horizon
     for t in range(horizon):
         obs = roll.obs[t]
-        obs.copy_(torch.from_numpy(np.asarray(obs_np, dtype=np.float32).reshape(e, obs_dim)))
+        obs.copy_(torch.from_numpy(np.asarray(obs_np, dtype=np.float32).reshape(n, obs_dim)))
+        m = t // macro_len
         if t % macro_len == 0:
-            chosen = policy.choose(obs, epsilon)
-            m = t // macro_len
-            roll.choices[m], roll.master_log_probs[m], roll.master_values[m] = (chosen.actions, chosen.log_probs,
-                                                                                chosen.values)
-        acted = policy.act(obs, roll.choices[t // macro_len])
+            for master, part in zip(masters, slices):
+                chosen = choose(master, obs[part], epsilon)
+                roll.choices[m, part], roll.master_log_probs[m, part] = chosen.actions, chosen.log_probs
+                roll.master_values[m, part] = chosen.values
+        acted = subpolicies.act(obs, roll.choices[m])
         roll.actions[t], roll.log_probs[t], roll.values[t] = acted.actions, acted.log_probs, acted.values
         obs_np, rewards, terminated, truncated, _ = env.step(acted.actions.numpy())
         roll.mask[t] = alive
@@ -87,4 +98,4 @@ def _rollout(env: TaskVectorEnv, policy: MLSHPolicy, task: Any, horizon: int, ma
         if not alive.any():
             steps = t + 1
             break
-    return roll.trimmed(steps, macro_len)
+    return [roll.part(steps, macro_len, part) for part in slices]

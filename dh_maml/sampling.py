@@ -8,7 +8,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from dh_maml.envs.base import TaskFamily, TaskVectorEnv
+from dh_maml.envs.base import TaskFamily, VectorEnvCache
 from dh_maml.episodes import EpisodeBatch
 from dh_maml.policies import Params, Policy
 
@@ -16,26 +16,18 @@ from dh_maml.policies import Params, Policy
 class Sampler:
     """Runs a policy with given parameters on tasks and returns an EpisodeBatch.
 
-    Vector envs are cached by size because building MuJoCo envs costs far more
-    than stepping them. Steps taken after an episode ended (gymnasium's
+    Steps taken after an episode ended (gymnasium's
     next-step autoreset) are masked out and not counted.
     """
 
     def __init__(self, family: TaskFamily, policy: Policy):
         self.family = family
         self.policy = policy
-        self._envs: dict[int, TaskVectorEnv] = {}
+        self.envs = VectorEnvCache(family)
         self.discrete = isinstance(family.action_space, gym.spaces.Discrete)
 
-    def _env(self, num_envs: int) -> TaskVectorEnv:
-        if num_envs not in self._envs:
-            self._envs[num_envs] = self.family.make_vector_env(num_envs)
-        return self._envs[num_envs]
-
     def close(self) -> None:
-        for env in self._envs.values():
-            env.close()
-        self._envs.clear()
+        self.envs.close()
 
     @torch.no_grad()
     def sample(self, params: Params, tasks: list, episodes_per_task: int, seed: int,
@@ -46,7 +38,7 @@ class Sampler:
         dimension and task i acts with its own slice (vmapped, one call per step).
         """
         n_tasks, eps = len(tasks), episodes_per_task
-        env = self._env(n_tasks * eps)
+        env = self.envs.get(n_tasks * eps)
         env.set_tasks([task for task in tasks for _ in range(eps)])
         horizon = self.family.horizon
         obs_dim = math.prod(env.single_observation_space.shape)

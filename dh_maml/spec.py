@@ -40,6 +40,7 @@ def _choices(*values: str) -> dict:
 @dataclass
 class ExperimentSpec:
     name: str = "experiment"
+    algorithm: str = field(default="maml-trpo", metadata=_choices("maml-trpo", "mlsh"))
     seed: int = field(default=0, metadata=_range(0))
     iterations: int = field(default=50, metadata=_range(1))
     device: str = field(default="cpu", metadata=_choices("cpu", "cuda"))
@@ -99,7 +100,8 @@ class MLSHSpec:
     macro_len: int = field(default=10, metadata=_range(1))  # N: the master acts every N steps
     warmup: int = field(default=9, metadata=_range(0))  # W: iterations per task updating the master only
     joint: int = field(default=1, metadata=_range(0))  # U: iterations updating master and sub-policies
-    episodes: int = field(default=20, metadata=_range(1))  # per iteration
+    slots: int = field(default=10, metadata=_range(1))  # tasks trained side by side, their warm-ups staggered
+    episodes: int = field(default=20, metadata=_range(1))  # per task and iteration
     master_lr: float = field(default=1e-2, metadata=_range(0.0, lo_open=True))
     sub_lr: float = field(default=3e-4, metadata=_range(0.0, lo_open=True))
     clip: float = field(default=0.2, metadata=_range(0.0, lo_open=True))
@@ -109,6 +111,8 @@ class MLSHSpec:
     gamma: float = field(default=0.99, metadata=_range(0.0, 1.0))
     gae_lambda: float = field(default=0.98, metadata=_range(0.0, 1.0))
     epsilon: float = field(default=0.1, metadata=_range(0.0, 1.0))  # master exploration
+    adaptation_iterations: int = field(default=10, metadata=_range(1))  # the adaptation test's master iterations
+    flat_lr: float = field(default=1e-3, metadata=_range(0.0, lo_open=True))  # the flat PPO control's Adam step
 
 
 TRANSPORTS = ("uv", "shm", "ibv")

@@ -9,9 +9,10 @@ observers over RPC) is the caller's business.
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any, Sequence
 
+import numpy as np
 import torch
 
 from dh_maml.algos.maml import MAMLTRPO, GroupObjective, MetaStepStats, TaskGroup, sample_group, split_evenly
@@ -20,37 +21,68 @@ from dh_maml.envs import make_family
 from dh_maml.meta_test import MetaTestResult, run_meta_test
 from dh_maml.policies import make_policy
 from dh_maml.sampling import Sampler
-from dh_maml.seeding import Stream, stream_rng
+from dh_maml.seeding import TrainingProgress
 from dh_maml.spec import Spec
 
 
 @dataclass
+class Shard:
+    """Tasks of one iteration sent to one observer, with the seed they are sampled with."""
+
+    ids: list[int]
+    seed: int
+
+
+def split_shard(shard: Shard, parts: int) -> list[Shard]:
+    """A failed shard cut for the survivors; seeds derived from the original so reruns are reproducible."""
+    pieces = split_evenly(shard.ids, parts)
+    return [Shard(ids, int(np.random.SeedSequence([shard.seed, i]).generate_state(1)[0]))
+            for i, ids in enumerate(pieces)]
+
+
+@dataclass
 class IterationPlan:
-    """The tasks of one meta-iteration, cut into shards, each with its own sampling seed."""
+    """The tasks of one meta-iteration cut into shards, and what has come back so far."""
 
     version: int
     tasks: list
-    shards: list[list[int]]
-    seeds: list[int]
+    jobs: list[Shard]
+    groups: list[TaskGroup] = field(default_factory=list)
+    objectives: list[GroupObjective] = field(default_factory=list)
 
 
-class MetaTrainer:
+class MetaTrainer(TrainingProgress):
+    """The learner's side of MAML-TRPO; the agent drives it through ``plan``, ``call_args``, ``split``,
+    ``consume``, ``update`` and ``record``, whoever samples."""
+
+    method = "sample"  # what observers run for it
+    headline = (("pre", "returns/pre"), ("post", "returns/post"))
+
     def __init__(self, spec: Spec, device: str | torch.device = "cpu"):
-        self.spec = spec
+        if spec.experiment.algorithm != "maml-trpo":
+            raise ValueError(f"MetaTrainer runs MAML-TRPO; this spec's experiment.algorithm is "
+                             f"{spec.experiment.algorithm!r}")
+        super().__init__(spec)
         self.device = torch.device(device)
-        torch.manual_seed(spec.experiment.seed)
         self.family = make_family(spec.env)
         self.policy = make_policy(self.family.observation_space, self.family.action_space, spec.policy).to(self.device)
         self.learner = MAMLTRPO(self.policy, spec.maml, spec.trpo, spec.experiment.learner_threads)
-        self.task_rng = stream_rng(spec.experiment.seed, Stream.TRAIN_TASKS)
-        self.sample_rng = stream_rng(spec.experiment.seed, Stream.TRAIN_SAMPLING)
-        self.iteration = 0
 
     def plan(self, num_shards: int) -> IterationPlan:
         tasks = self.family.sample_tasks(self.spec.maml.meta_batch_size, self.task_rng)
         shards = split_evenly(range(len(tasks)), num_shards)
         seeds = [int(s) for s in self.sample_rng.integers(2**31, size=len(shards))]
-        return IterationPlan(self.iteration, tasks, shards, seeds)
+        return IterationPlan(self.iteration, tasks, [Shard(ids, seed) for ids, seed in zip(shards, seeds)])
+
+    def call_args(self, plan: IterationPlan, shard: Shard, weights: dict[str, torch.Tensor]) -> tuple:
+        return plan.version, weights, [plan.tasks[i] for i in shard.ids], shard.ids, shard.seed
+
+    split = staticmethod(split_shard)
+
+    def consume(self, plan: IterationPlan, shard: Shard, group: TaskGroup) -> None:
+        """Build the arriving group's second-order terms at once, while other groups are still sampling."""
+        plan.objectives.append(self.objective(group))
+        plan.groups.append(group)
 
     def cpu_weights(self) -> dict[str, torch.Tensor]:
         """A CPU copy of the weights, unaffected by later updates: what observers and checkpoints get."""
@@ -60,28 +92,22 @@ class MetaTrainer:
         """One group's second-order graph; build it as soon as the group arrives."""
         return self.learner.objective(group.to(self.device))
 
-    def update(self, objectives: Sequence[GroupObjective]) -> MetaStepStats:
-        stats = self.learner.step(objectives)
+    def update(self, plan: IterationPlan) -> MetaStepStats:
+        stats = self.learner.step(plan.objectives)
         self.iteration += 1
         return stats
 
+    def record(self, plan: IterationPlan, stats: MetaStepStats, wall: float, consume: float,
+               update: float, **times: float) -> dict[str, Any]:
+        return iteration_record(self.iteration, plan.groups, stats, wall=wall, graphs=consume, trpo=update, **times)
+
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to continue exactly: weights, iteration, every RNG, the spec."""
-        return {
-            "policy": self.cpu_weights(),
-            "iteration": self.iteration,
-            "task_rng": self.task_rng.bit_generator.state,
-            "sample_rng": self.sample_rng.bit_generator.state,
-            "torch_rng": torch.get_rng_state(),
-            "spec": self.spec.to_dict(),
-        }
+        return {"policy": self.cpu_weights(), **self.progress_state()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.policy.load_state_dict(state["policy"])
-        self.iteration = int(state["iteration"])
-        self.task_rng.bit_generator.state = state["task_rng"]
-        self.sample_rng.bit_generator.state = state["sample_rng"]
-        torch.set_rng_state(state["torch_rng"])
+        self.load_progress(state)
 
 
 class LocalTrainer(MetaTrainer):
@@ -96,10 +122,12 @@ class LocalTrainer(MetaTrainer):
         """One meta-iteration; returns its metrics record."""
         t0 = time.perf_counter()
         plan = self.plan(1)
-        group = sample_group(self.sampler, self.policy.params(), plan.tasks, plan.shards[0], self.spec.maml,
-                             self.baseline, plan.seeds[0], plan.version)
+        (shard,) = plan.jobs
+        group = sample_group(self.sampler, self.policy.params(), plan.tasks, shard.ids, self.spec.maml,
+                             self.baseline, shard.seed, plan.version)
         t1 = time.perf_counter()
-        stats = self.update([self.objective(group)])
+        self.consume(plan, shard, group)
+        stats = self.update(plan)
         t2 = time.perf_counter()
         return iteration_record(self.iteration, [group], stats, sampling=t1 - t0, trpo=t2 - t1)
 

@@ -18,15 +18,14 @@ from typing import Any, Callable
 import torch
 from torch.distributed import rpc
 
-from dh_maml.algos.maml import TaskGroup
 from dh_maml.spec import spec_from_dict
-from observers.rollouts import Rollouts
+from observers.rollouts import MAMLRollouts, MLSHRollouts, identity, make_rollouts
 from observers.world import WorldConfig, die_with_parent, interface_address, join, leave
 
 
 class _Service:
     def __init__(self, idle_exit_s: float):
-        self.rollouts: Rollouts | None = None
+        self.rollouts: MAMLRollouts | MLSHRollouts | None = None
         self.worker = ThreadPoolExecutor(1, thread_name_prefix="rollouts")
         self.stopped = threading.Event()
         self.graceful = False
@@ -48,7 +47,7 @@ class _Service:
         self.worker.submit(run)
         return future
 
-    def ready(self) -> Rollouts:
+    def ready(self) -> MAMLRollouts | MLSHRollouts:
         if self.rollouts is None:
             raise RuntimeError("observer not configured: the agent must call configure() first")
         return self.rollouts
@@ -65,28 +64,23 @@ def configure(spec_dict: dict) -> torch.futures.Future:
         torch.set_num_threads(spec.sampler.torch_threads)
         if _service.rollouts is not None:
             _service.rollouts.close()
-        _service.rollouts = Rollouts(spec)
+        _service.rollouts = make_rollouts(spec)
         _service.idle_exit_s = spec.sampler.idle_exit_s
-        return {**Rollouts.identity(), "address": _service.address}
+        return {**identity(), "address": _service.address}
 
     return _service.submit(build)
 
 
 @rpc.functions.async_execution
-def sample(*args: Any) -> torch.futures.Future:
-    """``Rollouts.sample`` on the rollout thread; the group goes back on the agent's GPU when the agent mapped
-    this observer (the host-to-device copy then happens here, not on the learner's thread)."""
-    def run() -> TaskGroup:
-        group = _service.ready().sample(*args)
-        return group.to(_service.result_device) if _service.result_device else group
+def work(method: str, *args: Any) -> torch.futures.Future:
+    """The rollouts' ``method`` on the rollout thread. A result that can move (a MAML ``TaskGroup``) goes back
+    on the agent's GPU when the agent mapped this observer: the host-to-device copy then happens here, not on
+    the learner's thread."""
+    def run() -> Any:
+        result = getattr(_service.ready(), method)(*args)
+        return result.to(_service.result_device) if _service.result_device and hasattr(result, "to") else result
 
     return _service.submit(run)
-
-
-@rpc.functions.async_execution
-def meta_test(*args: Any) -> torch.futures.Future:
-    """``Rollouts.meta_test`` on the rollout thread."""
-    return _service.submit(lambda: _service.ready().meta_test(*args))
 
 
 def stop(graceful: bool) -> int:

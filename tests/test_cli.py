@@ -90,10 +90,20 @@ def test_bad_input_gives_exit_2_and_a_readable_error(tmp_path):
 
 @pytest.mark.parametrize("spec", SPECS, ids=[p.stem for p in SPECS])
 def test_every_family_runs_a_meta_iteration(spec):
+    from dh_maml.mlsh_training import MLSHTrainer
     from dh_maml.spec import load_spec
     from dh_maml.trainer import LocalTrainer
+    from observers.rollouts import MLSHRollouts
 
-    trainer = LocalTrainer(load_spec(spec, ["maml.meta_batch_size=2", "maml.fast_batch_size=2"]))
-    record = trainer.iterate()
-    trainer.close()
+    spec = load_spec(spec, ["maml.meta_batch_size=2", "maml.fast_batch_size=2", "mlsh.slots=2", "mlsh.episodes=2"])
+    if spec.experiment.algorithm == "mlsh":
+        trainer, rollouts = MLSHTrainer(spec), MLSHRollouts(spec)
+        plan = trainer.plan(1)
+        trainer.consume(plan, plan.jobs[0], rollouts.run_slots(plan.version, trainer.cpu_weights(), plan.jobs[0]))
+        record = trainer.record(plan, trainer.update(plan), wall=1.0)
+        rollouts.close()
+    else:
+        trainer = LocalTrainer(spec)
+        record = trainer.iterate()
+        trainer.close()
     assert record["env_steps"] > 0 and all(v == v for v in record.values() if isinstance(v, float))

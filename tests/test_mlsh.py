@@ -6,12 +6,13 @@ import gymnasium as gym
 import pytest
 import torch
 
-from dh_maml.algos.mlsh import (MLSHLearner, advantages_and_returns, fresh_master, macro_steps, master_samples, owners,
-                                split_by_subpolicy, subpolicy_samples)
+from dh_maml.algos.mlsh import (Segments, SlotJob, SubPolicyLearner, advantages_and_returns, macro_steps,
+                                master_samples, owners, restore_master, run_slots, split_by_subpolicy,
+                                subpolicy_segments)
 from dh_maml.algos.ppo import Samples, ppo_loss, ppo_update
 from dh_maml.hierarchy_sampling import sample_hierarchy
-from dh_maml.policies.hierarchy import ActorCritic, MLSHPolicy
-from dh_maml.spec import PolicySpec
+from dh_maml.policies.hierarchy import ActorCritic, SubPolicies, choose
+from dh_maml.spec import MLSHSpec, PolicySpec
 
 OBS = gym.spaces.Box(-1.0, 1.0, shape=(3,))
 SPEC = PolicySpec(hidden_sizes=[8], nonlinearity="tanh")
@@ -82,88 +83,147 @@ def test_each_step_goes_to_the_subpolicy_that_took_it():
     assert parts[0].actions.tolist() == [0, 2, 8, 9] and parts[1].actions.tolist() == [1, 3, 4, 5, 6, 7]
 
 
-def test_fresh_master_resets_weights_and_optimiser_state_but_not_subpolicies():
-    policy = MLSHPolicy(OBS, gym.spaces.Discrete(5), 2, SPEC)
-    optimizer = fresh_master(policy, lr=1e-2, seed=1)
-    first = [p.detach().clone() for p in policy.master.parameters()]
-    subs = [p.detach().clone() for p in policy.subpolicies.parameters()]
-    log_probs, values = policy.master.evaluate(torch.rand(8, 3), torch.zeros(8, dtype=torch.long))
+def test_a_new_task_gets_a_fresh_master_and_optimiser_state():
+    first, optimizer = restore_master(OBS, 2, SPEC, lr=1e-2, seed=1, state=None)
+    initial = [p.detach().clone() for p in first.parameters()]
+    log_probs, values = first.evaluate(torch.rand(8, 3), torch.zeros(8, dtype=torch.long))
     (log_probs.sum() + values.sum()).backward()
     optimizer.step()
     assert len(optimizer.state) > 0  # Adam moments exist for the trained master
-    optimizer = fresh_master(policy, lr=1e-2, seed=1)
-    assert len(optimizer.state) == 0
-    assert {id(p) for g in optimizer.param_groups for p in g["params"]} == {id(p) for p in policy.master.parameters()}
-    for a, b in zip(first, policy.master.parameters()):
+    again, fresh = restore_master(OBS, 2, SPEC, lr=1e-2, seed=1, state=None)
+    assert len(fresh.state) == 0
+    assert {id(p) for g in fresh.param_groups for p in g["params"]} == {id(p) for p in again.parameters()}
+    for a, b in zip(initial, again.parameters()):
         torch.testing.assert_close(a, b)  # the same seed draws the same initial master
-    for a, b in zip(subs, policy.subpolicies.parameters()):
+    other, _ = restore_master(OBS, 2, SPEC, lr=1e-2, seed=2, state=None)
+    assert not all(torch.equal(a, b) for a, b in zip(initial, other.parameters()))
+
+
+def test_master_state_carries_weights_and_adam_moments_exactly():
+    from dh_maml.algos.mlsh import master_state
+
+    obs, actions = torch.rand(16, 3), torch.randint(2, (16,))
+
+    def train_step(master, optimizer):
+        log_probs, values = master.evaluate(obs, actions)
+        optimizer.zero_grad()
+        (log_probs.sum() + values.pow(2).sum()).backward()
+        optimizer.step()
+
+    master, optimizer = restore_master(OBS, 2, SPEC, 1e-2, seed=3, state=None)
+    train_step(master, optimizer)
+    moved, moved_opt = restore_master(OBS, 2, SPEC, 1e-2, seed=99, state=master_state(master, optimizer))
+    train_step(master, optimizer)
+    train_step(moved, moved_opt)  # continuing elsewhere is the same as continuing here
+    for a, b in zip(master.parameters(), moved.parameters()):
         torch.testing.assert_close(a, b)
-    fresh_master(policy, lr=1e-2, seed=2)
-    assert not all(torch.equal(a, b) for a, b in zip(first, policy.master.parameters()))
 
 
 def test_master_exploration_and_routing_of_actions():
-    policy = MLSHPolicy(OBS, gym.spaces.Discrete(5), 2, SPEC)
+    subs = SubPolicies(OBS, gym.spaces.Discrete(5), 2, SPEC)
+    master = ActorCritic(OBS, gym.spaces.Discrete(2), SPEC)
     with torch.no_grad():  # sub-policy 0 always takes action 0, sub-policy 1 action 4
         for k, action in ((0, 0), (1, 4)):
-            last = policy.subpolicies[k].actor.logits[-1]
+            last = subs[k].actor.logits[-1]
             last.weight.zero_()
             last.bias.copy_(torch.full((5,), -30.0).index_fill(0, torch.tensor(action), 30.0))
     gen = torch.Generator().manual_seed(0)
     torch.manual_seed(0)
     obs = torch.rand(6, 3, generator=gen)
-    acted = policy.act(obs, torch.tensor([0, 1, 0, 1, 1, 0]))
+    acted = subs.act(obs, torch.tensor([0, 1, 0, 1, 1, 0]))
     assert acted.actions.tolist() == [0, 4, 0, 4, 4, 0]
     assert torch.allclose(acted.log_probs, torch.zeros(6), atol=1e-6)
     many = torch.rand(4000, 3, generator=gen)
     with torch.no_grad():
-        policy.master.actor.logits[-1].bias.copy_(torch.tensor([30.0, -30.0]))  # the master always picks 0
-    assert policy.choose(many, epsilon=0.0).actions.sum() == 0
-    explored = policy.choose(many, epsilon=0.5)
+        master.actor.logits[-1].bias.copy_(torch.tensor([30.0, -30.0]))  # the master always picks 0
+    assert choose(master, many, epsilon=0.0).actions.sum() == 0
+    explored = choose(master, many, epsilon=0.5)
     assert abs(explored.actions.float().mean().item() - 0.25) < 0.03  # half random, half of those pick 1
     picked_one = explored.actions == 1
     assert (explored.log_probs[picked_one] < math.log(1e-6)).all()  # the master's own probability is kept
 
 
-def movement_setup(warmup, joint, episodes=8):
-    from dh_maml.envs.movement_bandits import MovementBandits, MovementBanditsTask
-    from dh_maml.spec import MLSHSpec
+def movement_setup(episodes=8, **spec):
+    from dh_maml.envs.movement_bandits import MovementBandits
 
     family = MovementBandits()
     torch.manual_seed(0)
-    policy = MLSHPolicy(family.observation_space, family.action_space, 2, SPEC)
-    spec = MLSHSpec(warmup=warmup, joint=joint, episodes=episodes, epochs=2)
-    return family, family.make_vector_env(episodes), MovementBanditsTask(1), policy, spec
+    subs = SubPolicies(family.observation_space, family.action_space, 2, SPEC)
+    return family, subs, MLSHSpec(episodes=episodes, epochs=2, **spec)
 
 
-def test_hierarchy_rollout_keeps_each_choice_for_its_slice():
-    family, env, task, policy, spec = movement_setup(0, 1)
-    roll = sample_hierarchy(env, policy, task, family.horizon, macro_len=10, epsilon=0.5, seed=3)
+def test_hierarchy_rollout_keeps_each_choice_for_its_slice_and_each_task_its_master():
+    from dh_maml.envs.movement_bandits import MovementBanditsTask
+
+    family, subs, spec = movement_setup()
+    env = family.make_vector_env(16)
+    masters = [ActorCritic(family.observation_space, gym.spaces.Discrete(2), SPEC) for _ in range(2)]
+    with torch.no_grad():  # task 0's master always picks sub-policy 1, task 1's always 0
+        for master, favourite in zip(masters, (1, 0)):
+            master.actor.logits[-1].weight.zero_()
+            master.actor.logits[-1].bias.copy_(torch.tensor([-30.0, 30.0] if favourite else [30.0, -30.0]))
+    tasks = [MovementBanditsTask(0), MovementBanditsTask(1)]
+    rolls = sample_hierarchy(env, subs, masters, tasks, family.horizon, macro_len=10, epsilon=0.0, seed=3)
+    assert [r.choices.unique().tolist() for r in rolls] == [[1], [0]]
+    roll = rolls[0]
     assert roll.obs.shape == (50, 8, 6) and roll.choices.shape == (5, 8) and roll.mask.sum() == 400
-    again = sample_hierarchy(env, policy, task, family.horizon, macro_len=10, epsilon=0.5, seed=3)
-    torch.testing.assert_close(roll.actions, again.actions)  # seeded
-    owner = owners(roll.choices, 10, 50)
+    again = sample_hierarchy(env, subs, masters, tasks, family.horizon, macro_len=10, epsilon=0.5, seed=3)
+    explored = sample_hierarchy(env, subs, masters, tasks, family.horizon, macro_len=10, epsilon=0.5, seed=3)
+    torch.testing.assert_close(again[0].actions, explored[0].actions)  # seeded
+    owner = owners(again[0].choices, 10, 50)
     for k in range(2):  # every step's log-probability is the chosen sub-policy's own
-        log_probs, values = policy.subpolicies[k].evaluate(roll.obs[owner == k], roll.actions[owner == k])
-        torch.testing.assert_close(log_probs, roll.log_probs[owner == k])
-        torch.testing.assert_close(values, roll.values[owner == k])
+        log_probs, values = subs[k].evaluate(again[0].obs[owner == k], again[0].actions[owner == k])
+        torch.testing.assert_close(log_probs, again[0].log_probs[owner == k])
+        torch.testing.assert_close(values, again[0].values[owner == k])
     returns = roll.episode_returns()
     assert returns.shape == (8,) and (returns >= 0).all() and (returns <= 50).all()
     master = master_samples(roll, 10, 0.99, 0.98)
     assert len(master) == 40 and torch.equal(master.actions, roll.choices.reshape(-1))
-    parts = subpolicy_samples(roll, 10, 2, 0.99, 0.98)
-    assert sum(len(p) for p in parts) == 400
+    segments = subpolicy_segments(roll, 10, 0.99, 0.98)
+    assert len(segments.samples) == 400 and torch.equal(segments.owner, torch.ones(400, dtype=torch.long))
+    with pytest.raises(ValueError, match="one master per task"):
+        sample_hierarchy(env, subs, masters[:1], tasks, family.horizon, 10, 0.0, seed=3)
 
 
-def test_warmup_trains_only_the_master_and_joint_iterations_train_the_subpolicies():
-    family, env, task, policy, spec = movement_setup(warmup=2, joint=0)
-    learner = MLSHLearner(policy, spec, seed=0)
-    subs = [p.detach().clone() for p in policy.subpolicies.parameters()]
-    returns = learner.train_task(env, task, family.horizon, seed=1)
-    assert len(returns) == 2 and all(math.isfinite(r) for r in returns)
-    assert all(torch.equal(a, b) for a, b in zip(subs, policy.subpolicies.parameters()))
-    trained_master = [p.detach().clone() for p in policy.master.parameters()]
-    fresh_master(policy, 1e-2, seed=1)  # the master this task started from
-    assert not all(torch.equal(a, b) for a, b in zip(trained_master, policy.master.parameters()))
-    learner.train_task(env, task, family.horizon, seed=1, joint=1)
-    assert not all(torch.equal(a, b) for a, b in zip(subs, policy.subpolicies.parameters()))
+def test_warmup_iterations_update_the_master_only_and_joint_ones_hand_back_segments():
+    from dh_maml.envs.movement_bandits import MovementBanditsTask
+
+    family, subs, spec = movement_setup(warmup=1, joint=1)
+    env = family.make_vector_env(16)
+    before = [p.detach().clone() for p in subs.parameters()]
+    jobs = [SlotJob(0, MovementBanditsTask(0), 0, 11, None, 5), SlotJob(1, MovementBanditsTask(1), 1, 12, None, 6)]
+    warm, joint = run_slots(env, subs, jobs, spec, SPEC, family.horizon)
+    assert all(torch.equal(a, b) for a, b in zip(before, subs.parameters()))  # observers never touch them
+    assert warm.segments is None and joint.segments is not None and len(joint.segments.samples) == 400
+    assert warm.steps == 400 and warm.choices.sum() == 40 and warm.returns.shape == (8,)
+    fresh, _ = restore_master(family.observation_space, 2, SPEC, spec.master_lr, seed=11, state=None)
+    assert not all(torch.equal(a, b) for a, b in zip(fresh.state_dict().values(), warm.master.weights.values()))
+    learner = SubPolicyLearner(subs, spec, seed=0)
+    counts = learner.update([joint.segments])
+    assert sum(counts) == 400 and counts == torch.bincount(joint.segments.owner, minlength=2).tolist()
+    moved = [not torch.equal(a, b) for a, b in zip(before, subs.parameters())]
+    per_sub = len(moved) // 2
+    assert any(moved[:per_sub]) == (counts[0] > 0) and any(moved[per_sub:]) == (counts[1] > 0)
+
+
+def test_segments_pool_in_order():
+    a = Segments(Samples(torch.zeros(2, 1), torch.zeros(2), torch.zeros(2), torch.zeros(2), torch.zeros(2)),
+                 torch.tensor([0, 1]))
+    b = Segments(Samples(torch.ones(3, 1), torch.ones(3), torch.ones(3), torch.ones(3), torch.ones(3)),
+                 torch.tensor([1, 1, 0]))
+    pooled = Segments.pooled([a, b])
+    assert pooled.owner.tolist() == [0, 1, 1, 1, 0] and pooled.samples.actions.tolist() == [0, 0, 1, 1, 1]
+
+
+def test_slots_start_staggered_and_draw_a_new_task_when_one_ends():
+    from dh_maml.mlsh_training import MLSHTrainer
+    from dh_maml.spec import spec_from_dict
+
+    spec = spec_from_dict({"experiment": {"algorithm": "mlsh"}, "env": {"family": "movement-bandits"},
+                           "policy": {"hidden_sizes": [8]}, "mlsh": {"warmup": 3, "joint": 1, "slots": 4}})
+    trainer = MLSHTrainer(spec)
+    plan = trainer.plan(2)
+    assert [len(jobs) for jobs in plan.jobs] == [2, 2]
+    assert [j.phase for jobs in plan.jobs for j in jobs] == [0, 1, 2, 3]  # one slot joint in every round
+    assert all(j.master is None for jobs in plan.jobs for j in jobs)
+    assert trainer.split(plan.jobs[0], 2) == [[plan.jobs[0][0]], [plan.jobs[0][1]]]

@@ -1,15 +1,23 @@
 """MLSH (Frans et al. 2017, the published code's conventions): master macro-steps, the routing of each
-step to the sub-policy that took it, and the per-task loop of master warm-up then joint updates.
+step to the sub-policy that took it, task slots and the shared sub-policies' update.
 
-Rollouts are [T, E] (time, episodes); the master acts at t = 0, N, 2N, ...
+Work is cut into task slots. A slot runs one task at a time: a fresh master
+and optimiser, ``warmup`` iterations updating the master alone, then ``joint``
+iterations that also hand the steps to the shared sub-policies. Whoever samples
+a slot updates its master (``run_slots``); the segments of every slot in a
+joint iteration are pooled for one update of the sub-policies
+(``SubPolicyLearner``). Rollouts are [T, E] (time, episodes); the master acts
+at t = 0, N, 2N, ...
 """
 
 from __future__ import annotations
 
+import copy
 import math
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, fields
+from typing import Any, Sequence
 
+import gymnasium as gym
 import numpy as np
 import torch
 from torch import Tensor
@@ -18,7 +26,7 @@ from dh_maml.algos.ppo import Samples, ppo_update
 from dh_maml.envs.base import TaskVectorEnv
 from dh_maml.episodes import gae
 from dh_maml.hierarchy_sampling import HierarchyRollout, sample_hierarchy
-from dh_maml.policies.hierarchy import MLSHPolicy
+from dh_maml.policies.hierarchy import ActorCritic, SubPolicies, make_master
 
 
 @dataclass
@@ -60,13 +68,6 @@ def split_by_subpolicy(samples: Samples, owner: Tensor, num_subpolicies: int) ->
     return [samples.take(torch.nonzero(owner == k).squeeze(-1)) for k in range(num_subpolicies)]
 
 
-def fresh_master(policy: MLSHPolicy, lr: float, seed: int) -> torch.optim.Optimizer:
-    """A new task's master: weights re-drawn from ``seed`` and a new optimiser, so no Adam moment of the
-    previous task's master carries over. The sub-policies are left as they are."""
-    policy.reset_master(seed)
-    return torch.optim.Adam(policy.master.parameters(), lr=lr)
-
-
 def master_samples(roll: HierarchyRollout, macro_len: int, gamma: float, lam: float) -> Samples:
     """The master's PPO samples: one per macro step that an episode reached, GAE over macro steps."""
     macro = macro_steps(roll.obs, roll.choices, roll.rewards, roll.mask, macro_len)
@@ -76,48 +77,127 @@ def master_samples(roll: HierarchyRollout, macro_len: int, gamma: float, lam: fl
                    roll.master_log_probs.reshape(-1)[keep], adv.reshape(-1)[keep], ret.reshape(-1)[keep])
 
 
-def subpolicy_samples(roll: HierarchyRollout, macro_len: int, num_subpolicies: int, gamma: float,
-                      lam: float) -> list[Samples]:
-    """Each sub-policy's PPO samples: the steps it took, with GAE over steps against the acting
-    sub-policy's value predictions (the published code's convention)."""
+@dataclass
+class Segments:
+    """Sub-policy training data of one task's iteration: every step, labelled with the sub-policy that took it."""
+
+    samples: Samples
+    owner: Tensor  # [M]
+
+    @staticmethod
+    def pooled(parts: Sequence["Segments"]) -> "Segments":
+        return Segments(Samples(*(torch.cat([getattr(p.samples, f.name) for p in parts]) for f in fields(Samples))),
+                        torch.cat([p.owner for p in parts]))
+
+
+def subpolicy_segments(roll: HierarchyRollout, macro_len: int, gamma: float, lam: float) -> Segments:
+    """The steps of a rollout as sub-policy samples, with GAE over steps against the acting sub-policy's value
+    predictions (the published code's convention)."""
     adv, ret = advantages_and_returns(roll.rewards, roll.values, roll.mask, gamma, lam)
     keep = roll.mask.reshape(-1) > 0
     n = keep.numel()
     flat = Samples(roll.obs.reshape(n, -1)[keep], roll.actions.reshape(n, *roll.actions.shape[2:])[keep],
                    roll.log_probs.reshape(-1)[keep], adv.reshape(-1)[keep], ret.reshape(-1)[keep])
-    owner = owners(roll.choices, macro_len, roll.rewards.shape[0]).reshape(-1)[keep]
-    return split_by_subpolicy(flat, owner, num_subpolicies)
+    return Segments(flat, owners(roll.choices, macro_len, roll.rewards.shape[0]).reshape(-1)[keep])
 
 
-class MLSHLearner:
-    """Shared sub-policies with their optimisers, and the per-task loop: a fresh master, ``warmup``
-    iterations updating it alone, then ``joint`` iterations updating it and then, on the same batch, each
-    sub-policy from the steps it took."""
+@dataclass
+class MasterState:
+    """A task's master between iterations: weights and Adam state as tensors and plain values, so it can
+    travel to whichever observer runs the task's next iteration and sit in a checkpoint."""
 
-    def __init__(self, policy: MLSHPolicy, spec, seed: int):
-        self.policy, self.spec = policy, spec
-        self.sub_optimizers = [torch.optim.Adam(sub.parameters(), lr=spec.sub_lr) for sub in policy.subpolicies]
+    weights: dict[str, Tensor]
+    optimizer: dict[str, Any]
+
+
+def restore_master(observation_space: gym.Space, num_subpolicies: int, policy_spec, lr: float, seed: int,
+                   state: MasterState | None) -> tuple[ActorCritic, torch.optim.Optimizer]:
+    """The task's master and its optimiser: fresh (weights from ``seed``, no Adam moments) when ``state`` is
+    None, as every new task starts; otherwise as the task's last iteration left them."""
+    master = make_master(observation_space, num_subpolicies, policy_spec, seed)
+    optimizer = torch.optim.Adam(master.parameters(), lr=lr)
+    if state is not None:
+        master.load_state_dict(state.weights)
+        optimizer.load_state_dict(state.optimizer)
+    return master, optimizer
+
+
+def master_state(master: ActorCritic, optimizer: torch.optim.Optimizer) -> MasterState:
+    return MasterState({k: v.detach().clone() for k, v in master.state_dict().items()},
+                       copy.deepcopy(optimizer.state_dict()))
+
+
+@dataclass
+class SlotJob:
+    """One iteration of one task slot: the task, where it stands, and its master so far."""
+
+    slot: int
+    task: Any
+    phase: int  # iterations the task has had: below ``warmup`` only the master learns
+    master_seed: int  # the task's fresh master is drawn from this
+    master: MasterState | None  # None at the task's first iteration
+    seed: int  # this iteration's rollouts and minibatch order
+
+
+@dataclass
+class SlotResult:
+    slot: int
+    master: MasterState
+    returns: Tensor  # [E] episode returns
+    steps: int  # env steps the iteration took
+    choices: Tensor  # [K] how often the master chose each sub-policy
+    segments: Segments | None  # joint iterations only: the steps for the shared sub-policies
+
+
+def run_slots(env: TaskVectorEnv, subpolicies: SubPolicies, jobs: Sequence[SlotJob], spec, policy_spec,
+              horizon: int) -> list[SlotResult]:
+    """One iteration of every job's task, all sampled in one vector env (``spec.episodes`` sub-envs each);
+    each master takes its PPO update here, and joint iterations hand back their sub-policy segments."""
+    space = env.single_observation_space
+    masters = [restore_master(space, len(subpolicies), policy_spec, spec.master_lr, j.master_seed, j.master)
+               for j in jobs]
+    seed = int(np.random.SeedSequence([j.seed for j in jobs]).generate_state(1)[0])
+    rolls = sample_hierarchy(env, subpolicies, [m for m, _ in masters], [j.task for j in jobs], horizon,
+                             spec.macro_len, spec.epsilon, seed)
+    results = []
+    for job, (master, optimizer), roll in zip(jobs, masters, rolls):
+        ppo_update(master.evaluate, optimizer, master_samples(roll, spec.macro_len, spec.gamma, spec.gae_lambda),
+                   spec.clip, spec.epochs, spec.master_minibatch, torch.Generator().manual_seed(job.seed))
+        joint = job.phase >= spec.warmup
+        segments = subpolicy_segments(roll, spec.macro_len, spec.gamma, spec.gae_lambda) if joint else None
+        chosen = roll.choices[roll.mask[::spec.macro_len] > 0]
+        results.append(SlotResult(job.slot, master_state(master, optimizer), roll.episode_returns(),
+                                  int(roll.mask.sum()), torch.bincount(chosen, minlength=len(subpolicies)), segments))
+    return results
+
+
+class SubPolicyLearner:
+    """The shared sub-policies' optimisers: PPO on the segments pooled from every joint iteration of a round,
+    each sub-policy on the steps it took."""
+
+    def __init__(self, subpolicies: SubPolicies, spec, seed: int):
+        self.subpolicies, self.spec = subpolicies, spec
+        self.optimizers = [torch.optim.Adam(sub.parameters(), lr=spec.sub_lr) for sub in subpolicies]
         self.generator = torch.Generator().manual_seed(seed)
 
-    def train_task(self, env: TaskVectorEnv, task: Any, horizon: int, seed: int,
-                   joint: int | None = None) -> list[float]:
-        """Mean episode return of each iteration on ``task``; ``joint`` overrides the spec's count (0 keeps
-        the sub-policies frozen, as adapting to a held-out task does)."""
-        spec, policy = self.spec, self.policy
-        master_optimizer = fresh_master(policy, spec.master_lr, seed)
-        joint = spec.joint if joint is None else joint
-        returns = []
-        for i in range(spec.warmup + joint):
-            rollout_seed = int(np.random.SeedSequence([seed, i]).generate_state(1)[0])
-            roll = sample_hierarchy(env, policy, task, horizon, spec.macro_len, spec.epsilon, rollout_seed)
-            ppo_update(policy.master.evaluate, master_optimizer,
-                       master_samples(roll, spec.macro_len, spec.gamma, spec.gae_lambda), spec.clip, spec.epochs,
-                       spec.master_minibatch, self.generator)
-            if i >= spec.warmup:
-                parts = subpolicy_samples(roll, spec.macro_len, policy.num_subpolicies, spec.gamma, spec.gae_lambda)
-                for sub, optimizer, samples in zip(policy.subpolicies, self.sub_optimizers, parts):
-                    if len(samples):
-                        ppo_update(sub.evaluate, optimizer, samples, spec.clip, spec.epochs,
-                                   math.ceil(len(samples) / spec.sub_minibatches), self.generator)
-            returns.append(roll.episode_returns().mean().item())
-        return returns
+    def update(self, segments: Sequence[Segments]) -> list[int]:
+        """Returns how many samples each sub-policy learned from."""
+        if not segments:
+            return [0] * len(self.subpolicies)
+        pooled = Segments.pooled(segments)
+        parts = split_by_subpolicy(pooled.samples, pooled.owner, len(self.subpolicies))
+        for sub, optimizer, samples in zip(self.subpolicies, self.optimizers, parts):
+            if len(samples):
+                ppo_update(sub.evaluate, optimizer, samples, self.spec.clip, self.spec.epochs,
+                           math.ceil(len(samples) / self.spec.sub_minibatches), self.generator)
+        return [len(p) for p in parts]
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"optimizers": [o.state_dict() for o in self.optimizers], "generator": self.generator.get_state()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        for optimizer, saved in zip(self.optimizers, state["optimizers"]):
+            optimizer.load_state_dict(saved)
+        self.generator.set_state(state["generator"])
+
+

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dh_maml.envs.bandit import BernoulliBandit
-from dh_maml.envs.base import TaskFamily, TaskVectorEnv
+from dh_maml.envs.base import TaskFamily, TaskVectorEnv, VectorEnvCache
 from dh_maml.envs.mujoco import AntDir, AntGoal, AntVel, HalfCheetahDir, HalfCheetahVel
 from dh_maml.envs.movement_bandits import MovementBandits
 from dh_maml.envs.navigation import Navigation2D
@@ -15,7 +15,7 @@ FAMILIES: dict[str, type[TaskFamily]] = {
                 MovementBandits)
 }
 
-__all__ = ["FAMILIES", "TaskFamily", "TaskVectorEnv", "make_family", "validate_env_spec"]
+__all__ = ["FAMILIES", "TaskFamily", "TaskVectorEnv", "VectorEnvCache", "make_family", "validate_env_spec"]
 
 
 def _family_options(env_spec, problems: list[str]):

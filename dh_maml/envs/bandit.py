@@ -46,6 +46,7 @@ class BernoulliBanditVectorEnv(ArrayVectorEnv):
 
 class BernoulliBandit(TaskFamily):
     name = "bandit"
+    Task = BanditTask
     default_horizon = 10
     Options = BanditOptions
 

@@ -115,6 +115,7 @@ class TaskFamily(ABC):
     name: ClassVar[str]
     default_horizon: ClassVar[int]
     Options: ClassVar[type] = NoOptions
+    Task: ClassVar[type]  # the frozen dataclass of its tasks: ``Task(**dataclasses.asdict(task))`` rebuilds one
 
     def __init__(self, horizon: int | None = None, options: Any = None):
         self.horizon = horizon or self.default_horizon
@@ -127,6 +128,14 @@ class TaskFamily(ABC):
     @abstractmethod
     def make_vector_env(self, num_envs: int) -> TaskVectorEnv:
         """A vector env of ``num_envs`` sub-envs, tasks set later with ``set_tasks``."""
+
+    def for_evaluation(self) -> "TaskFamily":
+        """The family that evaluation reports on: itself, unless training shapes its reward."""
+        return self
+
+    def latent(self, task: Any) -> Any:
+        """What the task asks for, as a label to group results by (the task itself unless a family says)."""
+        return task
 
     @cached_property
     def _spaces(self) -> tuple[gym.Space, gym.Space]:
@@ -143,3 +152,21 @@ class TaskFamily(ABC):
     @property
     def action_space(self) -> gym.Space:
         return self._spaces[1]
+
+
+class VectorEnvCache:
+    """A family's vector envs by size, built once: building MuJoCo envs costs far more than stepping them."""
+
+    def __init__(self, family: TaskFamily):
+        self.family = family
+        self._envs: dict[int, TaskVectorEnv] = {}
+
+    def get(self, num_envs: int) -> TaskVectorEnv:
+        if num_envs not in self._envs:
+            self._envs[num_envs] = self.family.make_vector_env(num_envs)
+        return self._envs[num_envs]
+
+    def close(self) -> None:
+        for env in self._envs.values():
+            env.close()
+        self._envs.clear()

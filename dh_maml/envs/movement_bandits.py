@@ -5,6 +5,10 @@ uniformly on the plane at every episode start. The index of the paying goal is
 the task: fixed per task and absent from the observation, so a policy can only
 learn it from rewards. Reward 1 for each step that ends within distance 50 of
 the correct goal. Observation [position, goal 0, goal 1] / 400.
+
+The ``shaped`` option subtracts the distance to the correct goal / 400 from
+every step's reward: a gradient towards the paying goal from the first
+iteration, for training only (evaluation reports the sparse reward).
 """
 
 from __future__ import annotations
@@ -21,6 +25,11 @@ MOVES = np.array([[0, 0], [STEP, 0], [-STEP, 0], [0, STEP], [0, -STEP]], dtype=n
 
 
 @dataclass(frozen=True)
+class MovementBanditsOptions:
+    shaped: bool = False  # sparse reward minus distance / 400
+
+
+@dataclass(frozen=True)
 class MovementBanditsTask:
     correct: int  # 0 or 1: which goal pays
 
@@ -28,12 +37,13 @@ class MovementBanditsTask:
 class MovementBanditsVectorEnv(ArrayVectorEnv):
     """Positions stay on the plane (moves are clipped to [0, 400]); episodes only end at the horizon."""
 
-    def __init__(self, num_envs: int, horizon: int):
+    def __init__(self, num_envs: int, horizon: int, shaped: bool = False):
         obs_space = gym.spaces.Box(0.0, 1.0, shape=(6,), dtype=np.float32)
         super().__init__(num_envs, horizon, obs_space, gym.spaces.Discrete(len(MOVES)))
         self._position = np.zeros((num_envs, 2))
         self._goals = np.zeros((num_envs, 2, 2))
         self._correct = np.zeros(num_envs, dtype=np.int64)
+        self.shaped = shaped
 
     def _load_tasks(self, tasks: list[MovementBanditsTask]) -> None:
         self._correct[:] = [t.correct for t in tasks]
@@ -48,16 +58,28 @@ class MovementBanditsVectorEnv(ArrayVectorEnv):
     def _step_envs(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         self._position = np.clip(self._position + MOVES[actions.astype(np.int64)], 0.0, SIZE)
         goal = self._goals[np.arange(self.num_envs), self._correct]
-        rewards = (np.linalg.norm(self._position - goal, axis=1) < RADIUS).astype(np.float64)
+        distance = np.linalg.norm(self._position - goal, axis=1)
+        rewards = (distance < RADIUS).astype(np.float64)
+        if self.shaped:
+            rewards -= distance / SIZE
         return rewards, np.zeros(self.num_envs, dtype=bool)
 
 
 class MovementBandits(TaskFamily):
     name = "movement-bandits"
+    Task = MovementBanditsTask
     default_horizon = 50
+    Options = MovementBanditsOptions
 
     def sample_tasks(self, n: int, rng: np.random.Generator) -> list[MovementBanditsTask]:
         return [MovementBanditsTask(int(c)) for c in rng.integers(0, 2, size=n)]
 
+    def latent(self, task: MovementBanditsTask) -> int:
+        return task.correct
+
     def make_vector_env(self, num_envs: int) -> MovementBanditsVectorEnv:
-        return MovementBanditsVectorEnv(num_envs, self.horizon)
+        return MovementBanditsVectorEnv(num_envs, self.horizon, self.options.shaped)
+
+    def for_evaluation(self) -> "MovementBandits":
+        """The same family with the sparse reward, which evaluation reports."""
+        return MovementBandits(self.horizon, MovementBanditsOptions(shaped=False))

@@ -144,20 +144,20 @@ class MujocoFamily(TaskFamily):
 
 
 class HalfCheetahVel(MujocoFamily):
-    name, env_cls, draw = "halfcheetah-vel", HalfCheetahVelEnv, staticmethod(_velocities(2.0))
+    name, env_cls, draw, Task = "halfcheetah-vel", HalfCheetahVelEnv, staticmethod(_velocities(2.0)), VelocityTask
 
 
 class HalfCheetahDir(MujocoFamily):
-    name, env_cls, draw = "halfcheetah-dir", HalfCheetahDirEnv, staticmethod(_directions)
+    name, env_cls, draw, Task = "halfcheetah-dir", HalfCheetahDirEnv, staticmethod(_directions), DirectionTask
 
 
 class AntVel(MujocoFamily):
-    name, env_cls, draw = "ant-vel", AntVelEnv, staticmethod(_velocities(3.0))
+    name, env_cls, draw, Task = "ant-vel", AntVelEnv, staticmethod(_velocities(3.0)), VelocityTask
 
 
 class AntDir(MujocoFamily):
-    name, env_cls, draw = "ant-dir", AntDirEnv, staticmethod(_directions)
+    name, env_cls, draw, Task = "ant-dir", AntDirEnv, staticmethod(_directions), DirectionTask
 
 
 class AntGoal(MujocoFamily):
-    name, env_cls, draw = "ant-goal", AntGoalEnv, staticmethod(_goals)
+    name, env_cls, draw, Task = "ant-goal", AntGoalEnv, staticmethod(_goals), GoalTask

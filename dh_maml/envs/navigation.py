@@ -43,6 +43,7 @@ class Navigation2DVectorEnv(ArrayVectorEnv):
 
 class Navigation2D(TaskFamily):
     name = "navigation-2d"
+    Task = NavigationTask
     default_horizon = 100
 
     def sample_tasks(self, n: int, rng: np.random.Generator) -> list[NavigationTask]:

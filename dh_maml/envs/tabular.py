@@ -56,6 +56,7 @@ class TabularMDPVectorEnv(ArrayVectorEnv):
 
 class TabularMDP(TaskFamily):
     name = "tabular-mdp"
+    Task = TabularTask
     default_horizon = 10
     Options = TabularOptions
 

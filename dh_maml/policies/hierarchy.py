@@ -1,9 +1,9 @@
 """The MLSH hierarchy: a categorical master over K sub-policies, each an actor with its own value head.
 
-The master is per task and re-initialised for every task; the sub-policies are
-shared across tasks and are what meta-learning keeps. Sampling draws from torch's
-global generator: callers seed it in a ``torch.random.fork_rng`` scope, as the
-MAML sampler does.
+A master belongs to one task and is drawn afresh for every task; the
+sub-policies are shared across tasks and are what meta-learning keeps. Sampling
+draws from torch's global generator: callers seed it in a
+``torch.random.fork_rng`` scope, as the MAML sampler does.
 """
 
 from __future__ import annotations
@@ -48,42 +48,49 @@ class ActorCritic(nn.Module):
         return Acted(actions, dist.log_prob(actions), self.critic(obs).squeeze(-1))
 
 
-class MLSHPolicy(nn.Module):
+def make_master(observation_space: gym.Space, num_subpolicies: int, policy_spec, seed: int) -> ActorCritic:
+    """A task's fresh master, its initial weights drawn from ``seed`` alone."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return ActorCritic(observation_space, gym.spaces.Discrete(num_subpolicies), policy_spec)
+
+
+@torch.no_grad()
+def choose(master: ActorCritic, obs: Tensor, epsilon: float) -> Acted:
+    """The master's choice of sub-policy for each observation; with probability ``epsilon`` a uniformly
+    random one instead (the log-probability stays the master's, as the published code does)."""
+    dist = master.actor.distribution(master.actor(obs))
+    chosen = dist.sample()
+    num = dist.logits.shape[-1]
+    explore = torch.rand(chosen.shape) < epsilon
+    actions = torch.where(explore, torch.randint(num, chosen.shape), chosen)
+    return Acted(actions, dist.log_prob(actions), master.critic(obs).squeeze(-1))
+
+
+class SubPolicies(nn.Module):
+    """The K shared sub-policies: what meta-learning keeps across tasks."""
+
     def __init__(self, observation_space: gym.Space, action_space: gym.Space, num_subpolicies: int, policy_spec):
         super().__init__()
         if num_subpolicies < 1:
             raise ValueError(f"num_subpolicies: expected at least 1, got {num_subpolicies}")
-        self.observation_space, self.policy_spec = observation_space, policy_spec
-        self.master = ActorCritic(observation_space, gym.spaces.Discrete(num_subpolicies), policy_spec)
-        self.subpolicies = nn.ModuleList(ActorCritic(observation_space, action_space, policy_spec)
-                                         for _ in range(num_subpolicies))
+        self.members = nn.ModuleList(ActorCritic(observation_space, action_space, policy_spec)
+                                     for _ in range(num_subpolicies))
 
-    @property
-    def num_subpolicies(self) -> int:
-        return len(self.subpolicies)
+    def __len__(self) -> int:
+        return len(self.members)
 
-    def reset_master(self, seed: int) -> None:
-        """A fresh master for a new task, its initial weights drawn from ``seed`` (sub-policies untouched)."""
-        with torch.random.fork_rng():
-            torch.manual_seed(seed)
-            self.master = ActorCritic(self.observation_space, gym.spaces.Discrete(self.num_subpolicies),
-                                      self.policy_spec)
+    def __iter__(self):
+        return iter(self.members)
 
-    @torch.no_grad()
-    def choose(self, obs: Tensor, epsilon: float) -> Acted:
-        """The master's choice of sub-policy for each observation; with probability ``epsilon`` a uniformly
-        random one instead (the log-probability stays the master's, as the published code does)."""
-        dist = self.master.actor.distribution(self.master.actor(obs))
-        chosen = dist.sample()
-        explore = torch.rand(chosen.shape) < epsilon
-        actions = torch.where(explore, torch.randint(self.num_subpolicies, chosen.shape), chosen)
-        return Acted(actions, dist.log_prob(actions), self.master.critic(obs).squeeze(-1))
+    def __getitem__(self, k: int) -> ActorCritic:
+        return self.members[k]
 
     @torch.no_grad()
     def act(self, obs: Tensor, subpolicy: Tensor) -> Acted:
         """Each observation's action from the sub-policy chosen for it: every sub-policy runs once on the
         whole batch (K is small) and each row keeps its own sub-policy's output."""
-        outs = [sub.act(obs) for sub in self.subpolicies]
+        outs = [sub.act(obs) for sub in self.members]
         rows = torch.arange(obs.shape[0])
         pick = lambda xs: torch.stack(xs)[subpolicy, rows]  # noqa: E731
         return Acted(pick([o.actions for o in outs]), pick([o.log_probs for o in outs]), pick([o.values for o in outs]))

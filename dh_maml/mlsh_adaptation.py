@@ -1,0 +1,211 @@
+"""The MLSH adaptation test: how fast a fresh master learns held-out tasks over frozen sub-policies.
+
+Three methods run on the same held-out tasks with the same seeds and step
+budget: ``mlsh`` (a fresh master and optimiser over the trained sub-policies,
+master-only PPO), ``flat-ppo`` (one policy per task trained from scratch with
+PPO), and ``untrained-subpolicies`` (the same master adaptation over freshly
+initialised sub-policies). If the sub-policies learned something shared,
+``mlsh`` is ahead from the first iterations and the master's choice tells which
+latent goal the task has.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+from dh_maml.algos.mlsh import SlotJob, run_slots, subpolicy_segments
+from dh_maml.algos.ppo import ppo_update
+from dh_maml.envs.base import TaskFamily, TaskVectorEnv
+from dh_maml.hierarchy_sampling import sample_hierarchy
+from dh_maml.policies.hierarchy import SubPolicies, make_master
+from dh_maml.seeding import Stream, stream_rng
+
+METHODS = ("mlsh", "flat-ppo", "untrained-subpolicies")
+
+
+@dataclass
+class AdaptationJob:
+    """Some held-out tasks for one method; ``seeds`` are per task and shared by every method."""
+
+    method: str
+    tasks: list
+    seeds: list[int]
+
+
+@dataclass
+class Curves:
+    returns: np.ndarray  # [tasks, iterations] mean episode return of each iteration
+    choices: np.ndarray  # [tasks, iterations, K] how often the master chose each sub-policy (zeros for flat PPO)
+
+
+def _iteration_seed(seed: int, i: int) -> int:
+    return int(np.random.SeedSequence([seed, i]).generate_state(1)[0])
+
+
+def seeded_subpolicies(observation_space: gym.Space, action_space: gym.Space, num: int, policy_spec,
+                       seed: int) -> SubPolicies:
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return SubPolicies(observation_space, action_space, num, policy_spec)
+
+
+def master_adaptation(env: TaskVectorEnv, subpolicies: SubPolicies, tasks: Sequence, seeds: Sequence[int],
+                      mlsh_spec, policy_spec, horizon: int, iterations: int) -> Curves:
+    """Fresh masters (and optimisers) learn the tasks side by side over frozen sub-policies."""
+    master_only = dataclasses.replace(mlsh_spec, warmup=iterations)
+    states: list[Any] = [None] * len(tasks)
+    returns = np.zeros((len(tasks), iterations))
+    choices = np.zeros((len(tasks), iterations, len(subpolicies)))
+    for i in range(iterations):
+        jobs = [SlotJob(k, task, i, seeds[k], states[k], _iteration_seed(seeds[k], i)) for k, task in enumerate(tasks)]
+        for r in run_slots(env, subpolicies, jobs, master_only, policy_spec, horizon):
+            states[r.slot] = r.master
+            returns[r.slot, i] = r.returns.mean().item()
+            choices[r.slot, i] = r.choices.numpy()
+    return Curves(returns, choices)
+
+
+def flat_ppo(env: TaskVectorEnv, tasks: Sequence, seeds: Sequence[int], mlsh_spec, policy_spec, horizon: int,
+             iterations: int, lr: float) -> Curves:
+    """A flat actor-critic per task, trained from scratch with the sub-policies' PPO settings at ``lr``.
+
+    It runs as a hierarchy of one sub-policy (the master has one choice), so it
+    samples exactly like the other methods.
+    """
+    returns = np.zeros((len(tasks), iterations))
+    space, actions = env.single_observation_space, env.single_action_space
+    for k, (task, seed) in enumerate(zip(tasks, seeds)):
+        flat = seeded_subpolicies(space, actions, 1, policy_spec, seed)
+        master = make_master(space, 1, policy_spec, seed)
+        optimizer = torch.optim.Adam(flat.parameters(), lr=lr)
+        generator = torch.Generator().manual_seed(seed)
+        for i in range(iterations):
+            (roll,) = sample_hierarchy(env, flat, [master], [task], horizon, mlsh_spec.macro_len, 0.0,
+                                       _iteration_seed(seed, i))
+            samples = subpolicy_segments(roll, mlsh_spec.macro_len, mlsh_spec.gamma, mlsh_spec.gae_lambda).samples
+            ppo_update(flat[0].evaluate, optimizer, samples, mlsh_spec.clip, mlsh_spec.epochs,
+                       math.ceil(len(samples) / mlsh_spec.sub_minibatches), generator)
+            returns[k, i] = roll.episode_returns().mean().item()
+    return Curves(returns, np.zeros((len(tasks), iterations, 0)))
+
+
+def run_adaptation(env_for: Any, family: TaskFamily, trained: SubPolicies, job: AdaptationJob, mlsh_spec,
+                   policy_spec, iterations: int, flat_lr: float) -> Curves:
+    """One job's curves; ``env_for(n)`` gives a vector env of ``n`` sub-envs."""
+    episodes = mlsh_spec.episodes
+    if job.method == "flat-ppo":
+        return flat_ppo(env_for(episodes), job.tasks, job.seeds, mlsh_spec, policy_spec, family.horizon,
+                        iterations, flat_lr)
+    if job.method == "untrained-subpolicies":
+        subpolicies = seeded_subpolicies(family.observation_space, family.action_space, len(trained), policy_spec,
+                                         job.seeds[0])
+    elif job.method == "mlsh":
+        subpolicies = trained
+    else:
+        raise ValueError(f"adaptation method: expected one of {', '.join(METHODS)}, got {job.method!r}")
+    return master_adaptation(env_for(episodes * len(job.tasks)), subpolicies, job.tasks, job.seeds, mlsh_spec,
+                             policy_spec, family.horizon, iterations)
+
+
+def held_out(family: TaskFamily, num_tasks: int, seed: int) -> tuple[list, list[int]]:
+    """Held-out tasks and their seeds, from the meta-test stream (never the training one)."""
+    rng = stream_rng(seed, Stream.META_TEST_TASKS)
+    tasks = family.sample_tasks(num_tasks, rng)
+    return tasks, [int(s) for s in rng.integers(2**31, size=num_tasks)]
+
+
+def adaptation_jobs(tasks: Sequence, seeds: Sequence[int]) -> list[AdaptationJob]:
+    """The masters of a method adapt side by side in one job; flat PPO trains one policy per task, one job each."""
+    together = [AdaptationJob(m, list(tasks), list(seeds)) for m in ("mlsh", "untrained-subpolicies")]
+    return together + [AdaptationJob("flat-ppo", [t], [s]) for t, s in zip(tasks, seeds)]
+
+
+def joined(jobs: Sequence[AdaptationJob], results: Sequence[Curves]) -> dict[str, Curves]:
+    """Each method's curves over all tasks, in task order."""
+    out = {}
+    for method in METHODS:
+        parts = [c for j, c in zip(jobs, results) if j.method == method]
+        out[method] = Curves(np.concatenate([c.returns for c in parts]), np.concatenate([c.choices for c in parts]))
+    return out
+
+
+def mutual_information_bits(latents: Sequence[Any], choices: np.ndarray) -> float:
+    """I(chosen sub-policy; latent goal) in bits, from per-task choice counts [tasks, K]."""
+    labels = sorted(set(latents), key=str)
+    joint = np.array([choices[[i for i, lt in enumerate(latents) if lt == label]].sum(0) for label in labels])
+    total = joint.sum()
+    if total == 0:
+        return 0.0
+    p = joint / total
+    outer = p.sum(1, keepdims=True) @ p.sum(0, keepdims=True)
+    nz = p > 0
+    return float((p[nz] * np.log2(p[nz] / outer[nz])).sum())
+
+
+@dataclass
+class AdaptationReport:
+    iterations: int
+    window: list[int]  # the iterations (1-based) the late means cover
+    latents: list[str]  # each task's latent goal
+    seeds: list[int]
+    curves: dict[str, list[list[float]]]  # method -> [task][iteration]
+    late_by_latent: dict[str, dict[str, float]]  # method -> latent -> mean return over the window
+    auc: dict[str, list[float]]  # method -> per task: the sum of the returns of every iteration
+    mlsh_beats_flat: int  # tasks where MLSH's area is larger than flat PPO's
+    mutual_information_bits: float  # chosen sub-policy vs latent goal, MLSH over the window
+
+
+def report(latents: Sequence[Any], seeds: Sequence[int], curves: dict[str, Curves]) -> AdaptationReport:
+    iterations = curves["mlsh"].returns.shape[1]
+    window = list(range(iterations // 2 + 1, iterations + 1))  # 6..10 for 10 iterations
+    cols = [w - 1 for w in window]
+    names = [str(lt) for lt in latents]
+    late = {m: {label: float(c.returns[[i for i, n in enumerate(names) if n == label]][:, cols].mean())
+                for label in sorted(set(names))} for m, c in curves.items()}
+    auc = {m: c.returns.sum(1).tolist() for m, c in curves.items()}
+    wins = int(sum(a > b for a, b in zip(auc["mlsh"], auc["flat-ppo"])))
+    mi = mutual_information_bits(names, curves["mlsh"].choices[:, cols].sum(1))
+    return AdaptationReport(iterations, window, names, list(seeds), {m: c.returns.tolist() for m, c in curves.items()},
+                            late, auc, wins, mi)
+
+
+def write_report(result: AdaptationReport, out: str | Path, title: str) -> list[Path]:
+    """JSON at ``out``, the learning curves as PNG beside it."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(dataclasses.asdict(result), indent=2))
+    png = out.with_suffix(".png")
+    x = np.arange(1, result.iterations + 1)
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for method in METHODS:
+        returns = np.asarray(result.curves[method])
+        se = returns.std(0, ddof=1) / np.sqrt(len(returns)) if len(returns) > 1 else np.zeros(len(x))
+        ax.plot(x, returns.mean(0), marker="o", label=method)
+        ax.fill_between(x, returns.mean(0) - se, returns.mean(0) + se, alpha=0.2)
+    mlsh = np.asarray(result.curves["mlsh"])
+    for label in sorted(set(result.latents)):
+        rows = [i for i, n in enumerate(result.latents) if n == label]
+        ax.plot(x, mlsh[rows].mean(0), linestyle="--", linewidth=1, label=f"mlsh, latent {label}")
+    ax.set_xlabel("adaptation iteration (fresh master)")
+    ax.set_ylabel("mean episode return")
+    ax.set_title(f"{title}: {len(result.latents)} held-out tasks (± s.e.)")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(png, dpi=120)
+    plt.close(fig)
+    return [out, png]

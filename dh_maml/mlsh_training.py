@@ -1,0 +1,149 @@
+"""MLSH training state on the learner's side: the shared sub-policies, the task slots, and one round.
+
+A round gives every task slot one iteration. Slots start staggered, slot s of S
+``s * (W + U) // S`` iterations into its first task, so that joint iterations
+(the sub-policies' data) fall in every round rather than all in the same one.
+Masters travel with their slot's job (``MasterState``): observers hold no state
+between rounds, a lost observer's slots run elsewhere unchanged, and a
+checkpoint holds everything needed to continue exactly.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from dh_maml.algos.maml import split_evenly
+from dh_maml.algos.mlsh import MasterState, SlotJob, SlotResult, SubPolicyLearner
+from dh_maml.envs import make_family
+from dh_maml.policies.hierarchy import SubPolicies
+from dh_maml.seeding import TrainingProgress
+from dh_maml.spec import Spec
+
+
+@dataclass
+class Slot:
+    """Where one task slot stands between rounds."""
+
+    task: Any = None  # None: draw a new task at the next round
+    phase: int = 0
+    master_seed: int = 0
+    master: MasterState | None = None
+
+
+@dataclass
+class SlotBatch:
+    """What an observer returns for its share of a round."""
+
+    version: int
+    results: list[SlotResult]
+
+
+@dataclass
+class RoundPlan:
+    version: int
+    jobs: list[list[SlotJob]]  # one list per observer
+    results: list[SlotResult] = field(default_factory=list)
+
+
+@dataclass
+class RoundStats:
+    samples: list[int]  # steps each sub-policy learned from this round
+
+
+class MLSHTrainer(TrainingProgress):
+    method = "run_slots"
+    headline = (("return", "returns/mean"), ("adapted", "returns/last"))
+
+    def __init__(self, spec: Spec, device: str | torch.device = "cpu"):
+        super().__init__(spec)
+        self.mlsh = spec.mlsh
+        self.family = make_family(spec.env)
+        self.subpolicies = SubPolicies(self.family.observation_space, self.family.action_space,
+                                       self.mlsh.num_subpolicies, spec.policy)
+        self.learner = SubPolicyLearner(self.subpolicies, self.mlsh, spec.experiment.seed)
+        self.slots = [Slot(phase=s * self.period // self.mlsh.slots) for s in range(self.mlsh.slots)]
+
+    @property
+    def period(self) -> int:
+        return self.mlsh.warmup + self.mlsh.joint
+
+    def plan(self, num_shards: int) -> RoundPlan:
+        jobs = []
+        for s, slot in enumerate(self.slots):
+            if slot.task is None:
+                slot.task = self.family.sample_tasks(1, self.task_rng)[0]
+                slot.master_seed, slot.master = int(self.sample_rng.integers(2**31)), None
+            jobs.append(SlotJob(s, slot.task, slot.phase, slot.master_seed, slot.master,
+                                int(self.sample_rng.integers(2**31))))
+        return RoundPlan(self.iteration, [[jobs[i] for i in part] for part in split_evenly(range(len(jobs)),
+                                                                                          num_shards)])
+
+    def cpu_weights(self) -> dict[str, torch.Tensor]:
+        return {k: v.detach().cpu().clone() for k, v in self.subpolicies.state_dict().items()}
+
+    def call_args(self, plan: RoundPlan, jobs: list[SlotJob], weights: dict[str, torch.Tensor]) -> tuple:
+        return plan.version, weights, jobs
+
+    @staticmethod
+    def split(jobs: list[SlotJob], parts: int) -> list[list[SlotJob]]:
+        return [[jobs[i] for i in part] for part in split_evenly(range(len(jobs)), parts)]
+
+    def consume(self, plan: RoundPlan, jobs: list[SlotJob], batch: SlotBatch) -> None:
+        plan.results.extend(batch.results)
+
+    def update(self, plan: RoundPlan) -> RoundStats:
+        """Every slot's master moves on; the sub-policies learn from the joint iterations' segments."""
+        results = sorted(plan.results, key=lambda r: r.slot)
+        for r in results:
+            slot = self.slots[r.slot]
+            slot.master, slot.phase = r.master, slot.phase + 1
+            if slot.phase == self.period:
+                self.slots[r.slot] = Slot()
+        samples = self.learner.update([r.segments for r in results if r.segments is not None])
+        self.iteration += 1
+        return RoundStats(samples)
+
+    def record(self, plan: RoundPlan, stats: RoundStats, wall: float, **times: float) -> dict[str, Any]:
+        phases = {j.slot: j.phase for jobs in plan.jobs for j in jobs}
+        returns = {r.slot: r.returns for r in plan.results}
+        steps = sum(r.steps for r in plan.results)
+        every = torch.cat(list(returns.values()))
+        record: dict[str, Any] = {
+            "iteration": self.iteration,
+            "returns/mean": every.mean().item(),
+            "returns/std": every.std().item() if every.numel() > 1 else 0.0,
+            "env_steps": steps,
+            "env_steps_per_s": steps / wall if wall > 0 else 0.0,
+            "time/iteration": wall,
+        }
+        for name, phase in (("first", 0), ("last", self.period - 1)):
+            at = [returns[s].mean().item() for s, p in phases.items() if p == phase]
+            if at:
+                record[f"returns/{name}"] = float(np.mean(at))
+        record.update({f"mlsh/samples_sub{k}": n for k, n in enumerate(stats.samples)})
+        record.update({f"time/{k}": v for k, v in times.items()})
+        return record
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "subpolicies": self.cpu_weights(),
+            "learner": self.learner.state_dict(),
+            "slots": [{"task": None if s.task is None else dataclasses.asdict(s.task), "phase": s.phase,
+                       "master_seed": s.master_seed,
+                       "master": None if s.master is None else dataclasses.asdict(s.master)} for s in self.slots],
+            **self.progress_state(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.subpolicies.load_state_dict(state["subpolicies"])
+        self.learner.load_state_dict(state["learner"])
+        self.slots = [Slot(None if s["task"] is None else self.family.Task(**s["task"]), s["phase"],
+                           s["master_seed"], None if s["master"] is None else MasterState(**s["master"]))
+                      for s in state["slots"]]
+        self.load_progress(state)
+

@@ -1,0 +1,73 @@
+"""MLSH on the runtime: an agent and observer processes train it, resume it and run its adaptation test."""
+
+import json
+
+import numpy as np
+import pytest
+from conftest import ROOT, metrics
+
+from dh_maml.mlsh_adaptation import mutual_information_bits
+
+SPEC = ROOT / "specs/mlsh-movement-bandits.yaml"
+SMALL = ["--set", "mlsh.slots=4", "--set", "mlsh.warmup=1", "--set", "mlsh.joint=1", "--set", "mlsh.episodes=4",
+         "--set", "mlsh.epochs=2", "--set", "policy.hidden_sizes=[16]", "--set", "checkpoint.every=1"]
+
+
+def test_distributed_mlsh_trains_logs_and_resumes_exactly(tmp_path, launcher):
+    full, part = tmp_path / "full", tmp_path / "part"
+    code, out, err = launcher("train", "--spec", SPEC, "--iterations", 4, "--run-dir", full, "--observers", 2,
+                              *SMALL).wait()
+    assert code == 0, out + err
+    assert "with 2 observer(s)" in out and "done: 4 iterations" in out and "adapted" in out
+    records = metrics(full)
+    assert [r["iteration"] for r in records] == [1, 2, 3, 4]
+    for r in records:
+        for key in ("returns/mean", "returns/std", "env_steps", "env_steps_per_s", "time/iteration", "time/sampling",
+                    "time/learner_wait", "time/update", "observers/alive", "metrics/dropped"):
+            assert key in r, key
+        assert r["env_steps"] == 4 * 4 * 50 and r["observers/alive"] == 2
+        # 4 slots staggered over a period of 2: two slots are in their joint iteration every round
+        assert r["mlsh/samples_sub0"] + r["mlsh/samples_sub1"] == 2 * 4 * 50
+    code, out, err = launcher("train", "--spec", SPEC, "--iterations", 2, "--run-dir", part, "--observers", 2,
+                              *SMALL).wait()
+    assert code == 0, out + err
+    code, out, err = launcher("train", "--resume", part, "--iterations", 4).wait()
+    assert code == 0, out + err
+    # the checkpoint holds every slot's task, phase and master: resumed rounds are the uninterrupted ones
+    assert [r["iteration"] for r in metrics(part)] == [1, 2, 3, 4]
+    for a, b in zip(records, metrics(part)):
+        for key in ("returns/mean", "returns/first", "returns/last", "mlsh/samples_sub0"):
+            assert a.get(key) == pytest.approx(b.get(key), rel=1e-6), key
+
+
+def test_adaptation_test_compares_three_methods_whoever_runs_it(tmp_path, launcher):
+    run = tmp_path / "run"
+    code, out, err = launcher("train", "--spec", SPEC, "--iterations", 2, "--run-dir", run, "--observers", 0,
+                              *SMALL).wait()
+    assert code == 0, out + err
+    reports = {}
+    for observers in (0, 2):
+        dest = tmp_path / f"a{observers}.json"
+        code, out, err = launcher("test", "--run", run, "--tasks", 4, "--steps", 2, "--observers", observers,
+                                  "--out", dest).wait()
+        assert code == 0, out + err
+        assert "flat-ppo" in out and "untrained-subpolicies" in out and "bits" in out
+        reports[observers] = json.loads(dest.read_text())
+    report = reports[2]
+    assert sorted(report["curves"]) == ["flat-ppo", "mlsh", "untrained-subpolicies"]
+    assert all(np.shape(c) == (4, 2) for c in report["curves"].values())
+    assert report["window"] == [2] and set(report["latents"]) <= {"0", "1"}
+    assert 0 <= report["mlsh_beats_flat"] <= 4 and 0.0 <= report["mutual_information_bits"] <= 1.0
+    assert reports[0]["curves"] == reports[2]["curves"]
+    assert (tmp_path / "a2.png").stat().st_size > 0
+
+
+def test_mutual_information_of_choices_and_latent_goals():
+    perfect = np.array([[10, 0], [0, 10], [10, 0]])  # the choice names the latent goal
+    assert mutual_information_bits(["a", "b", "a"], perfect) == pytest.approx(0.918, abs=1e-3)  # H(2/3, 1/3)
+    blind = np.array([[5, 5], [5, 5]])
+    assert mutual_information_bits(["a", "b"], blind) == pytest.approx(0.0)
+    # p(a,0) = .4, p(a,1) = .1, p(b,0) = .1, p(b,1) = .4
+    partial = np.array([[4, 1], [1, 4]])
+    expected = 2 * 0.4 * np.log2(0.4 / 0.25) + 2 * 0.1 * np.log2(0.1 / 0.25)
+    assert mutual_information_bits(["a", "b"], partial) == pytest.approx(expected)
