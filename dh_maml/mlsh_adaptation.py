@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -22,8 +21,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from dh_maml.algos.mlsh import SlotJob, run_slots, subpolicy_segments
-from dh_maml.algos.ppo import ppo_update
+from dh_maml.algos.mlsh import SlotJob, learn, run_slots, sub_minibatch, subpolicy_segments
 from dh_maml.envs.base import TaskFamily, TaskVectorEnv
 from dh_maml.hierarchy_sampling import sample_hierarchy
 from dh_maml.policies.hierarchy import SubPolicies, make_master
@@ -76,7 +74,7 @@ def master_adaptation(env: TaskVectorEnv, subpolicies: SubPolicies, tasks: Seque
 
 def flat_ppo(env: TaskVectorEnv, tasks: Sequence, seeds: Sequence[int], mlsh_spec, policy_spec, horizon: int,
              iterations: int, lr: float) -> Curves:
-    """A flat actor-critic per task, trained from scratch with the sub-policies' PPO settings at ``lr``.
+    """A flat actor-critic per task, trained from scratch with the sub-policies' update settings at ``lr``.
 
     It runs as a hierarchy of one sub-policy (the master has one choice), so it
     samples exactly like the other methods.
@@ -92,8 +90,7 @@ def flat_ppo(env: TaskVectorEnv, tasks: Sequence, seeds: Sequence[int], mlsh_spe
             (roll,) = sample_hierarchy(env, flat, [master], [task], horizon, mlsh_spec.macro_len, 0.0,
                                        _iteration_seed(seed, i))
             samples = subpolicy_segments(roll, mlsh_spec.macro_len, mlsh_spec.gamma, mlsh_spec.gae_lambda).samples
-            ppo_update(flat[0].evaluate, optimizer, samples, mlsh_spec.clip, mlsh_spec.epochs,
-                       math.ceil(len(samples) / mlsh_spec.sub_minibatches), generator)
+            learn(mlsh_spec, flat[0].evaluate, optimizer, samples, sub_minibatch(mlsh_spec, len(samples)), generator)
             returns[k, i] = roll.episode_returns().mean().item()
     return Curves(returns, np.zeros((len(tasks), iterations, 0)))
 

@@ -104,6 +104,7 @@ class MLSHSpec:
     episodes: int = field(default=20, metadata=_range(1))  # per task and iteration
     master_lr: float = field(default=1e-2, metadata=_range(0.0, lo_open=True))
     sub_lr: float = field(default=3e-4, metadata=_range(0.0, lo_open=True))
+    update: str = field(default="ppo", metadata=_choices("ppo", "a2c"))  # a2c: one full-batch step per update
     clip: float = field(default=0.2, metadata=_range(0.0, lo_open=True))
     epochs: int = field(default=10, metadata=_range(1))
     master_minibatch: int = field(default=64, metadata=_range(1))
@@ -111,6 +112,7 @@ class MLSHSpec:
     gamma: float = field(default=0.99, metadata=_range(0.0, 1.0))
     gae_lambda: float = field(default=0.98, metadata=_range(0.0, 1.0))
     epsilon: float = field(default=0.1, metadata=_range(0.0, 1.0))  # master exploration
+    joint_epsilon: float = field(default=0.1, metadata=_range(0.0, 1.0))  # master exploration in joint iterations
     adaptation_iterations: int = field(default=10, metadata=_range(1))  # the adaptation test's master iterations
     flat_lr: float = field(default=1e-3, metadata=_range(0.0, lo_open=True))  # the flat PPO control's Adam step
 

@@ -227,3 +227,23 @@ def test_slots_start_staggered_and_draw_a_new_task_when_one_ends():
     assert [j.phase for jobs in plan.jobs for j in jobs] == [0, 1, 2, 3]  # one slot joint in every round
     assert all(j.master is None for jobs in plan.jobs for j in jobs)
     assert trainer.split(plan.jobs[0], 2) == [[plan.jobs[0][0]], [plan.jobs[0][1]]]
+
+
+def test_a2c_update_is_one_advantage_actor_critic_step_on_the_whole_batch():
+    from dh_maml.algos.mlsh import learn
+    from dh_maml.algos.ppo import normalized
+
+    torch.manual_seed(0)
+    agent = ActorCritic(OBS, gym.spaces.Discrete(3), SPEC)
+    obs, actions = torch.rand(40, 3), torch.randint(3, (40,))
+    with torch.no_grad():
+        old, _ = agent.evaluate(obs, actions)
+    advantages, returns = torch.randn(40), torch.randn(40)
+    log_probs, values = agent.evaluate(obs, actions)
+    loss = -(normalized(advantages) * log_probs).mean() + (values - returns).pow(2).mean()
+    grads = torch.autograd.grad(loss, list(agent.parameters()))
+    expected = [p.detach() - 0.1 * g for p, g in zip(agent.parameters(), grads)]
+    learn(MLSHSpec(update="a2c"), agent.evaluate, torch.optim.SGD(agent.parameters(), lr=0.1),
+          Samples(obs, actions, old, advantages, returns), minibatch=8, generator=torch.Generator().manual_seed(0))
+    for p, e in zip(agent.parameters(), expected):
+        torch.testing.assert_close(p.detach(), e)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import copy
 import math
 from dataclasses import dataclass, fields
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import gymnasium as gym
 import numpy as np
@@ -101,6 +101,20 @@ def subpolicy_segments(roll: HierarchyRollout, macro_len: int, gamma: float, lam
     return Segments(flat, owners(roll.choices, macro_len, roll.rewards.shape[0]).reshape(-1)[keep])
 
 
+def learn(spec, evaluate: Callable[[Tensor, Tensor], tuple[Tensor, Tensor]], optimizer: torch.optim.Optimizer,
+          samples: Samples, minibatch: int, generator: torch.Generator) -> None:
+    """One update by the spec's rule: PPO (``epochs`` passes in minibatches of ``minibatch``), or A2C (one step
+    on the whole batch, which is PPO's first step: every ratio is 1 there, so the clipped surrogate's gradient
+    is exactly the advantage actor-critic one)."""
+    epochs, size = (1, len(samples)) if spec.update == "a2c" else (spec.epochs, minibatch)
+    ppo_update(evaluate, optimizer, samples, spec.clip, epochs, size, generator)
+
+
+def sub_minibatch(spec, samples: int) -> int:
+    """Sub-policy minibatches: the batch cut into ``sub_minibatches`` parts, as the published code does."""
+    return math.ceil(samples / spec.sub_minibatches)
+
+
 @dataclass
 class MasterState:
     """A task's master between iterations: weights and Adam state as tensors and plain values, so it can
@@ -157,12 +171,13 @@ def run_slots(env: TaskVectorEnv, subpolicies: SubPolicies, jobs: Sequence[SlotJ
     masters = [restore_master(space, len(subpolicies), policy_spec, spec.master_lr, j.master_seed, j.master)
                for j in jobs]
     seed = int(np.random.SeedSequence([j.seed for j in jobs]).generate_state(1)[0])
+    epsilons = [spec.joint_epsilon if j.phase >= spec.warmup else spec.epsilon for j in jobs]
     rolls = sample_hierarchy(env, subpolicies, [m for m, _ in masters], [j.task for j in jobs], horizon,
-                             spec.macro_len, spec.epsilon, seed)
+                             spec.macro_len, epsilons, seed)
     results = []
     for job, (master, optimizer), roll in zip(jobs, masters, rolls):
-        ppo_update(master.evaluate, optimizer, master_samples(roll, spec.macro_len, spec.gamma, spec.gae_lambda),
-                   spec.clip, spec.epochs, spec.master_minibatch, torch.Generator().manual_seed(job.seed))
+        learn(spec, master.evaluate, optimizer, master_samples(roll, spec.macro_len, spec.gamma, spec.gae_lambda),
+              spec.master_minibatch, torch.Generator().manual_seed(job.seed))
         joint = job.phase >= spec.warmup
         segments = subpolicy_segments(roll, spec.macro_len, spec.gamma, spec.gae_lambda) if joint else None
         chosen = roll.choices[roll.mask[::spec.macro_len] > 0]
@@ -188,8 +203,8 @@ class SubPolicyLearner:
         parts = split_by_subpolicy(pooled.samples, pooled.owner, len(self.subpolicies))
         for sub, optimizer, samples in zip(self.subpolicies, self.optimizers, parts):
             if len(samples):
-                ppo_update(sub.evaluate, optimizer, samples, self.spec.clip, self.spec.epochs,
-                           math.ceil(len(samples) / self.spec.sub_minibatches), self.generator)
+                learn(self.spec, sub.evaluate, optimizer, samples, sub_minibatch(self.spec, len(samples)),
+                      self.generator)
         return [len(p) for p in parts]
 
     def state_dict(self) -> dict[str, Any]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dh_maml.envs.bandit import BernoulliBandit
 from dh_maml.envs.base import TaskFamily, TaskVectorEnv, VectorEnvCache
 from dh_maml.envs.mujoco import AntDir, AntGoal, AntVel, HalfCheetahDir, HalfCheetahVel
+from dh_maml.envs.minigrid import MiniGridFourRooms, MiniGridPlain, MiniGridTwoGoals
 from dh_maml.envs.movement_bandits import MovementBandits
 from dh_maml.envs.navigation import Navigation2D
 from dh_maml.envs.tabular import TabularMDP
@@ -12,7 +13,7 @@ from dh_maml.envs.tabular import TabularMDP
 FAMILIES: dict[str, type[TaskFamily]] = {
     cls.name: cls
     for cls in (Navigation2D, BernoulliBandit, TabularMDP, HalfCheetahVel, HalfCheetahDir, AntVel, AntDir, AntGoal,
-                MovementBandits)
+                MovementBandits, MiniGridTwoGoals, MiniGridFourRooms, MiniGridPlain)
 }
 
 __all__ = ["FAMILIES", "TaskFamily", "TaskVectorEnv", "VectorEnvCache", "make_family", "validate_env_spec"]

@@ -14,7 +14,7 @@ from typing import Any, ClassVar, Sequence
 
 import gymnasium as gym
 import numpy as np
-from gymnasium.vector import AutoresetMode, VectorEnv
+from gymnasium.vector import AutoresetMode, SyncVectorEnv, VectorEnv
 from gymnasium.vector.utils import batch_space
 
 
@@ -35,6 +35,17 @@ class TaskVectorEnv(VectorEnv):
 
     def reset_task(self, task: Any) -> None:
         self.set_tasks([task] * self.num_envs)
+
+
+class SyncTaskVectorEnv(SyncVectorEnv, TaskVectorEnv):
+    """gymnasium's SyncVectorEnv with one task per sub-env, set through each env's ``reset_task`` (found on
+    the env or any wrapper around it)."""
+
+    def set_tasks(self, tasks: Sequence[Any]) -> None:
+        if len(tasks) != self.num_envs:
+            raise ValueError(f"set_tasks: expected {self.num_envs} tasks (one per sub-env), got {len(tasks)}")
+        for env, task in zip(self.envs, tasks):
+            env.get_wrapper_attr("reset_task")(task)
 
 
 class ArrayVectorEnv(TaskVectorEnv):

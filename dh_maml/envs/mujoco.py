@@ -8,16 +8,16 @@ and contact costs come from gymnasium's reward terms with the reference weights.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, ClassVar, Sequence
+from typing import Any, Callable, ClassVar
 
 import gymnasium as gym
 import numpy as np
 from gymnasium.envs.mujoco.ant_v5 import AntEnv
 from gymnasium.envs.mujoco.half_cheetah_v5 import HalfCheetahEnv
-from gymnasium.vector import AutoresetMode, SyncVectorEnv
+from gymnasium.vector import AutoresetMode
 from gymnasium.wrappers import TimeLimit
 
-from dh_maml.envs.base import TaskFamily, TaskVectorEnv
+from dh_maml.envs.base import SyncTaskVectorEnv, TaskFamily
 
 
 @dataclass(frozen=True)
@@ -102,16 +102,6 @@ class AntGoalEnv(_AntTaskEnv):
         gx, gy = self.task.goal
         distance = abs(info["x_position"] - gx) + abs(info["y_position"] - gy)
         return -distance + 4.0 + self._costs(info)
-
-
-class SyncTaskVectorEnv(SyncVectorEnv, TaskVectorEnv):
-    """gymnasium's SyncVectorEnv with one task per sub-env."""
-
-    def set_tasks(self, tasks: Sequence[Any]) -> None:
-        if len(tasks) != self.num_envs:
-            raise ValueError(f"set_tasks: expected {self.num_envs} tasks (one per sub-env), got {len(tasks)}")
-        for env, task in zip(self.envs, tasks):
-            env.unwrapped.reset_task(task)
 
 
 def _velocities(high: float) -> Callable[[int, np.random.Generator], list[VelocityTask]]:
