@@ -247,3 +247,59 @@ def test_a2c_update_is_one_advantage_actor_critic_step_on_the_whole_batch():
           Samples(obs, actions, old, advantages, returns), minibatch=8, generator=torch.Generator().manual_seed(0))
     for p, e in zip(agent.parameters(), expected):
         torch.testing.assert_close(p.detach(), e)
+
+
+def test_slice_advantages_credit_a_subpolicy_only_within_its_slice():
+    from dh_maml.algos.mlsh import slice_advantages
+    from dh_maml.hierarchy_sampling import HierarchyRollout
+
+    torch.manual_seed(0)
+    subs = SubPolicies(gym.spaces.Box(-1.0, 1.0, (2,)), gym.spaces.Discrete(2), 2, PolicySpec(hidden_sizes=[4]))
+    obs, rewards, values = torch.rand(5, 2, 2), torch.rand(5, 2), torch.rand(5, 2)
+    mask = torch.ones(5, 2)
+    mask[4, 1] = 0.0  # episode 1 ends after 4 steps, halfway into its last slice
+    choices = torch.tensor([[0, 1], [1, 1], [0, 0]])
+    roll = HierarchyRollout(obs, torch.zeros(5, 2, dtype=torch.long), torch.zeros(5, 2), values, rewards, mask,
+                            choices, torch.zeros(3, 2), torch.zeros(3, 2))
+    adv, ret = slice_advantages(roll, subs, macro_len=2, gamma=0.9, lam=0.8)
+    with torch.no_grad():  # slice 0 of episode 0 ends on sub-policy 0's own value of the next slice's first state
+        bootstrap = subs[0].critic(obs[2, 0]).item()
+    d1 = rewards[1, 0] + 0.9 * bootstrap - values[1, 0]
+    d0 = rewards[0, 0] + 0.9 * values[1, 0] - values[0, 0]
+    torch.testing.assert_close(adv[1, 0], d1)
+    torch.testing.assert_close(adv[0, 0], d0 + 0.9 * 0.8 * d1)
+    torch.testing.assert_close(ret[0, 0], adv[0, 0] + values[0, 0])
+    # episode 1's second slice is followed by steps of an ended episode: nothing to bootstrap from
+    torch.testing.assert_close(adv[3, 1], rewards[3, 1] - values[3, 1])
+    assert adv[4, 1] == 0.0 and ret[4, 1] == 0.0
+    # the published convention runs GAE across slices instead
+    episode_adv, _ = advantages_and_returns(rewards, values, mask, 0.9, 0.8)
+    assert not torch.allclose(episode_adv[1, 0], adv[1, 0])
+
+
+def test_diversity_term_pushes_one_subpolicy_away_from_the_others_and_is_capped():
+    from torch.distributions import Categorical
+
+    from dh_maml.algos.mlsh import DIVERSITY_CAP, diversity_loss
+
+    torch.manual_seed(0)
+    subs = SubPolicies(OBS, gym.spaces.Discrete(3), 3, SPEC)
+    obs = torch.rand(16, 3)
+    loss = diversity_loss(subs, 0, weight=0.5)(obs)
+    with torch.no_grad():
+        p = [Categorical(logits=s.actor(obs)[0]) for s in subs]
+        expected = -0.5 * torch.stack([torch.distributions.kl_divergence(p[0], p[j]).clamp(max=DIVERSITY_CAP).mean()
+                                       for j in (1, 2)]).mean()
+    torch.testing.assert_close(loss, expected)
+    loss.backward()
+    assert all(q.grad is not None for q in subs[0].actor.parameters())
+    assert all(q.grad is None for j in (1, 2) for q in subs[j].parameters())  # the others are held fixed
+    with torch.no_grad():  # sub-policies far apart everywhere: the capped term no longer pushes
+        for k, s in enumerate(subs):
+            s.actor.logits[-1].weight.zero_()
+            s.actor.logits[-1].bias.copy_(torch.full((3,), -20.0).index_fill(0, torch.tensor(k), 20.0))
+    subs.zero_grad()
+    far = diversity_loss(subs, 0, weight=0.5)(obs)
+    assert far.item() == pytest.approx(-0.5 * DIVERSITY_CAP)
+    far.backward()
+    assert all(q.grad is None or q.grad.abs().max() == 0 for q in subs[0].actor.parameters())

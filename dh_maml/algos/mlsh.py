@@ -21,6 +21,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 from torch import Tensor
+from torch.distributions import kl_divergence
 
 from dh_maml.algos.ppo import Samples, ppo_update
 from dh_maml.envs.base import TaskVectorEnv
@@ -90,10 +91,42 @@ class Segments:
                         torch.cat([p.owner for p in parts]))
 
 
-def subpolicy_segments(roll: HierarchyRollout, macro_len: int, gamma: float, lam: float) -> Segments:
-    """The steps of a rollout as sub-policy samples, with GAE over steps against the acting sub-policy's value
-    predictions (the published code's convention)."""
-    adv, ret = advantages_and_returns(roll.rewards, roll.values, roll.mask, gamma, lam)
+def slice_advantages(roll: HierarchyRollout, subpolicies: SubPolicies, macro_len: int, gamma: float,
+                     lam: float) -> tuple[Tensor, Tensor]:
+    """GAE(γ, λ) and value targets within each N-step slice, so a sub-policy is credited only with what
+    happened while it acted: each slice ends on the acting sub-policy's own value of the next slice's first
+    state (0 where the episode ended)."""
+    t, e = roll.rewards.shape
+    tm, n = -(-t // macro_len), macro_len
+    pad = tm * n - t
+
+    def slices(x: Tensor) -> Tensor:  # [T, E] -> [N, Tm * E]: every slice a column of its own
+        return torch.nn.functional.pad(x, (0, 0, 0, pad)).reshape(tm, n, e).permute(1, 0, 2).reshape(n, tm * e)
+
+    starts = roll.obs[n::n]  # [Tm - 1, E, obs]: the first state of every slice but the first
+    with torch.no_grad():
+        own = torch.stack([sub.critic(starts).squeeze(-1) for sub in subpolicies])  # [K, Tm - 1, E]
+    following = own.gather(0, roll.choices[None, :-1]).squeeze(0) * roll.mask[n::n]
+    rewards = torch.nn.functional.pad(roll.rewards * roll.mask, (0, 0, 0, pad)).reshape(tm, n, e).clone()
+    rewards[:-1, -1] += gamma * following  # a slice is full whenever another one follows it
+    rewards = rewards.permute(1, 0, 2).reshape(n, tm * e)
+    adv, ret = advantages_and_returns(rewards, slices(roll.values), slices(roll.mask), gamma, lam)
+
+    def steps(x: Tensor) -> Tensor:
+        return x.reshape(n, tm, e).permute(1, 0, 2).reshape(tm * n, e)[:t]
+
+    return steps(adv), steps(ret)
+
+
+def subpolicy_segments(roll: HierarchyRollout, macro_len: int, gamma: float, lam: float,
+                       within: SubPolicies | None = None) -> Segments:
+    """The steps of a rollout as sub-policy samples. Advantages are GAE over the episode against the acting
+    sub-policy's value predictions (the published code's convention), or, given the sub-policies ``within``,
+    within each slice (``slice_advantages``)."""
+    if within is None:
+        adv, ret = advantages_and_returns(roll.rewards, roll.values, roll.mask, gamma, lam)
+    else:
+        adv, ret = slice_advantages(roll, within, macro_len, gamma, lam)
     keep = roll.mask.reshape(-1) > 0
     n = keep.numel()
     flat = Samples(roll.obs.reshape(n, -1)[keep], roll.actions.reshape(n, *roll.actions.shape[2:])[keep],
@@ -102,12 +135,34 @@ def subpolicy_segments(roll: HierarchyRollout, macro_len: int, gamma: float, lam
 
 
 def learn(spec, evaluate: Callable[[Tensor, Tensor], tuple[Tensor, Tensor]], optimizer: torch.optim.Optimizer,
-          samples: Samples, minibatch: int, generator: torch.Generator) -> None:
+          samples: Samples, minibatch: int, generator: torch.Generator,
+          extra: Callable[[Tensor], Tensor] | None = None) -> None:
     """One update by the spec's rule: PPO (``epochs`` passes in minibatches of ``minibatch``), or A2C (one step
     on the whole batch, which is PPO's first step: every ratio is 1 there, so the clipped surrogate's gradient
     is exactly the advantage actor-critic one)."""
     epochs, size = (1, len(samples)) if spec.update == "a2c" else (spec.epochs, minibatch)
-    ppo_update(evaluate, optimizer, samples, spec.clip, epochs, size, generator)
+    ppo_update(evaluate, optimizer, samples, spec.clip, epochs, size, generator, extra)
+
+
+DIVERSITY_CAP = 1.0  # nats: past this a pair is distinct enough and the term stops pushing
+
+
+def diversity_loss(subpolicies: SubPolicies, k: int, weight: float) -> Callable[[Tensor], Tensor]:
+    """-weight × the mean over the other sub-policies j of min(KL(π_k || π_j), cap) on the states sub-policy k
+    learns from, the others held fixed: it pushes k away from behaving like another sub-policy where both
+    could be chosen, so two sub-policies cannot settle on the same goal."""
+    def loss(obs: Tensor) -> Tensor:
+        mine = subpolicies[k].actor
+        dist = mine.distribution(mine(obs))
+        gaps = []
+        for j, other in enumerate(subpolicies):
+            if j != k:
+                with torch.no_grad():
+                    theirs = other.actor.distribution(other.actor(obs))
+                gaps.append(kl_divergence(dist, theirs).clamp(max=DIVERSITY_CAP).mean())
+        return -weight * torch.stack(gaps).mean()
+
+    return loss
 
 
 def sub_minibatch(spec, samples: int) -> int:
@@ -179,7 +234,8 @@ def run_slots(env: TaskVectorEnv, subpolicies: SubPolicies, jobs: Sequence[SlotJ
         learn(spec, master.evaluate, optimizer, master_samples(roll, spec.macro_len, spec.gamma, spec.gae_lambda),
               spec.master_minibatch, torch.Generator().manual_seed(job.seed))
         joint = job.phase >= spec.warmup
-        segments = subpolicy_segments(roll, spec.macro_len, spec.gamma, spec.gae_lambda) if joint else None
+        within = subpolicies if spec.sub_advantages == "slice" else None
+        segments = subpolicy_segments(roll, spec.macro_len, spec.gamma, spec.gae_lambda, within) if joint else None
         chosen = roll.choices[roll.mask[::spec.macro_len] > 0]
         results.append(SlotResult(job.slot, master_state(master, optimizer), roll.episode_returns(),
                                   int(roll.mask.sum()), torch.bincount(chosen, minlength=len(subpolicies)), segments))
@@ -201,10 +257,12 @@ class SubPolicyLearner:
             return [0] * len(self.subpolicies)
         pooled = Segments.pooled(segments)
         parts = split_by_subpolicy(pooled.samples, pooled.owner, len(self.subpolicies))
-        for sub, optimizer, samples in zip(self.subpolicies, self.optimizers, parts):
+        for k, (sub, optimizer, samples) in enumerate(zip(self.subpolicies, self.optimizers, parts)):
             if len(samples):
+                extra = (diversity_loss(self.subpolicies, k, self.spec.diversity)
+                         if self.spec.diversity > 0 and len(self.subpolicies) > 1 else None)
                 learn(self.spec, sub.evaluate, optimizer, samples, sub_minibatch(self.spec, len(samples)),
-                      self.generator)
+                      self.generator, extra)
         return [len(p) for p in parts]
 
     def state_dict(self) -> dict[str, Any]:
