@@ -49,22 +49,25 @@ _MACRO = {"choices", "master_log_probs", "master_values"}
 
 
 def sample_hierarchy(env: TaskVectorEnv, subpolicies: SubPolicies, masters: Sequence[ActorCritic],
-                     tasks: Sequence[Any], horizon: int, macro_len: int, epsilon: float | Sequence[float],
-                     seed: int) -> list[HierarchyRollout]:
-    """One episode per sub-env of ``env``, its sub-envs split evenly between ``tasks`` (task i with master i
-    and exploration ``epsilon`` or ``epsilon[i]``); one rollout per task. Seeded: the env's resets and every policy and exploration draw come from ``seed``
+                     tasks: Sequence[Any], horizon: int, macro_len: int, epsilon: float, seed: int,
+                     commit: Sequence[float] | None = None) -> list[HierarchyRollout]:
+    """One episode per sub-env of ``env``, its sub-envs split evenly between ``tasks`` (task i with master i);
+    one rollout per task. The master explores with ``epsilon`` at each choice; ``commit[i]`` is the share of
+    task i's episodes played from start to end by one sub-policy drawn uniformly (the master's log-probability
+    of it is kept, as for ``epsilon``). Seeded: the env's resets and every policy and exploration draw come from ``seed``
     (torch's generator in a scope of its own, as in ``Sampler``)."""
     if len(masters) != len(tasks) or env.num_envs % len(tasks):
         raise ValueError(f"sample_hierarchy: {len(tasks)} tasks and {len(masters)} masters for {env.num_envs} "
                          "sub-envs; expected one master per task and the same number of sub-envs for each")
-    epsilons = [float(epsilon)] * len(tasks) if isinstance(epsilon, (int, float)) else list(epsilon)
     with torch.random.fork_rng(devices=[]), torch.no_grad():
         torch.manual_seed(seed)
-        return _rollout(env, subpolicies, masters, tasks, horizon, macro_len, epsilons, seed)
+        return _rollout(env, subpolicies, masters, tasks, horizon, macro_len, epsilon, seed,
+                        [0.0] * len(tasks) if commit is None else list(commit))
 
 
 def _rollout(env: TaskVectorEnv, subpolicies: SubPolicies, masters: Sequence[ActorCritic], tasks: Sequence[Any],
-             horizon: int, macro_len: int, epsilons: Sequence[float], seed: int) -> list[HierarchyRollout]:
+             horizon: int, macro_len: int, epsilon: float, seed: int,
+             commit: Sequence[float]) -> list[HierarchyRollout]:
     n, tm = env.num_envs, -(-horizon // macro_len)
     per_task = n // len(tasks)
     slices = [slice(i * per_task, (i + 1) * per_task) for i in range(len(tasks))]
@@ -79,6 +82,8 @@ def _rollout(env: TaskVectorEnv, subpolicies: SubPolicies, masters: Sequence[Act
         log_probs=torch.zeros(horizon, n), values=torch.zeros(horizon, n), rewards=torch.zeros(horizon, n),
         mask=torch.zeros(horizon, n), choices=torch.zeros(tm, n, dtype=torch.long),
         master_log_probs=torch.zeros(tm, n), master_values=torch.zeros(tm, n))
+    committed = torch.cat([torch.where(torch.rand(per_task) < share, torch.randint(len(subpolicies), (per_task,)), -1)
+                           for share in commit])  # -1: the master chooses
     alive = torch.ones(n)
     steps = horizon
     for t in range(horizon):
@@ -86,8 +91,8 @@ def _rollout(env: TaskVectorEnv, subpolicies: SubPolicies, masters: Sequence[Act
         obs.copy_(torch.from_numpy(np.asarray(obs_np, dtype=np.float32).reshape(n, obs_dim)))
         m = t // macro_len
         if t % macro_len == 0:
-            for master, part, epsilon in zip(masters, slices, epsilons):
-                chosen = choose(master, obs[part], epsilon)
+            for master, part in zip(masters, slices):
+                chosen = choose(master, obs[part], epsilon, committed[part])
                 roll.choices[m, part], roll.master_log_probs[m, part] = chosen.actions, chosen.log_probs
                 roll.master_values[m, part] = chosen.values
         acted = subpolicies.act(obs, roll.choices[m])

@@ -303,3 +303,21 @@ def test_diversity_term_pushes_one_subpolicy_away_from_the_others_and_is_capped(
     assert far.item() == pytest.approx(-0.5 * DIVERSITY_CAP)
     far.backward()
     assert all(q.grad is None or q.grad.abs().max() == 0 for q in subs[0].actor.parameters())
+
+
+def test_committed_episodes_keep_one_uniformly_drawn_subpolicy_from_start_to_end():
+    from dh_maml.envs.movement_bandits import MovementBanditsTask
+
+    family, subs, spec = movement_setup()
+    env = family.make_vector_env(400)
+    masters = [ActorCritic(family.observation_space, gym.spaces.Discrete(2), SPEC) for _ in range(2)]
+    with torch.no_grad():  # both masters always pick sub-policy 0 when left to choose
+        for master in masters:
+            master.actor.logits[-1].weight.zero_()
+            master.actor.logits[-1].bias.copy_(torch.tensor([30.0, -30.0]))
+    tasks = [MovementBanditsTask(0), MovementBanditsTask(1)]
+    committed, free = sample_hierarchy(env, subs, masters, tasks, family.horizon, 10, 0.0, seed=1, commit=[1.0, 0.0])
+    assert (committed.choices == committed.choices[0]).all()  # one sub-policy per episode, start to end
+    assert abs(committed.choices[0].float().mean().item() - 0.5) < 0.1  # drawn uniformly
+    assert (committed.master_log_probs[:, committed.choices[0] == 1] < -20).all()  # the master's own log-prob
+    assert (free.choices == 0).all()

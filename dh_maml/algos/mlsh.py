@@ -226,9 +226,9 @@ def run_slots(env: TaskVectorEnv, subpolicies: SubPolicies, jobs: Sequence[SlotJ
     masters = [restore_master(space, len(subpolicies), policy_spec, spec.master_lr, j.master_seed, j.master)
                for j in jobs]
     seed = int(np.random.SeedSequence([j.seed for j in jobs]).generate_state(1)[0])
-    epsilons = [spec.joint_epsilon if j.phase >= spec.warmup else spec.epsilon for j in jobs]
+    commit = [spec.joint_commit if j.phase >= spec.warmup else 0.0 for j in jobs]
     rolls = sample_hierarchy(env, subpolicies, [m for m, _ in masters], [j.task for j in jobs], horizon,
-                             spec.macro_len, epsilons, seed)
+                             spec.macro_len, spec.epsilon, seed, commit)
     results = []
     for job, (master, optimizer), roll in zip(jobs, masters, rolls):
         learn(spec, master.evaluate, optimizer, master_samples(roll, spec.macro_len, spec.gamma, spec.gae_lambda),

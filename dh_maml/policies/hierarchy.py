@@ -56,14 +56,17 @@ def make_master(observation_space: gym.Space, num_subpolicies: int, policy_spec,
 
 
 @torch.no_grad()
-def choose(master: ActorCritic, obs: Tensor, epsilon: float) -> Acted:
+def choose(master: ActorCritic, obs: Tensor, epsilon: float, forced: Tensor | None = None) -> Acted:
     """The master's choice of sub-policy for each observation; with probability ``epsilon`` a uniformly
-    random one instead (the log-probability stays the master's, as the published code does)."""
+    random one instead, and ``forced`` where it is not -1. The log-probability stays the master's, as the
+    published code does for its exploration."""
     dist = master.actor.distribution(master.actor(obs))
     chosen = dist.sample()
     num = dist.logits.shape[-1]
     explore = torch.rand(chosen.shape) < epsilon
     actions = torch.where(explore, torch.randint(num, chosen.shape), chosen)
+    if forced is not None:
+        actions = torch.where(forced >= 0, forced, actions)
     return Acted(actions, dist.log_prob(actions), master.critic(obs).squeeze(-1))
 
 
