@@ -114,7 +114,6 @@ class MLSHSpec:
     epsilon: float = field(default=0.1, metadata=_range(0.0, 1.0))  # master exploration
     # sub-policy credit: GAE over the whole episode (published) or within the slice the sub-policy acted in
     sub_advantages: str = field(default="episode", metadata=_choices("episode", "slice"))
-    diversity: float = field(default=0.0, metadata=_range(0.0))  # weight of the sub-policies' diversity term
     # share of a joint iteration's episodes played start to end by one sub-policy drawn uniformly
     joint_commit: float = field(default=0.0, metadata=_range(0.0, 1.0))
     adaptation_iterations: int = field(default=10, metadata=_range(1))  # the adaptation test's master iterations

@@ -21,7 +21,6 @@ import gymnasium as gym
 import numpy as np
 import torch
 from torch import Tensor
-from torch.distributions import kl_divergence
 
 from dh_maml.algos.ppo import Samples, ppo_update
 from dh_maml.envs.base import TaskVectorEnv
@@ -135,34 +134,13 @@ def subpolicy_segments(roll: HierarchyRollout, macro_len: int, gamma: float, lam
 
 
 def learn(spec, evaluate: Callable[[Tensor, Tensor], tuple[Tensor, Tensor]], optimizer: torch.optim.Optimizer,
-          samples: Samples, minibatch: int, generator: torch.Generator,
-          extra: Callable[[Tensor], Tensor] | None = None) -> None:
+          samples: Samples, minibatch: int, generator: torch.Generator) -> None:
     """One update by the spec's rule: PPO (``epochs`` passes in minibatches of ``minibatch``), or A2C (one step
     on the whole batch, which is PPO's first step: every ratio is 1 there, so the clipped surrogate's gradient
     is exactly the advantage actor-critic one)."""
     epochs, size = (1, len(samples)) if spec.update == "a2c" else (spec.epochs, minibatch)
-    ppo_update(evaluate, optimizer, samples, spec.clip, epochs, size, generator, extra)
+    ppo_update(evaluate, optimizer, samples, spec.clip, epochs, size, generator)
 
-
-DIVERSITY_CAP = 1.0  # nats: past this a pair is distinct enough and the term stops pushing
-
-
-def diversity_loss(subpolicies: SubPolicies, k: int, weight: float) -> Callable[[Tensor], Tensor]:
-    """-weight × the mean over the other sub-policies j of min(KL(π_k || π_j), cap) on the states sub-policy k
-    learns from, the others held fixed: it pushes k away from behaving like another sub-policy where both
-    could be chosen, so two sub-policies cannot settle on the same goal."""
-    def loss(obs: Tensor) -> Tensor:
-        mine = subpolicies[k].actor
-        dist = mine.distribution(mine(obs))
-        gaps = []
-        for j, other in enumerate(subpolicies):
-            if j != k:
-                with torch.no_grad():
-                    theirs = other.actor.distribution(other.actor(obs))
-                gaps.append(kl_divergence(dist, theirs).clamp(max=DIVERSITY_CAP).mean())
-        return -weight * torch.stack(gaps).mean()
-
-    return loss
 
 
 def sub_minibatch(spec, samples: int) -> int:
@@ -257,12 +235,10 @@ class SubPolicyLearner:
             return [0] * len(self.subpolicies)
         pooled = Segments.pooled(segments)
         parts = split_by_subpolicy(pooled.samples, pooled.owner, len(self.subpolicies))
-        for k, (sub, optimizer, samples) in enumerate(zip(self.subpolicies, self.optimizers, parts)):
+        for sub, optimizer, samples in zip(self.subpolicies, self.optimizers, parts):
             if len(samples):
-                extra = (diversity_loss(self.subpolicies, k, self.spec.diversity)
-                         if self.spec.diversity > 0 and len(self.subpolicies) > 1 else None)
                 learn(self.spec, sub.evaluate, optimizer, samples, sub_minibatch(self.spec, len(samples)),
-                      self.generator, extra)
+                      self.generator)
         return [len(p) for p in parts]
 
     def state_dict(self) -> dict[str, Any]:

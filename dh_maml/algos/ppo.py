@@ -53,11 +53,9 @@ def normalized(advantages: Tensor, eps: float = 1e-8) -> Tensor:
 
 
 def ppo_update(evaluate: Callable[[Tensor, Tensor], tuple[Tensor, Tensor]], optimizer: torch.optim.Optimizer,
-               samples: Samples, clip: float, epochs: int, minibatch: int, generator: torch.Generator,
-               extra: Callable[[Tensor], Tensor] | None = None) -> PPOLoss:
+               samples: Samples, clip: float, epochs: int, minibatch: int, generator: torch.Generator) -> PPOLoss:
     """``epochs`` passes over ``samples`` in shuffled minibatches of ``minibatch``; ``evaluate(obs, actions)``
-    gives (log-probabilities, values) under the current parameters, and ``extra(obs)``, when given, a loss
-    term added to every minibatch's. Returns the last minibatch's loss."""
+    gives (log-probabilities, values) under the current parameters. Returns the last minibatch's loss."""
     if len(samples) == 0 or epochs < 1 or minibatch < 1:
         raise ValueError(f"ppo_update: needs samples, epochs >= 1 and minibatch >= 1 (got {len(samples)} samples, "
                          f"{epochs} epochs, minibatch {minibatch})")
@@ -70,6 +68,6 @@ def ppo_update(evaluate: Callable[[Tensor, Tensor], tuple[Tensor, Tensor]], opti
             log_probs, values = evaluate(part.obs, part.actions)
             loss = ppo_loss(log_probs, part.old_log_probs, part.advantages, values, part.returns, clip)
             optimizer.zero_grad(set_to_none=True)
-            (loss.total if extra is None else loss.total + extra(part.obs)).backward()
+            loss.total.backward()
             optimizer.step()
     return loss
