@@ -1,10 +1,12 @@
 """MLSH on the runtime: an agent and observer processes train it, resume it and run its adaptation test."""
 
 import json
+import os
+import signal
 
 import numpy as np
 import pytest
-from conftest import ROOT, metrics
+from conftest import ROOT, metrics, wait_for_iterations
 
 from dh_maml.mlsh_adaptation import mutual_information_bits
 
@@ -38,6 +40,21 @@ def test_distributed_mlsh_trains_logs_and_resumes_exactly(tmp_path, launcher):
     for a, b in zip(records, metrics(part)):
         for key in ("returns/mean", "returns/first", "returns/last", "mlsh/samples_sub0"):
             assert a.get(key) == pytest.approx(b.get(key), rel=1e-6), key
+
+
+def test_a_killed_observer_is_dropped_and_its_slots_run_on_the_other(tmp_path, launcher):
+    run = tmp_path / "run"
+    launch = launcher("train", "--spec", SPEC, "--iterations", 6, "--run-dir", run, "--observers", 2, *SMALL,
+                      "--set", "mlsh.episodes=20")
+    wait_for_iterations(run)
+    os.kill(json.loads((run / "world.json").read_text())["observer2"]["pid"], signal.SIGKILL)
+    code, out, err = launch.wait()
+    assert code == 0, out + err
+    assert "dropped observer2" in err
+    records = metrics(run)
+    assert [r["iteration"] for r in records] == [1, 2, 3, 4, 5, 6]
+    assert records[-1]["observers/alive"] == 1
+    assert all(r["env_steps"] == 4 * 20 * 50 for r in records)  # every slot ran every round
 
 
 def test_adaptation_test_compares_three_methods_whoever_runs_it(tmp_path, launcher):
