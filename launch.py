@@ -79,9 +79,12 @@ def _network(net, trusted: bool, multi_host: bool):
 def make_trainer(spec, device: str = "cpu"):
     """The learner of the spec's ``experiment.algorithm``."""
     if spec.experiment.algorithm == "mlsh":
+        if device != "cpu":
+            raise UsageError(f"--device {device}: MLSH's learner runs on the CPU (its sub-policies are small MLPs "
+                             "updated by minibatch PPO); leave --device and experiment.device at cpu")
         from dh_maml.mlsh_training import MLSHTrainer
 
-        return MLSHTrainer(spec, device)
+        return MLSHTrainer(spec)
     from dh_maml.trainer import MetaTrainer
 
     return MetaTrainer(spec, device)

@@ -15,7 +15,7 @@ import dataclasses
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import gymnasium as gym
 import numpy as np
@@ -95,7 +95,7 @@ def flat_ppo(env: TaskVectorEnv, tasks: Sequence, seeds: Sequence[int], mlsh_spe
     return Curves(returns, np.zeros((len(tasks), iterations, 0)))
 
 
-def run_adaptation(env_for: Any, family: TaskFamily, trained: SubPolicies, job: AdaptationJob, mlsh_spec,
+def run_adaptation(env_for: Callable[[int], TaskVectorEnv], family: TaskFamily, trained: SubPolicies, job: AdaptationJob, mlsh_spec,
                    policy_spec, iterations: int, flat_lr: float) -> Curves:
     """One job's curves; ``env_for(n)`` gives a vector env of ``n`` sub-envs."""
     episodes = mlsh_spec.episodes

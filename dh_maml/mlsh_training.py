@@ -59,7 +59,7 @@ class MLSHTrainer(TrainingProgress):
     method = "run_slots"
     headline = (("return", "returns/mean"), ("adapted", "returns/last"))
 
-    def __init__(self, spec: Spec, device: str | torch.device = "cpu"):
+    def __init__(self, spec: Spec):
         super().__init__(spec)
         self.mlsh = spec.mlsh
         self.family = make_family(spec.env)

@@ -107,3 +107,11 @@ def test_every_family_runs_a_meta_iteration(spec):
         record = trainer.iterate()
         trainer.close()
     assert record["env_steps"] > 0 and all(v == v for v in record.values() if isinstance(v, float))
+
+
+def test_mlsh_learner_refuses_a_gpu_device_with_a_clear_message():
+    import launch
+    from dh_maml.spec import load_spec
+
+    with pytest.raises(launch.UsageError, match="--device cuda: MLSH's learner runs on the CPU"):
+        launch.make_trainer(load_spec(ROOT / "specs/mlsh-movement-bandits.yaml"), "cuda")
