@@ -51,7 +51,11 @@ class EpisodeBatch:
 
     def task(self, i: int) -> "EpisodeBatch":
         """Task ``i`` alone, still with a task axis of size 1 and trimmed to its own longest episode."""
-        return self._map(lambda v: v[i:i + 1]).trimmed()
+        return self.tasks(i, i + 1)
+
+    def tasks(self, start: int, stop: int) -> "EpisodeBatch":
+        """Tasks ``start`` to ``stop - 1``, trimmed to their longest episode."""
+        return self._map(lambda v: v[start:stop]).trimmed()
 
     def trimmed(self) -> "EpisodeBatch":
         """Drop trailing time steps where no episode is alive (compact copies, cheap to send)."""
@@ -104,14 +108,24 @@ def gae(rewards: Tensor, values: Tensor, mask: Tensor, gamma: float, lam: float)
 
 def masked_mean(x: Tensor, mask: Tensor) -> Tensor:
     """Per task: mean over time within each episode, then over episodes (the reference weighting); [N]."""
-    per_episode = (x * mask).sum(TIME) / mask.sum(TIME).clamp(min=1.0)
-    return per_episode.mean(-1)
+    return (episode_weights(mask) * x).sum((TIME, -1))
+
+
+def episode_weights(mask: Tensor) -> Tensor:
+    """Per task, weights summing to 1 that give each episode an equal share, split evenly over its steps:
+    the weighting of ``masked_mean``, as one weight per step."""
+    return mask / mask.sum(TIME, keepdim=True).clamp(min=1.0) / mask.shape[-1]
 
 
 def normalize(x: Tensor, mask: Tensor, eps: float = 1e-8) -> Tensor:
-    """Per task: zero mean, unit variance over the unmasked entries; padding stays zero."""
+    """Per task: zero mean, unit variance under the episode weighting; padding stays zero.
+
+    Each episode counts equally, as in the losses. Weighting every step equally instead lets an
+    episode that ends within a few steps (reaching the goal) barely move the statistics while the
+    losses give its steps up to T times the weight: its large advantages then dominate an inner step.
+    """
+    w = episode_weights(mask)
     dims = tuple(range(1, mask.dim()))
-    n = mask.sum(dims, keepdim=True).clamp(min=1.0)
-    mean = (x * mask).sum(dims, keepdim=True) / n
-    var = (((x - mean) * mask) ** 2).sum(dims, keepdim=True) / n
+    mean = (w * x).sum(dims, keepdim=True)
+    var = (w * (x - mean) ** 2).sum(dims, keepdim=True)
     return (x - mean) / (var.sqrt() + eps) * mask

@@ -45,10 +45,13 @@ def test_masked_mean_and_normalize_ignore_padding():
     x = torch.tensor([[[1.0, 4.0], [2.0, 6.0], [3.0, 100.0]]])
     assert masked_mean(x, mask).tolist() == pytest.approx([(2.0 + 5.0) / 2])
     n = normalize(x, mask)
-    vals = n[mask.bool()]
-    assert vals.mean().item() == pytest.approx(0.0, abs=1e-6)
-    assert vals.std(unbiased=False).item() == pytest.approx(1.0, abs=1e-4)
-    assert n[0, 2, 1] == 0.0
+    # episode 0 (1, 2, 3) and episode 1 (4, 6) count equally, each split over its own steps
+    mean = ((1 + 2 + 3) / 3 + (4 + 6) / 2) / 2
+    var = (sum((v - mean) ** 2 for v in (1, 2, 3)) / 3 + sum((v - mean) ** 2 for v in (4, 6)) / 2) / 2
+    expected = (torch.tensor([[[1.0, 4.0], [2.0, 6.0], [3.0, mean]]]) - mean) / var**0.5
+    torch.testing.assert_close(n, expected, atol=1e-5, rtol=1e-5)
+    assert masked_mean(n, mask).item() == pytest.approx(0.0, abs=1e-6)
+    assert masked_mean(n**2, mask).item() == pytest.approx(1.0, abs=1e-5)
     # each task is normalised on its own
     two = normalize(torch.cat([x, 10 * x + 5]), torch.cat([mask, mask]))
     torch.testing.assert_close(two[1], n[0], atol=1e-5, rtol=1e-5)

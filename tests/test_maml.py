@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from dh_maml.algos.maml import MAMLTRPO, TaskGroup, adapt, broadcast, inner_loss, step_sizes
-from dh_maml.algos.task_terms import FlatBatch, adapt_task
+from dh_maml.algos.task_terms import FlatBatch, adapt_block
 from dh_maml.algos.trpo import flat
 from dh_maml.episodes import EpisodeBatch, concat_tasks, masked_mean
 from dh_maml.policies import CategoricalMLPPolicy, GaussianMLPPolicy
@@ -38,7 +38,12 @@ def flat_params(policy):
 
 
 def mean_gradient(obj):
-    return sum(flat(t.gradient()) for t in obj.tasks) / len(obj.tasks)
+    return sum(flat(b.gradient()) for b in obj.blocks) / len(obj.losses)
+
+
+def alone(group, i):
+    """Task ``i`` of ``group`` as a group of its own."""
+    return TaskGroup([group.task_ids[i]], [b.task(i) for b in group.train], group.valid.task(i))
 
 
 def meta_gradient_and_fd(num_steps, first_order, directions=4):
@@ -48,7 +53,7 @@ def meta_gradient_and_fd(num_steps, first_order, directions=4):
 
     def post_adaptation_loss(vector):
         values = learner.layout.split(vector)
-        return np.mean([t.score(values)[0] for t in obj.tasks])
+        return sum(b.score(values)[0] for b in obj.blocks) / len(obj.losses)
 
     theta = flat_params(policy)
     gen = torch.Generator().manual_seed(1)
@@ -102,24 +107,30 @@ def categorical_setup(num_steps, first_order):
 @pytest.mark.parametrize("make", [setup, categorical_setup], ids=["gaussian-tanh", "categorical-relu"])
 @pytest.mark.parametrize("num_steps,first_order", [(1, False), (2, False), (1, True)])
 def test_gradient_and_curvature_products_equal_autograd_through_the_adaptation(float64, make, num_steps, first_order):
+    """Each task alone, and the two tasks batched in one block (whose products are the sums over its tasks)."""
     policy, group, learner = make(num_steps, first_order)
-    obj = learner.objective(group)
+    (block,) = learner.objective(group).blocks
     params = {k: v.detach().requires_grad_() for k, v in policy.params().items()}
     v = torch.linspace(-1.0, 1.0, flat_params(policy).numel())
     values = learner.layout.split(v)
-    for i, terms in enumerate(obj.tasks):
+    grads, hvs = [], []
+    for i in range(len(group.task_ids)):
+        (terms,) = learner.objective(alone(group, i)).blocks
         loss, kl = autograd_surrogate_and_kl(policy, params, group, i, learner.lrs, first_order)
-        assert terms.loss == pytest.approx(loss.item(), rel=1e-12)
-        torch.testing.assert_close(flat(terms.gradient()),
-                                   flat(torch.autograd.grad(loss, list(params.values()), retain_graph=True)))
+        assert terms.losses.item() == pytest.approx(loss.item(), rel=1e-12)
+        assert block.losses[i].item() == pytest.approx(loss.item(), rel=1e-12)
+        grads.append(flat(torch.autograd.grad(loss, list(params.values()), retain_graph=True)))
+        torch.testing.assert_close(flat(terms.gradient()), grads[-1])
         kl_grad = flat(torch.autograd.grad(kl, list(params.values()), create_graph=True))
-        hv = flat(torch.autograd.grad(kl_grad.dot(v), list(params.values())))
-        torch.testing.assert_close(flat(terms.curvature_vp(values)), hv, rtol=1e-9, atol=1e-12)
+        hvs.append(flat(torch.autograd.grad(kl_grad.dot(v), list(params.values()))))
+        torch.testing.assert_close(flat(terms.curvature_vp(values)), hvs[-1], rtol=1e-9, atol=1e-12)
+    torch.testing.assert_close(flat(block.gradient()), sum(grads))
+    torch.testing.assert_close(flat(block.curvature_vp(values)), sum(hvs), rtol=1e-9, atol=1e-12)
 
 
 def test_curvature_product_matches_finite_differences_of_the_kl_gradient(float64):
     policy, group, learner = setup(1, False)
-    terms = learner.objective(group).tasks[0]
+    (terms,) = learner.objective(alone(group, 0)).blocks
     theta = flat_params(policy)
     v = torch.linspace(-1.0, 1.0, theta.numel())
     valid = group.valid.task(0)
@@ -157,11 +168,11 @@ def test_adapt_is_one_sgd_step_per_batch_for_each_task_alone(float64):
             torch.testing.assert_close(got[k][i], p2[k])
         # the learner's adaptation (kept passes, no autograd graph) lands on the same parameters
         flat_batches = [FlatBatch.of(b) for b in (b1, b2)]
-        learner_side, _, learner_first = adapt_task(policy, learner.layout, learner.params(), flat_batches,
-                                                    [0.5, 0.25], keep=False)
-        assert learner_first == pytest.approx(first[i].item(), rel=1e-12)
+        learner_side, _, learner_first = adapt_block(policy, learner.layout, learner.params(), flat_batches,
+                                                     [0.5, 0.25], keep=False)
+        assert learner_first.item() == pytest.approx(first[i].item(), rel=1e-12)
         for k, value in zip(params, learner_side):
-            torch.testing.assert_close(value, p2[k])
+            torch.testing.assert_close(value[0], p2[k])
     assert step_sizes(0.5, 3, paper_protocol=True) == [0.5, 0.25, 0.25]
     assert step_sizes(0.5, 3) == [0.5, 0.5, 0.5]
 
@@ -172,18 +183,19 @@ def test_objective_starts_at_ratio_one_and_zero_kl(float64):
     valid = result.valid
     expected = -((valid.advantages * valid.mask).sum(1) / valid.mask.sum(1)).mean(-1)
     assert obj.losses == pytest.approx(expected.tolist(), rel=1e-12)
-    for t in obj.tasks:
-        loss, kl = t.score(learner.params())
-        assert loss == pytest.approx(t.loss, rel=1e-12) and kl == pytest.approx(0.0, abs=1e-12)
+    for b in obj.blocks:
+        losses, kls = b.scores(learner.params())
+        torch.testing.assert_close(losses, b.losses, rtol=1e-12, atol=0.0)
+        torch.testing.assert_close(kls, torch.zeros_like(kls), rtol=0.0, atol=1e-12)
 
 
 def test_group_objective_equals_the_objectives_of_its_tasks_alone(float64):
     policy, group, learner = setup(1, False)
     together = learner.objective(group)
-    for i in range(2):
-        alone = learner.objective(TaskGroup([i], [group.train[0].task(i)], group.valid.task(i)))
-        assert alone.losses == pytest.approx([together.losses[i]], rel=1e-12)
-        torch.testing.assert_close(flat(alone.tasks[0].gradient()), flat(together.tasks[i].gradient()))
+    singles = [learner.objective(alone(group, i)) for i in range(2)]
+    for i, single in enumerate(singles):
+        assert single.losses == pytest.approx([together.losses[i]], rel=1e-12)
+    torch.testing.assert_close(mean_gradient(together), sum(mean_gradient(s) for s in singles) / 2)
     # and the order groups arrive in does not change the step
     split = [TaskGroup([1], [group.train[0].task(1)], group.valid.task(1)),
              TaskGroup([0], [group.train[0].task(0)], group.valid.task(0))]
@@ -201,7 +213,7 @@ def test_trpo_step_lowers_the_surrogate_within_the_kl_bound(float64):
     assert stats.trpo.loss_after < stats.trpo.loss_before
     assert 0 < stats.trpo.kl_after <= learner.trpo.max_kl
     assert any(not torch.equal(a, b.detach()) for a, b in zip(before, policy.parameters()))
-    after = np.mean([t.score(learner.params()) for t in start.tasks], axis=0)
+    after = np.sum([b.score(learner.params()) for b in start.blocks], axis=0) / len(start.losses)
     assert after[0] == pytest.approx(stats.trpo.loss_after, rel=1e-9)
     assert after[1] == pytest.approx(stats.trpo.kl_after, rel=1e-9)
 
@@ -214,7 +226,8 @@ def test_trpo_work_split_over_threads_matches_the_serial_work(float64):
         stats = learner.step([learner.objective(group)])
         assert stats.trpo.accepted and stats.trpo.loss_after < stats.trpo.loss_before
         results.append(flat_params(policy))
-    assert torch.equal(results[0], results[1])
+    # two threads make two blocks of one task: the same sums, grouped differently
+    torch.testing.assert_close(results[0], results[1], rtol=1e-12, atol=1e-14)
 
 
 def test_in_process_navigation_post_adaptation_return_improves():

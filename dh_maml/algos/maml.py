@@ -3,13 +3,14 @@
 The sampler side (``sample_group``) adapts a group of tasks at once, first
 order, with parameters that carry a leading task axis: it only chooses the
 parameters the validation episodes are sampled with. The learner side
-(``MAMLTRPO.objective``) turns each arriving ``TaskGroup`` into per-task terms
-(``task_terms``) with the exact second-order meta-gradient and KL curvature,
+(``MAMLTRPO.objective``) turns each arriving ``TaskGroup`` into blocks of task
+terms (``task_terms``) with the exact second-order meta-gradient and KL curvature,
 so groups can be fed in as they arrive.
 """
 
 from __future__ import annotations
 
+import math
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Callable, Sequence
@@ -18,7 +19,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from dh_maml.algos.task_terms import FlatBatch, ParamLayout, TaskTerms, Values
+from dh_maml.algos.task_terms import FlatBatch, ParamLayout, TaskBlock, Values
 from dh_maml.algos.trpo import TRPOStats, flat, trpo_step
 from dh_maml.baseline import LinearFeatureBaseline, advantages
 from dh_maml.episodes import EpisodeBatch, masked_mean
@@ -123,14 +124,15 @@ def sample_group(sampler: Sampler, params: Params, tasks: Sequence, task_ids: Se
 
 @dataclass
 class GroupObjective:
-    """A group's per-task terms for the TRPO step, built as soon as the group arrives."""
+    """A group's terms for the TRPO step, in blocks of tasks, built as soon as the group arrives."""
 
     group: TaskGroup
-    tasks: list[TaskTerms]
+    blocks: list[TaskBlock]
 
     @property
     def losses(self) -> list[float]:
-        return [t.loss for t in self.tasks]
+        """Each task's surrogate, in the group's task order."""
+        return torch.cat([b.losses for b in self.blocks]).tolist()
 
 
 @dataclass
@@ -144,13 +146,21 @@ def split_evenly(ids: Sequence[int], parts: int) -> list[list[int]]:
     return [list(map(int, s)) for s in np.array_split(np.asarray(ids, dtype=int), min(parts, len(ids)))]
 
 
-class MAMLTRPO:
-    """Learner side of MAML-TRPO: per-task terms, then one TRPO step on their mean.
+BLOCK_TASKS = 4  # tasks per block, at most; see MAMLTRPO
 
-    Tasks are independent, so the TRPO step's work splits into ``threads``
-    parts that run side by side (the products are matrix products that release
-    the GIL); parts are fixed by task order and summed in that order, so results
-    depend neither on thread timing nor on the order groups arrived in.
+
+class MAMLTRPO:
+    """Learner side of MAML-TRPO: per-task terms in blocks, then one TRPO step on their mean.
+
+    Each arriving group becomes blocks of at most ``BLOCK_TASKS`` tasks, a
+    multiple of ``threads`` of them (batched products, see ``task_terms``). The
+    products are bound by arithmetic and memory traffic, not by Python: blocks
+    of 2–5 navigation tasks measured 10–20 % faster than one task at a time,
+    while blocks of 10 were slower again (their [tasks, 2000, 64] activations
+    leave the cache). Tasks are independent, so the TRPO step's work splits
+    into ``threads`` parts of blocks that run side by side (matrix products
+    release the GIL). Blocks are summed in task order, so results do not depend
+    on thread timing or on the order groups arrived in.
     """
 
     def __init__(self, policy: Policy, maml_spec, trpo_spec, threads: int = 1):
@@ -172,33 +182,38 @@ class MAMLTRPO:
     def objective(self, group: TaskGroup, params: Values | None = None) -> GroupObjective:
         """Every task's terms at ``params`` (default: the policy's); second order unless ``first_order``."""
         params = self.params() if params is None else params
-        return GroupObjective(group, [
-            TaskTerms(group.task_ids[i], self.policy, self.layout, params, [FlatBatch.of(b.task(i)) for b in group.train],
-                      FlatBatch.of(group.valid.task(i)), self.lrs, second_order=not self.maml.first_order)
-            for i in range(len(group.task_ids))])
+        n = len(group.task_ids)
+        blocks = []
+        for ids in split_evenly(range(n), self.threads * math.ceil(n / (self.threads * BLOCK_TASKS))):
+            lo, hi = ids[0], ids[-1] + 1
+            blocks.append(TaskBlock(group.task_ids[lo:hi], self.policy, self.layout, params,
+                                    [FlatBatch.of(b.tasks(lo, hi)) for b in group.train],
+                                    FlatBatch.of(group.valid.tasks(lo, hi)), self.lrs,
+                                    second_order=not self.maml.first_order))
+        return GroupObjective(group, blocks)
 
     def step(self, objectives: Sequence[GroupObjective]) -> MetaStepStats:
         """TRPO on the mean over every task of every group; writes the accepted parameters into the policy."""
-        tasks = sorted((t for o in objectives for t in o.tasks), key=lambda t: t.task_id)
-        n = len(tasks)
-        parts = [[tasks[j] for j in part] for part in split_evenly(range(n), self.threads)]
+        blocks = sorted((b for o in objectives for b in o.blocks), key=lambda b: b.task_ids[0])
+        n = sum(len(b) for b in blocks)
+        parts = [[blocks[j] for j in part] for part in split_evenly(range(len(blocks)), self.threads)]
 
-        def mean_of(fn: Callable[[TaskTerms], Tensor]) -> Tensor:
-            return sum(self._map(lambda part: sum(fn(t) for t in part), parts)) / n
+        def mean_of(fn: Callable[[TaskBlock], Tensor]) -> Tensor:
+            return sum(self._map(lambda part: sum(fn(b) for b in part), parts)) / n
 
         def product(v: Tensor) -> Tensor:
             values = self.layout.split(v)
-            return mean_of(lambda t: flat(t.curvature_vp(values)))
+            return mean_of(lambda b: flat(b.curvature_vp(values)))
 
         def evaluate(vector: Tensor) -> tuple[float, float]:
             candidate = self.layout.split(vector)
-            sums = self._map(lambda part: np.sum([t.score(candidate) for t in part], axis=0), parts)
+            sums = self._map(lambda part: np.sum([b.score(candidate) for b in part], axis=0), parts)
             loss, kl = np.sum(sums, axis=0) / n
             return float(loss), float(kl)
 
         params = list(self.policy.parameters())
-        grads = mean_of(lambda t: flat(t.gradient()))
-        loss = float(np.sum([t.loss for t in tasks]) / n)
+        grads = mean_of(lambda b: flat(b.gradient()))
+        loss = float(sum(b.losses.sum().item() for b in blocks) / n)
         new, stats = trpo_step(grads, loss, product, flat(self.params()), evaluate, self.trpo)
         torch.nn.utils.vector_to_parameters(new, params)
-        return MetaStepStats(stats, float(np.mean([t.inner_loss for t in tasks])))
+        return MetaStepStats(stats, float(torch.cat([b.inner_losses for b in blocks]).mean()))

@@ -1,4 +1,9 @@
-"""One task's part of the TRPO step: adaptation, post-adaptation surrogate, meta-gradient and KL curvature.
+"""A block of tasks' part of the TRPO step: adaptation, post-adaptation surrogates, meta-gradient, KL curvature.
+
+Every task of a block runs in the same tensors, with a leading task axis, so a
+product for the whole block is a handful of batched matrix products rather
+than a Python loop over tasks; the tasks stay independent (each has its own
+adapted parameters and data) and their contributions are summed at the end.
 
 The meta-parameters θ adapt to θ' by inner gradient steps; the surrogate and
 the KL are taken at θ'. At the start of the step the KL sits at its minimum
@@ -20,7 +25,7 @@ from torch import Tensor
 from torch.distributions import Distribution, kl_divergence
 
 from dh_maml.algos.mlp_products import Backprop, Layer, MLPPass
-from dh_maml.episodes import EpisodeBatch
+from dh_maml.episodes import EpisodeBatch, episode_weights
 from dh_maml.policies import Policy
 
 Values = list[Tensor]  # one tensor per policy parameter, in parameter order
@@ -62,41 +67,48 @@ class ParamLayout:
 
 @dataclass
 class FlatBatch:
-    """One task's batch as samples: the reference weighting (mean over each episode's steps, then over
-    episodes) folded into one weight per sample, zero on padding."""
+    """A block of tasks' batches as samples, [tasks, M, ...]: the reference weighting (mean over each episode's
+    steps, then over episodes) folded into one weight per sample, zero on padding."""
 
-    obs: Tensor  # [M, obs_dim]
-    actions: Tensor  # [M, ...]
-    weights: Tensor  # [M]
-    advantages: Tensor  # [M]
+    obs: Tensor  # [N, M, obs_dim]
+    actions: Tensor  # [N, M, ...]
+    weights: Tensor  # [N, M]
+    advantages: Tensor  # [N, M]
 
     @staticmethod
     def of(batch: EpisodeBatch) -> "FlatBatch":
-        if batch.num_tasks != 1:
-            raise ValueError(f"a FlatBatch holds one task, got {batch.num_tasks}")
-        mask = batch.mask[0]  # [T, E]
-        weights = mask / mask.sum(0, keepdim=True).clamp(min=1.0) / mask.shape[-1]
-        m = mask.numel()
-        return FlatBatch(batch.observations[0].reshape(m, -1), batch.actions[0].reshape(m, *batch.actions.shape[3:]),
-                         weights.reshape(m), batch.advantages[0].reshape(m))
+        n, t, e = batch.mask.shape
+        return FlatBatch(batch.observations.reshape(n, t * e, -1), batch.actions.reshape(n, t * e, *batch.actions.shape[3:]),
+                         episode_weights(batch.mask).reshape(n, t * e), batch.advantages.reshape(n, t * e))
+
+
+def per_task(values: Sequence[Tensor], n: int) -> list[Tensor]:
+    """Shared values as views with a leading task axis of ``n``."""
+    return [v.expand(n, *v.shape) for v in values]
+
+
+def head_distribution(policy: Policy, out: Tensor, head: Sequence[Tensor]) -> Distribution:
+    """The distribution on [tasks, M, action] outputs with per-task head parameters [tasks, ...]."""
+    return policy.head_distribution(out, [h.unsqueeze(-2) for h in head])
 
 
 class Head:
-    """A scalar objective of the distribution head on a batch, differentiated in the body's output and the
-    head parameters. The head acts on [M, action] outputs, not hidden units, so autograd is cheap here."""
+    """Per-task scalar objectives of the distribution head on a block, differentiated in the body's output and
+    the head parameters. The head acts on [N, M, action] outputs, not hidden units, so autograd is cheap here."""
 
     def __init__(self, policy: Policy, out: Tensor, head: Sequence[Tensor],
                  objective: Callable[[Distribution], Tensor], second_order: bool):
         self.leaves = [out.detach().requires_grad_(), *(h.detach().requires_grad_() for h in head)]
         with torch.enable_grad():
-            value = objective(policy.head_distribution(self.leaves[0], self.leaves[1:]))
-            self.grads = torch.autograd.grad(value, self.leaves, create_graph=second_order, materialize_grads=True)
-        self.value = value.item()
+            values = objective(head_distribution(policy, self.leaves[0], self.leaves[1:]))
+            self.grads = torch.autograd.grad(values.sum(), self.leaves, create_graph=second_order,
+                                             materialize_grads=True)
+        self.values = values.detach()  # [N]: tasks are independent, so the sum's gradient is each task's own
         self.gradient = [g.detach() for g in self.grads]  # for primal use: no graph may leak into the passes
 
     def hvp(self, tangents: Sequence[Tensor]) -> list[Tensor]:
-        """Second derivatives of the objective times the (output, head) tangents."""
-        pairs = [(g, t) for g, t in zip(self.grads, tangents) if g.requires_grad]
+        """Second derivatives of the objectives times the (output, head) tangents."""
+        pairs = [(g, t.expand_as(g)) for g, t in zip(self.grads, tangents) if g.requires_grad]
         if not pairs:
             return [torch.zeros_like(leaf) for leaf in self.leaves]
         return list(torch.autograd.grad([g for g, _ in pairs], self.leaves, [t for _, t in pairs],
@@ -104,8 +116,9 @@ class Head:
 
 
 def hessian_vp(layout: ParamLayout, pass_: MLPPass, head: Head, backprop: Backprop | None, v: Values) -> Values:
-    """The Hessian of ``head``'s objective through ``pass_`` in the parameters, times ``v``. ``backprop`` is the
-    pass's primal backward, or None where the objective's gradient in the body's output is zero."""
+    """The Hessian of ``head``'s objectives through ``pass_`` in the parameters, times ``v`` (shared or per
+    task); per task. ``backprop`` is the pass's primal backward, or None where the objectives' gradient in the
+    body's output is zero."""
     body = layout.body_of(v)
     tangent = pass_.tangent(body)
     r_out, *r_head = head.hvp([tangent.out, *layout.head_of(v)])
@@ -113,12 +126,12 @@ def hessian_vp(layout: ParamLayout, pass_: MLPPass, head: Head, backprop: Backpr
 
 
 def _log_likelihood(actions: Tensor, weights: Tensor) -> Callable[[Distribution], Tensor]:
-    return lambda dist: -(weights * dist.log_prob(actions)).sum()
+    return lambda dist: -(weights * dist.log_prob(actions)).sum(-1)
 
 
 @dataclass
 class InnerStep:
-    """One inner gradient step, with its primal pass kept for Hessian products."""
+    """One inner gradient step of a block, with its primal pass kept for Hessian products."""
 
     lr: float
     layout: ParamLayout
@@ -127,7 +140,7 @@ class InnerStep:
     backprop: Backprop
 
     def jacobian_vp(self, v: Values) -> Values:
-        """(I - lr H) v, H the inner loss's Hessian at this step's parameters (symmetric)."""
+        """(I - lr H) v per task, H the inner loss's Hessian at this step's parameters (symmetric)."""
         hv = hessian_vp(self.layout, self.pass_, self.head, self.backprop, v)
         return [x - self.lr * hx for x, hx in zip(v, hv)]
 
@@ -138,50 +151,59 @@ def body_and_head_grads(layout: ParamLayout, pass_: MLPPass, head: Head,
     return layout.join(body, head.gradient[1:]), backprop
 
 
-def adapt_task(policy: Policy, layout: ParamLayout, params: Values, batches: Sequence[FlatBatch], lrs: Sequence[float],
-          keep: bool) -> tuple[Values, list[InnerStep], float]:
-    """Inner SGD steps from ``params``; with ``keep`` each step's pass is kept for Jacobian products.
-    Returns the adapted parameters, the kept steps and the first step's loss."""
-    steps, first_loss = [], None
+def adapt_block(policy: Policy, layout: ParamLayout, params: Values, batches: Sequence[FlatBatch],
+                lrs: Sequence[float], keep: bool) -> tuple[Values, list[InnerStep], Tensor]:
+    """Inner SGD steps of every task of a block from the shared ``params``; with ``keep`` each step's pass is
+    kept for Jacobian products. Returns the per-task adapted parameters, the kept steps and the first step's
+    losses [N]."""
+    steps, first_losses = [], None
+    # the body stays shared until the first step (one matrix product for the block); the head's parameters
+    # get their task axis at once, so the head's gradients are per task
+    params = layout.join(layout.body_of(params), per_task(layout.head_of(params), batches[0].weights.shape[0]))
     for batch, lr in zip(batches, lrs):
         pass_ = MLPPass.run(layout.body_of(params), batch.obs, policy.activation)
-        loss = _log_likelihood(batch.actions, batch.weights * batch.advantages)
-        head = Head(policy, pass_.out, layout.head_of(params), loss, second_order=keep)
+        head = Head(policy, pass_.out, layout.head_of(params),
+                    _log_likelihood(batch.actions, batch.weights * batch.advantages), second_order=keep)
         grads, backprop = body_and_head_grads(layout, pass_, head, second_order=keep)
-        first_loss = head.value if first_loss is None else first_loss
+        first_losses = head.values if first_losses is None else first_losses
         if keep:
             steps.append(InnerStep(lr, layout, pass_, head, backprop))
         params = [p - lr * g for p, g in zip(params, grads)]
-    return params, steps, first_loss
+    return params, steps, first_losses
 
 
-class TaskTerms:
-    """One task's surrogate at the start of the TRPO step, with its meta-gradient and curvature products.
+class TaskBlock:
+    """A block of tasks' surrogates at the start of the TRPO step, with their summed meta-gradient and
+    curvature products.
 
     ``second_order`` keeps the inner steps' passes, so J is the true adaptation
     Jacobian; first-order MAML treats J as the identity.
     """
 
-    def __init__(self, task_id: int, policy: Policy, layout: ParamLayout, params: Values,
+    def __init__(self, task_ids: Sequence[int], policy: Policy, layout: ParamLayout, params: Values,
                  train: Sequence[FlatBatch], valid: FlatBatch, lrs: Sequence[float], second_order: bool):
-        self.task_id, self.policy, self.layout = task_id, policy, layout
+        self.task_ids, self.policy, self.layout = list(task_ids), policy, layout
         self.train, self.valid, self.lrs = list(train), valid, list(lrs)
-        adapted, self.steps, self.inner_loss = adapt_task(policy, layout, params, self.train, self.lrs, second_order)
+        adapted, self.steps, self.inner_losses = adapt_block(policy, layout, params, self.train, self.lrs,
+                                                             second_order)
         pass_ = MLPPass.run(layout.body_of(adapted), valid.obs, policy.activation)
-        self.old = policy.head_distribution(pass_.out.detach(), [h.detach() for h in layout.head_of(adapted)])
+        self.old = head_distribution(policy, pass_.out.detach(), [h.detach() for h in layout.head_of(adapted)])
         self.old_log_prob = self.old.log_prob(valid.actions)
         surrogate = Head(policy, pass_.out, layout.head_of(adapted), self._surrogate, second_order=False)
-        self.loss = surrogate.value
+        self.losses = surrogate.values
         self._adapted_grad, _ = body_and_head_grads(layout, pass_, surrogate)
         self._valid_pass = pass_
         self._kl = Head(policy, pass_.out, layout.head_of(adapted), self._kl_objective, second_order=True)
 
+    def __len__(self) -> int:
+        return len(self.task_ids)
+
     def _surrogate(self, dist: Distribution) -> Tensor:
         ratio = torch.exp(dist.log_prob(self.valid.actions) - self.old_log_prob)
-        return -(self.valid.weights * ratio * self.valid.advantages).sum()
+        return -(self.valid.weights * ratio * self.valid.advantages).sum(-1)
 
     def _kl_objective(self, dist: Distribution) -> Tensor:
-        return (self.valid.weights * kl_divergence(dist, self.old)).sum()
+        return (self.valid.weights * kl_divergence(dist, self.old)).sum(-1)
 
     def jacobian_vp(self, v: Values) -> Values:
         for step in self.steps:
@@ -199,16 +221,21 @@ class TaskTerms:
         return hessian_vp(self.layout, self._valid_pass, self._kl, None, u)
 
     def gradient(self) -> Values:
-        """The surrogate's gradient in the meta-parameters."""
-        return self.jacobian_tvp(self._adapted_grad)
+        """The sum over the block's tasks of each surrogate's gradient in the meta-parameters."""
+        return [g.sum(0) for g in self.jacobian_tvp(self._adapted_grad)]
 
     def curvature_vp(self, v: Values) -> Values:
-        """The KL's Hessian in the meta-parameters times ``v``: Jᵀ F J v."""
-        return self.jacobian_tvp(self.fisher_vp(self.jacobian_vp(v)))
+        """The sum over the block's tasks of each KL's Hessian in the meta-parameters times ``v``: Σ Jᵀ F J v."""
+        return [g.sum(0) for g in self.jacobian_tvp(self.fisher_vp(self.jacobian_vp(v)))]
+
+    def scores(self, params: Values) -> tuple[Tensor, Tensor]:
+        """Each task's surrogate and KL to its old adapted policy after adapting from ``params``; [N] each."""
+        adapted, _, _ = adapt_block(self.policy, self.layout, params, self.train, self.lrs, keep=False)
+        out = MLPPass.run(self.layout.body_of(adapted), self.valid.obs, self.policy.activation).out
+        dist = head_distribution(self.policy, out, self.layout.head_of(adapted))
+        return self._surrogate(dist), self._kl_objective(dist)
 
     def score(self, params: Values) -> tuple[float, float]:
-        """Surrogate and KL to the old adapted policy after adapting from ``params`` (values only)."""
-        adapted, _, _ = adapt_task(self.policy, self.layout, params, self.train, self.lrs, keep=False)
-        out = MLPPass.run(self.layout.body_of(adapted), self.valid.obs, self.policy.activation).out
-        dist = self.policy.head_distribution(out, self.layout.head_of(adapted))
-        return self._surrogate(dist).item(), self._kl_objective(dist).item()
+        """The block's summed surrogate and KL after adapting from ``params`` (values only)."""
+        losses, kls = self.scores(params)
+        return losses.sum().item(), kls.sum().item()
