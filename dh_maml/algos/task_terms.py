@@ -78,7 +78,8 @@ class FlatBatch:
     @staticmethod
     def of(batch: EpisodeBatch) -> "FlatBatch":
         n, t, e = batch.mask.shape
-        return FlatBatch(batch.observations.reshape(n, t * e, -1), batch.actions.reshape(n, t * e, *batch.actions.shape[3:]),
+        return FlatBatch(batch.observations.reshape(n, t * e, -1),
+                         batch.actions.reshape(n, t * e, *batch.actions.shape[3:]),
                          episode_weights(batch.mask).reshape(n, t * e), batch.advantages.reshape(n, t * e))
 
 
