@@ -292,9 +292,10 @@ def _positive(name: str, value: int | None) -> None:
 def main(argv: list[str] | None = None) -> int:
     from dh_maml.plots import PlotError
     from dh_maml.spec import SpecError
-    from observers.world import WorldError
+    from observers.world import WorldError, keep_freed_memory
 
     args = build_parser().parse_args(argv)
+    keep_freed_memory()
     for flag in ("iterations", "tasks", "nnodes"):
         _positive(f"--{flag}", getattr(args, flag, None))
     for flag in ("steps", "observers", "node_rank"):

@@ -21,6 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from dh_maml.spec import load_spec  # noqa: E402
 from dh_maml.trainer import LocalTrainer  # noqa: E402
+from observers.world import keep_freed_memory  # noqa: E402
 
 
 def main() -> None:
@@ -33,6 +34,7 @@ def main() -> None:
     args = parser.parse_args()
 
     torch.set_num_threads(args.threads)
+    keep_freed_memory()  # as launch.py does
     spec = load_spec(args.spec, args.set)
     trainer = LocalTrainer(spec)
     records = []

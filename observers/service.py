@@ -20,7 +20,7 @@ from torch.distributed import rpc
 
 from dh_maml.spec import spec_from_dict
 from observers.rollouts import MAMLRollouts, MLSHRollouts, identity, make_rollouts
-from observers.world import WorldConfig, die_with_parent, interface_address, join, leave
+from observers.world import WorldConfig, die_with_parent, interface_address, join, keep_freed_memory, leave
 
 
 class _Service:
@@ -93,6 +93,7 @@ def stop(graceful: bool) -> int:
 def serve(cfg: WorldConfig) -> None:
     """Process main of an observer; never returns (exits hard so no thread can keep it alive)."""
     die_with_parent()
+    keep_freed_memory()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group; the agent decides
     torch.set_num_threads(1)
     _service.result_device = cfg.result_device
