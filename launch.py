@@ -163,8 +163,8 @@ def cmd_test(args: argparse.Namespace) -> int:
     async def adaptation_test(agent) -> int:
         from dh_maml import mlsh_adaptation as ma
 
-        tasks_n, iterations, seed, _ = meta_test_settings(spec, args.tasks, args.steps or spec.mlsh.adaptation_iterations,
-                                                          args.seed)
+        tasks_n, iterations, seed, _ = meta_test_settings(
+            spec, args.tasks, args.steps or spec.mlsh.adaptation_iterations, args.seed)
         family = trainer.family.for_evaluation()
         tasks, seeds = ma.held_out(family, tasks_n, seed)
         jobs = ma.adaptation_jobs(tasks, seeds)
@@ -260,8 +260,9 @@ def build_parser() -> argparse.ArgumentParser:
     test.add_argument("--run", required=True, metavar="RUN_DIR", help="a run directory written by train")
     test.add_argument("--checkpoint", help="checkpoint file (default RUN_DIR/checkpoints/latest.pt)")
     test.add_argument("--tasks", type=int, help="number of held-out tasks (default meta_test.num_tasks)")
-    test.add_argument("--steps", type=int, help="MAML: inner steps to evaluate after (default meta_test.num_steps); "
-                                                "MLSH: master-adaptation iterations (default mlsh.adaptation_iterations)")
+    test.add_argument("--steps", type=int,
+                      help="MAML: inner steps to evaluate after (default meta_test.num_steps); "
+                           "MLSH: master-adaptation iterations (default mlsh.adaptation_iterations)")
     test.add_argument("--seed", type=int, help="held-out task seed (default meta_test.seed of the run's spec)")
     test.add_argument("--paper-protocol", action="store_true", help="inner lr alpha for step 1, alpha/2 after")
     test.add_argument("--observers", type=int, help="observer processes (default sampler.observers of the run)")

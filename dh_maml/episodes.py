@@ -106,15 +106,15 @@ def gae(rewards: Tensor, values: Tensor, mask: Tensor, gamma: float, lam: float)
     return advantages
 
 
-def masked_mean(x: Tensor, mask: Tensor) -> Tensor:
-    """Per task: mean over time within each episode, then over episodes (the reference weighting); [N]."""
-    return (episode_weights(mask) * x).sum((TIME, -1))
-
-
 def episode_weights(mask: Tensor) -> Tensor:
     """Per task, weights summing to 1 that give each episode an equal share, split evenly over its steps:
     the weighting of ``masked_mean``, as one weight per step."""
     return mask / mask.sum(TIME, keepdim=True).clamp(min=1.0) / mask.shape[-1]
+
+
+def masked_mean(x: Tensor, mask: Tensor) -> Tensor:
+    """Per task: mean over time within each episode, then over episodes (the reference weighting); [N]."""
+    return (episode_weights(mask) * x).sum((TIME, -1))
 
 
 def normalize(x: Tensor, mask: Tensor, eps: float = 1e-8) -> Tensor:

@@ -54,8 +54,8 @@ def sample_hierarchy(env: TaskVectorEnv, subpolicies: SubPolicies, masters: Sequ
     """One episode per sub-env of ``env``, its sub-envs split evenly between ``tasks`` (task i with master i);
     one rollout per task. The master explores with ``epsilon`` at each choice; ``commit[i]`` is the share of
     task i's episodes played from start to end by one sub-policy drawn uniformly (the master's log-probability
-    of it is kept, as for ``epsilon``). Seeded: the env's resets and every policy and exploration draw come from ``seed``
-    (torch's generator in a scope of its own, as in ``Sampler``)."""
+    of it is kept, as for ``epsilon``). Seeded: the env's resets and every policy and exploration draw come from
+    ``seed`` (torch's generator in a scope of its own, as in ``Sampler``)."""
     if len(masters) != len(tasks) or env.num_envs % len(tasks):
         raise ValueError(f"sample_hierarchy: {len(tasks)} tasks and {len(masters)} masters for {env.num_envs} "
                          "sub-envs; expected one master per task and the same number of sub-envs for each")

@@ -95,8 +95,8 @@ def flat_ppo(env: TaskVectorEnv, tasks: Sequence, seeds: Sequence[int], mlsh_spe
     return Curves(returns, np.zeros((len(tasks), iterations, 0)))
 
 
-def run_adaptation(env_for: Callable[[int], TaskVectorEnv], family: TaskFamily, trained: SubPolicies, job: AdaptationJob, mlsh_spec,
-                   policy_spec, iterations: int, flat_lr: float) -> Curves:
+def run_adaptation(env_for: Callable[[int], TaskVectorEnv], family: TaskFamily, trained: SubPolicies,
+                   job: AdaptationJob, mlsh_spec, policy_spec, iterations: int, flat_lr: float) -> Curves:
     """One job's curves; ``env_for(n)`` gives a vector env of ``n`` sub-envs."""
     episodes = mlsh_spec.episodes
     if job.method == "flat-ppo":
