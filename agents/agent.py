@@ -14,12 +14,14 @@ import json
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Awaitable, Callable, Protocol, Sequence
 
 import numpy as np
 
 from dh_maml.meta_test import MetaTestChunk, MetaTestResult, held_out_chunks, meta_test_settings, summarize
+from observers.rollouts import Timed
 
 
 class NoObserversLeft(RuntimeError):
@@ -28,6 +30,19 @@ class NoObserversLeft(RuntimeError):
 
 class StaleResult(RuntimeError):
     pass
+
+
+@dataclass
+class ScatterTimes:
+    """Where a scatter's time went, seen from the agent."""
+
+    waited_s: float = 0.0  # the loop waiting for the next result (the learner idle)
+    compute_s: dict[str, float] = field(default_factory=dict)  # each observer's computing, summed over its jobs
+    transfer_s: float = 0.0  # the slowest job's round trip less its computing: transfer and queueing
+
+    def add(self, observer: str, compute_s: float, round_trip_s: float) -> None:
+        self.compute_s[observer] = self.compute_s.get(observer, 0.0) + compute_s
+        self.transfer_s = max(self.transfer_s, round_trip_s - compute_s)
 
 
 class Trainer(Protocol):
@@ -93,30 +108,34 @@ class Agent:
                   f"{len(self.live)} observer(s) left", file=sys.stderr, flush=True)
 
     async def scatter(self, jobs: list, call: Callable[[ObserverHandle, Any], asyncio.Future],
-                      split: Callable[[Any, int], list], consume: Callable[[Any, Any], Awaitable[None]]) -> float:
+                      split: Callable[[Any, int], list],
+                      consume: Callable[[Any, Any], Awaitable[None]]) -> ScatterTimes:
         """Run ``jobs`` on the live observers (job i on observer i mod n) and consume results as they arrive.
 
         A job whose observer fails or times out is split over the survivors and
-        the observer is dropped. Returns the time spent waiting for results.
+        the observer is dropped. Returns where the time went.
         """
         queue: asyncio.Queue = asyncio.Queue()
+        times = ScatterTimes()
 
         def launch(observer: ObserverHandle, job: Any) -> None:
-            future = asyncio.ensure_future(call(observer, job))
-            future.add_done_callback(lambda f: queue.put_nowait((observer, job, f)))
+            future, sent = asyncio.ensure_future(call(observer, job)), time.perf_counter()
+            future.add_done_callback(lambda f: queue.put_nowait((observer, job, f, time.perf_counter() - sent)))
 
         for i, job in enumerate(jobs):
             launch(self.live[i % len(self.live)], job)
-        remaining, waited = len(jobs), 0.0
+        remaining = len(jobs)
         while remaining:
             start = time.perf_counter()
-            observer, job, future = await queue.get()
-            waited += time.perf_counter() - start
+            observer, job, future, round_trip = await queue.get()
+            times.waited_s += time.perf_counter() - start
             remaining -= 1
             error = future.exception()
             if error is None:
+                done: Timed = future.result()
+                times.add(observer.name, done.compute_s, round_trip)
                 try:
-                    await consume(job, future.result())
+                    await consume(job, done.result)
                     continue
                 except StaleResult as exc:
                     error = exc
@@ -127,7 +146,7 @@ class Agent:
             for i, part in enumerate(split(job, len(self.live))):
                 launch(self.live[i % len(self.live)], part)
                 remaining += 1
-        return waited
+        return times
 
     async def iterate(self) -> dict[str, Any]:
         """One iteration over the live observers; returns its metrics record.
@@ -152,12 +171,13 @@ class Agent:
                 raise StaleResult(f"result of version {result.version} during version {plan.version}")
             await self.compute(trainer.consume, plan, job, result)
 
-        waited = await self.scatter(plan.jobs, call, trainer.split, consume)
+        times = await self.scatter(plan.jobs, call, trainer.split, consume)
         t1 = time.perf_counter()
         stats = await self.compute(trainer.update, plan)
         t2 = time.perf_counter()
-        record = trainer.record(plan, stats, wall=t2 - t0, sampling=last_arrival - t0, learner_wait=waited,
-                                consume=t1 - t0 - waited, update=t2 - t1)
+        record = trainer.record(plan, stats, wall=t2 - t0, sampling=last_arrival - t0, learner_wait=times.waited_s,
+                                consume=t1 - t0 - times.waited_s, update=t2 - t1, transfer=times.transfer_s,
+                                **{f"observer/{name}": s for name, s in times.compute_s.items()})
         record["observers/alive"] = len(self.live)
         return record
 

@@ -1,6 +1,7 @@
 """How the agent reaches an observer: over RPC, or a rollout thread in its own process.
 
-Both return asyncio futures, so the agent's loop never blocks on either.
+Both return asyncio futures, so the agent's loop never blocks on either; the
+rollouts' work comes back ``Timed`` from both.
 """
 
 from __future__ import annotations
@@ -71,7 +72,7 @@ class LocalObserver:
         self._rollouts = None
 
     def call(self, method: str, *args: Any, timeout_s: float | None = None) -> asyncio.Future:
-        from observers.rollouts import identity, make_rollouts
+        from observers.rollouts import identity, make_rollouts, timed
 
         def run() -> Any:
             if method == "configure":
@@ -81,6 +82,6 @@ class LocalObserver:
                 if self._rollouts is not None:
                     self._rollouts.close()
                 return None
-            return getattr(self._rollouts, method)(*args)
+            return timed(lambda: getattr(self._rollouts, method)(*args))
 
         return asyncio.get_running_loop().run_in_executor(self._thread, run)

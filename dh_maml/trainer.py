@@ -162,6 +162,7 @@ def iteration_record(iteration: int, groups: Sequence[TaskGroup], stats: MetaSte
         "loss/surrogate_before": trpo["loss_before"], "loss/surrogate_after": trpo["loss_after"],
         "kl/after": trpo["kl_after"], "cg/residual": trpo["cg_residual"], "line_search/steps": trpo["ls_steps"],
         "line_search/accepted": float(trpo["accepted"]), "step/norm": trpo["step_norm"],
+        "time/gradient": stats.gradient_s, "time/cg": trpo["cg_s"], "time/line_search": trpo["line_search_s"],
     })
     record.update({f"time/{k}": v for k, v in times.items()})
     return record

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import os
 import socket
-from typing import Any, Sequence
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -29,6 +31,21 @@ from dh_maml.spec import Spec
 
 def identity() -> dict[str, Any]:
     return {"pid": os.getpid(), "host": socket.gethostname()}
+
+
+@dataclass
+class Timed:
+    """A job's result with the seconds its observer spent computing it: the agent's round trip less this
+    is the job's transfer and queueing, so an iteration's time splits into sampling and moving data."""
+
+    result: Any
+    compute_s: float
+
+
+def timed(work: Callable[[], Any]) -> Timed:
+    start = time.perf_counter()
+    result = work()
+    return Timed(result, time.perf_counter() - start)
 
 
 class MAMLRollouts:

@@ -19,7 +19,7 @@ import torch
 from torch.distributed import rpc
 
 from dh_maml.spec import spec_from_dict
-from observers.rollouts import MAMLRollouts, MLSHRollouts, identity, make_rollouts
+from observers.rollouts import MAMLRollouts, MLSHRollouts, Timed, identity, make_rollouts, timed
 from observers.world import WorldConfig, die_with_parent, interface_address, join, keep_freed_memory, leave
 
 
@@ -73,12 +73,14 @@ def configure(spec_dict: dict) -> torch.futures.Future:
 
 @rpc.functions.async_execution
 def work(method: str, *args: Any) -> torch.futures.Future:
-    """The rollouts' ``method`` on the rollout thread. A result that can move (a MAML ``TaskGroup``) goes back
-    on the agent's GPU when the agent mapped this observer: the host-to-device copy then happens here, not on
-    the learner's thread."""
-    def run() -> Any:
-        result = getattr(_service.ready(), method)(*args)
-        return result.to(_service.result_device) if _service.result_device and hasattr(result, "to") else result
+    """The rollouts' ``method`` on the rollout thread, its result ``Timed``. A result that can move (a MAML
+    ``TaskGroup``) goes back on the agent's GPU when the agent mapped this observer: the host-to-device copy
+    then happens here, not on the learner's thread."""
+    def run() -> Timed:
+        done = timed(lambda: getattr(_service.ready(), method)(*args))
+        if _service.result_device and hasattr(done.result, "to"):
+            done.result = done.result.to(_service.result_device)
+        return done
 
     return _service.submit(run)
 

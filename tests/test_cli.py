@@ -36,7 +36,8 @@ def test_train_then_meta_test_writes_outputs(tmp_path):
     records = metrics(run)
     assert [r["iteration"] for r in records] == [1, 2]
     for key in ("returns/pre", "returns/post", "loss/surrogate_before", "kl/after", "cg/residual",
-                "line_search/steps", "step/norm", "time/sampling", "time/trpo", "env_steps_per_s"):
+                "line_search/steps", "step/norm", "time/sampling", "time/trpo", "time/gradient", "time/cg",
+                "time/line_search", "env_steps_per_s"):
         assert key in records[0]
     assert (run / "spec.yaml").is_file() and (run / "checkpoints/latest.pt").is_file()
     test = launch("test", "--run", run, "--tasks", 3, "--steps", 2, "--seed", 4, "--out", tmp_path / "r.json",

@@ -27,7 +27,8 @@ def test_agent_and_two_observers_train_and_log(tmp_path, launcher):
     required = ["returns/pre", "returns/post", "returns/post_std", "loss/inner", "loss/surrogate_before",
                 "loss/surrogate_after", "kl/after", "cg/residual", "line_search/steps", "line_search/accepted",
                 "step/norm", "time/sampling", "time/learner_wait", "time/trpo", "time/iteration",
-                "env_steps_per_s", "observers/alive", "metrics/dropped"]
+                "time/transfer", "time/observer/observer1", "time/observer/observer2", "time/gradient", "time/cg",
+                "time/line_search", "env_steps_per_s", "observers/alive", "metrics/dropped"]
     assert all(key in r for r in records for key in required)
     assert all(r["observers/alive"] == 2 for r in records)
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator

@@ -11,6 +11,7 @@ so groups can be fed in as they arrive.
 from __future__ import annotations
 
 import math
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Callable, Sequence
@@ -139,6 +140,7 @@ class GroupObjective:
 class MetaStepStats:
     trpo: TRPOStats
     inner_loss: float
+    gradient_s: float = 0.0  # seconds for the meta-gradient, before conjugate gradient
 
 
 def split_evenly(ids: Sequence[int], parts: int) -> list[list[int]]:
@@ -213,8 +215,10 @@ class MAMLTRPO:
             return float(loss), float(kl)
 
         params = list(self.policy.parameters())
+        t0 = time.perf_counter()
         grads = mean_of(lambda b: flat(b.gradient()))
+        gradient_s = time.perf_counter() - t0
         loss = float(sum(b.losses.sum().item() for b in blocks) / n)
         new, stats = trpo_step(grads, loss, product, flat(self.params()), evaluate, self.trpo)
         torch.nn.utils.vector_to_parameters(new, params)
-        return MetaStepStats(stats, float(torch.cat([b.inner_losses for b in blocks]).mean()))
+        return MetaStepStats(stats, float(torch.cat([b.inner_losses for b in blocks]).mean()), gradient_s)

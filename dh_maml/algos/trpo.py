@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
@@ -71,6 +72,8 @@ class TRPOStats:
     ls_steps: int
     accepted: bool
     step_norm: float
+    cg_s: float = 0.0  # seconds in conjugate gradient (its curvature products)
+    line_search_s: float = 0.0
 
 
 def trpo_step(grads: Tensor, loss: float, product: Callable[[Tensor], Tensor], old: Tensor,
@@ -81,11 +84,13 @@ def trpo_step(grads: Tensor, loss: float, product: Callable[[Tensor], Tensor], o
     Hessian (damping is added here) and ``evaluate`` scores candidate parameters.
     """
     damping = trpo_spec.cg_damping
+    t0 = time.perf_counter()
     direction, residual = conjugate_gradient(lambda v: product(v) + damping * v, grads, trpo_spec.cg_iters)
     shs = 0.5 * direction.dot(grads - residual)  # s^T A s, with A s = b - r from the recursion
     full_step = direction * torch.sqrt(trpo_spec.max_kl / shs.clamp(min=1e-12))
+    t1 = time.perf_counter()
     result = line_search(evaluate, old, full_step, loss, trpo_spec.max_kl, trpo_spec.ls_max_steps,
                          trpo_spec.ls_backtrack_ratio)
     stats = TRPOStats(loss, result.loss, result.kl, residual.norm().item(), result.steps, result.accepted,
-                      (result.params - old).norm().item())
+                      (result.params - old).norm().item(), cg_s=t1 - t0, line_search_s=time.perf_counter() - t1)
     return result.params, stats

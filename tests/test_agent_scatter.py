@@ -1,0 +1,55 @@
+"""The agent's scatter loop with in-process stand-ins for observers: results, timings and failover."""
+
+import asyncio
+from types import SimpleNamespace
+
+import pytest
+
+from agents.agent import Agent
+from observers.rollouts import Timed
+
+
+class StandIn:
+    """Answers a job after ``delay_s`` with the job doubled, claiming ``compute_s`` of computing."""
+
+    def __init__(self, name: str, delay_s: float, compute_s: float, fail: bool = False):
+        self.name, self.delay_s, self.compute_s, self.fail = name, delay_s, compute_s, fail
+
+    def call(self, method: str, *args, timeout_s=None) -> asyncio.Future:
+        async def answer():
+            await asyncio.sleep(self.delay_s)
+            if self.fail:
+                raise ConnectionError(f"{self.name} is gone")
+            return Timed([2 * x for x in args[0]], self.compute_s)
+
+        return asyncio.ensure_future(answer())
+
+
+def scatter(observers, jobs):
+    agent = Agent(SimpleNamespace(spec=None), observers)
+    got = []
+
+    async def consume(job, result):
+        got.append((job, result))
+
+    async def main():
+        return await agent.scatter(jobs, lambda o, job: o.call("work", job),
+                                   lambda job, n: [job[i::n] for i in range(n)], consume)
+
+    return asyncio.run(main()), got, agent
+
+
+def test_scatter_splits_time_into_each_observers_computing_and_transfer():
+    times, got, _ = scatter([StandIn("a", 0.05, 0.04), StandIn("b", 0.15, 0.05)], [[1, 2], [3]])
+    assert sorted(got) == [([1, 2], [2, 4]), ([3], [6])]
+    assert times.compute_s == {"a": pytest.approx(0.04), "b": pytest.approx(0.05)}
+    assert 0.09 <= times.transfer_s < 0.5  # b's round trip (>= 0.15 s) less its 0.05 s of computing
+    assert times.waited_s >= 0.1
+
+
+def test_a_failed_observers_job_is_split_over_the_survivors():
+    times, got, agent = scatter([StandIn("a", 0.01, 0.01), StandIn("gone", 0.02, 0.0, fail=True)],
+                                [[1, 2], [3, 4]])
+    assert [o.name for o in agent.live] == ["a"]
+    assert sorted(x for _, result in got for x in result) == [2, 4, 6, 8]
+    assert set(times.compute_s) == {"a"} and times.compute_s["a"] == pytest.approx(0.02)  # its own job and the lost one
