@@ -148,7 +148,7 @@ def split_evenly(ids: Sequence[int], parts: int) -> list[list[int]]:
     return [list(map(int, s)) for s in np.array_split(np.asarray(ids, dtype=int), min(parts, len(ids)))]
 
 
-BLOCK_TASKS = 4  # tasks per block, at most; see MAMLTRPO
+BLOCK_TASKS = 5  # tasks per block, at most; see MAMLTRPO
 
 
 class MAMLTRPO:
@@ -156,14 +156,15 @@ class MAMLTRPO:
 
     Each arriving group becomes blocks of at most ``BLOCK_TASKS`` tasks, a
     multiple of ``threads`` of them (batched products, see ``task_terms``). The
-    products are bound by arithmetic and memory traffic, not by Python: blocks
-    of 4 navigation tasks measured 2–8 % faster on the step and about 25 %
-    faster on building the terms than one task at a time, while blocks of 10
-    were slower (their [tasks, 2000, 64] activations leave the cache). Tasks
-    are independent, so the TRPO step's work splits into ``threads`` parts of
-    blocks that run side by side (matrix products release the GIL). Blocks
-    are summed in task order, so results do not depend on thread timing or on
-    the order groups arrived in.
+    products are bound by arithmetic and memory traffic, not by Python; the
+    block size trades the matrix products' efficiency against the cache. On
+    navigation (2 threads, medians of 3) the TRPO step took 1.52 s with blocks
+    of 5 against 1.70 s with blocks of 2–3 (two groups of 10 tasks) and 1.41
+    against 1.49 s with blocks of 3–4 (one group of 20); blocks of 10 were no
+    faster than 5, blocks of 1–2 slower. Tasks are independent, so the TRPO
+    step's work splits into ``threads`` parts of blocks that run side by side
+    (matrix products release the GIL). Blocks are summed in task order, so
+    results do not depend on thread timing or on the order groups arrived in.
     """
 
     def __init__(self, policy: Policy, maml_spec, trpo_spec, threads: int = 1):
