@@ -34,20 +34,26 @@ def _slope_and_curvature(z: Tensor, h: Tensor, activation: str) -> tuple[Tensor,
     raise ValueError(f"unsupported activation {activation!r}: expected 'tanh' or 'relu'")
 
 
+def _rows(x: Tensor) -> Tensor:
+    """All leading axes as one: a shared weight then multiplies every task's rows in one product."""
+    return x.reshape(-1, x.shape[-1])
+
+
 def _affine(x: Tensor, w: Tensor, b: Tensor) -> Tensor:
-    """x wᵀ + b over any leading axes; a 2-D x takes the fused addmm."""
-    if x.dim() == 2 and w.dim() == 2:
-        return torch.addmm(b, x, w.t())
-    return torch.baddbmm(b.unsqueeze(-2), x, w.mT) if w.dim() == 3 else x @ w.mT + b.unsqueeze(-2)
+    """x wᵀ + b over any leading axes, in one fused product."""
+    if w.dim() == 2:
+        return torch.addmm(b, _rows(x), w.t()).view(*x.shape[:-1], w.shape[0])
+    return torch.baddbmm(b.unsqueeze(-2), x, w.mT)
 
 
 def _add_product(acc: Tensor, a: Tensor, b: Tensor) -> Tensor:
-    """acc + a b, in place into the fresh ``acc`` where the operands allow it."""
-    if a.dim() == b.dim() == acc.dim() == 2:
-        return acc.addmm_(a, b)
+    """acc + a b, in place into the fresh ``acc``; a shared 2-D ``b`` multiplies every task's rows at once."""
+    if b.dim() == 2 and a.dim() == acc.dim():
+        acc.view(-1, acc.shape[-1]).addmm_(_rows(a), b)  # a view (never a copy), so the sum lands in acc
+        return acc
     if a.dim() == b.dim() == acc.dim() == 3:
         return acc.baddbmm_(a, b)
-    return acc + a @ b
+    return acc.add_(a @ b)
 
 
 def _activate(z: Tensor, activation: str) -> Tensor:
