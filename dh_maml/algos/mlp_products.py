@@ -120,7 +120,7 @@ class MLPPass:
                 dh = dz @ self.weights[k]
                 curvature = self.curvatures[k - 1]
                 curved[k] = curvature * dh if second_order and curvature is not None else None
-                dz = self.slopes[k - 1] * dh
+                dz = dh.mul_(self.slopes[k - 1])  # dh is fresh and not needed again
         return grads, Backprop(dz_all, curved)
 
     def tangent(self, direction: Sequence[Layer]) -> Tangent:
@@ -153,7 +153,7 @@ class MLPPass:
                 rdh = rdz @ self.weights[k]
                 if backprop is not None:
                     rdh = _add_product(rdh, backprop.dz[k], direction[k][0])
-                rdz = self.slopes[k - 1] * rdh
+                rdz = rdh.mul_(self.slopes[k - 1])  # rdh is fresh and not needed again
                 if backprop is not None and backprop.curved[k] is not None:
                     rdz = rdz.addcmul_(backprop.curved[k], tangent.z[k - 1])
         return out
