@@ -56,6 +56,13 @@ def _add_product(acc: Tensor, a: Tensor, b: Tensor) -> Tensor:
     return acc.add_(a @ b)
 
 
+def _weight_grad(dz: Tensor, x: Tensor) -> Tensor:
+    """dzᵀ x, the weight gradient [..., out, in] summed over the rows. MKL runs the product several times
+    slower when its last axis is narrow ([64, 2000] x [2000, 2]: 1.2 ms against 0.16 ms for 5 tasks on one
+    core here), so a layer with fewer inputs than outputs computes (xᵀ dz)ᵀ."""
+    return (x.mT @ dz).mT if x.shape[-1] < dz.shape[-1] else dz.mT @ x
+
+
 def _activate(z: Tensor, activation: str) -> Tensor:
     return torch.tanh(z) if activation == "tanh" else torch.relu(z)
 
@@ -115,7 +122,7 @@ class MLPPass:
         dz = d_out
         for k in range(n - 1, -1, -1):
             dz_all[k] = dz
-            grads[k] = (dz.mT @ self.inputs[k], dz.sum(-2))
+            grads[k] = (_weight_grad(dz, self.inputs[k]), dz.sum(-2))
             if k > 0:
                 dh = dz @ self.weights[k]
                 curvature = self.curvatures[k - 1]
@@ -145,7 +152,7 @@ class MLPPass:
         out: list[Layer] = [None] * n  # type: ignore[list-item]
         rdz = d_out_tangent
         for k in range(n - 1, -1, -1):
-            rgw = rdz.mT @ self.inputs[k]
+            rgw = _weight_grad(rdz, self.inputs[k])
             if backprop is not None and tangent.h[k] is not None:
                 rgw = _add_product(rgw, backprop.dz[k].mT, tangent.h[k])
             out[k] = (rgw, rdz.sum(-2))
