@@ -1,9 +1,10 @@
 import numpy as np
 import pytest
 import torch
+from torch.distributions import kl_divergence
 
 from dh_maml.algos.maml import MAMLTRPO, TaskGroup, adapt, broadcast, inner_loss, step_sizes
-from dh_maml.algos.task_terms import FlatBatch, adapt_block
+from dh_maml.algos.task_terms import FlatBatch, Head, adapt_block, head_distribution
 from dh_maml.algos.trpo import flat
 from dh_maml.episodes import EpisodeBatch, concat_tasks, masked_mean
 from dh_maml.policies import CategoricalMLPPolicy, GaussianMLPPolicy
@@ -126,6 +127,29 @@ def test_gradient_and_curvature_products_equal_autograd_through_the_adaptation(f
         torch.testing.assert_close(flat(terms.curvature_vp(values)), hvs[-1], rtol=1e-9, atol=1e-12)
     torch.testing.assert_close(flat(block.gradient()), sum(grads))
     torch.testing.assert_close(flat(block.curvature_vp(values)), sum(hvs), rtol=1e-9, atol=1e-12)
+
+
+def test_a_diagonal_heads_coefficient_products_equal_its_double_backward(float64):
+    """The Gaussian head's Hessian read off two probes gives the same products as autograd, for the inner
+    loss (log-likelihood weighted by advantages) and for the KL, with shared and per-task head tangents."""
+    gen = torch.Generator().manual_seed(3)
+    policy = GaussianMLPPolicy(2, 3, (4,), init_std=0.7).double()
+    out = torch.randn(2, 5, 3, generator=gen, dtype=torch.float64)
+    log_std = torch.randn(2, 3, generator=gen, dtype=torch.float64) * 0.3
+    actions = torch.randn(2, 5, 3, generator=gen, dtype=torch.float64)
+    weights = torch.rand(2, 5, generator=gen, dtype=torch.float64) * torch.randn(2, 5, generator=gen,
+                                                                                 dtype=torch.float64)
+    old = head_distribution(policy, out + 0.1, [log_std - 0.2])
+    objectives = [lambda d: -(weights * d.log_prob(actions)).sum(-1),
+                  lambda d: (weights.abs() * kl_divergence(d, old)).sum(-1)]
+    for objective in objectives:
+        head = Head(policy, out, [log_std], objective, second_order=True)
+        assert head._diagonal is not None
+        for t_head in (torch.randn(3, generator=gen, dtype=torch.float64),
+                       torch.randn(2, 3, generator=gen, dtype=torch.float64)):
+            tangents = [torch.randn(2, 5, 3, generator=gen, dtype=torch.float64), t_head]
+            for fast, slow in zip(head.hvp(tangents), head._autograd_hvp(tangents)):
+                torch.testing.assert_close(fast, slow, rtol=1e-12, atol=1e-12)
 
 
 def test_curvature_product_matches_finite_differences_of_the_kl_gradient(float64):

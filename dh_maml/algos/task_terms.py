@@ -95,7 +95,12 @@ def head_distribution(policy: Policy, out: Tensor, head: Sequence[Tensor]) -> Di
 
 class Head:
     """Per-task scalar objectives of the distribution head on a block, differentiated in the body's output and
-    the head parameters. The head acts on [N, M, action] outputs, not hidden units, so autograd is cheap here."""
+    the head parameters. The head acts on [N, M, action] outputs, not hidden units, so autograd is cheap here.
+
+    With a ``diagonal_head`` policy (each action dimension's log-density depends on one output and one head
+    entry) the Hessian is three arrays of coefficients, read off two autograd products when the head is
+    built; every later product is then a few elementwise operations instead of a double backward (which
+    took 10 % of a navigation curvature product)."""
 
     def __init__(self, policy: Policy, out: Tensor, head: Sequence[Tensor],
                  objective: Callable[[Distribution], Tensor], second_order: bool):
@@ -106,9 +111,23 @@ class Head:
                                              materialize_grads=True)
         self.values = values.detach()  # [N]: tasks are independent, so the sum's gradient is each task's own
         self.gradient = [g.detach() for g in self.grads]  # for primal use: no graph may leak into the passes
+        self._diagonal: tuple[Tensor, Tensor, Tensor] | None = None
+        if second_order and policy.diagonal_head and len(self.leaves) == 2:
+            out_out, _ = self._autograd_hvp([torch.ones_like(self.leaves[0]), torch.zeros_like(self.leaves[1])])
+            out_head, head_head = self._autograd_hvp([torch.zeros_like(self.leaves[0]),
+                                                      torch.ones_like(self.leaves[1])])
+            self._diagonal = (out_out, out_head, head_head)  # [N, M, D], [N, M, D], [N, D]
 
     def hvp(self, tangents: Sequence[Tensor]) -> list[Tensor]:
         """Second derivatives of the objectives times the (output, head) tangents."""
+        if self._diagonal is None:
+            return self._autograd_hvp(tangents)
+        out_out, out_head, head_head = self._diagonal
+        t_out, t_head = tangents[0], tangents[1].expand_as(head_head)
+        r_out = torch.addcmul(out_out * t_out, out_head, t_head.unsqueeze(-2))
+        return [r_out, torch.addcmul((out_head * t_out).sum(-2), head_head, t_head)]
+
+    def _autograd_hvp(self, tangents: Sequence[Tensor]) -> list[Tensor]:
         pairs = [(g, t.expand_as(g)) for g, t in zip(self.grads, tangents) if g.requires_grad]
         if not pairs:
             return [torch.zeros_like(leaf) for leaf in self.leaves]

@@ -64,6 +64,9 @@ class Policy(nn.Module):
 
     # The learner takes a policy apart as an MLP body plus a small head (see algos/mlp_products.py).
     activation: str
+    # Whether each action dimension's log-density depends on one body output and one entry of each head
+    # parameter only, so the head's Hessian is diagonal in them (see algos/task_terms.Head).
+    diagonal_head = False
 
     def layer_keys(self) -> list[tuple[str, str]]:
         """(weight, bias) parameter names of the body's linear layers, input first."""
@@ -81,6 +84,8 @@ class Policy(nn.Module):
 
 class GaussianMLPPolicy(Policy):
     """Diagonal Gaussian with a state-independent log-std, floored at ``min_std``."""
+
+    diagonal_head = True
 
     def __init__(self, obs_dim: int, act_dim: int, hidden_sizes: Sequence[int] = (64, 64),
                  nonlinearity: str = "tanh", init_std: float = 1.0, min_std: float = 1e-6):
