@@ -4,10 +4,12 @@ Distributions skip argument validation: their parameters come from the
 network by construction, and the checks cost more than the learner's small
 per-task heads.
 
-``forward`` returns plain tensors (distribution parameters), never a Distribution,
-so ``torch.func.functional_call`` and ``torch.func.vmap`` can run it with
-per-task parameters; ``distribution`` turns those tensors into a
-``torch.distributions`` object.
+``outputs`` and ``outputs_per_task`` run the network with explicit parameters
+(per task: a leading task axis on every parameter), so adapted parameters need
+no module copies, and return plain tensors (distribution parameters), never a
+Distribution; ``distribution`` turns those into a ``torch.distributions``
+object. ``forward`` is the same network as a module (``functional_call`` works
+on it too).
 """
 
 from __future__ import annotations
@@ -19,11 +21,12 @@ import gymnasium as gym
 import torch
 from torch import Tensor, nn
 from torch.distributions import Categorical, Distribution, Independent, Normal
-from torch.func import functional_call, vmap
+from torch.nn import functional as F
 
 Params = dict[str, Tensor]
 
 _ACTIVATIONS = {"tanh": nn.Tanh, "relu": nn.ReLU}
+_FUNCTIONS = {"tanh": torch.tanh, "relu": torch.relu}
 
 
 def mlp_layers(sizes: Sequence[int], nonlinearity: str) -> nn.Sequential:
@@ -45,11 +48,28 @@ class Policy(nn.Module):
         return {name: p for name, p in self.named_parameters()}
 
     def outputs(self, params: Params, obs: Tensor) -> tuple[Tensor, ...]:
-        return functional_call(self, params, (obs,))
+        return self.head_outputs(self._body(params, obs, per_task=False), params, per_task=False)
 
     def outputs_per_task(self, params: Params, obs: Tensor) -> tuple[Tensor, ...]:
         """``params`` stacked on a leading task dim; ``obs`` is [tasks, ..., obs_dim]."""
-        return vmap(lambda p, o: functional_call(self, p, (o,)))(params, obs)
+        return self.head_outputs(self._body(params, obs, per_task=True), params, per_task=True)
+
+    def _body(self, params: Params, obs: Tensor, per_task: bool) -> Tensor:
+        """The body with explicit parameters, as plain (batched) matrix products: ``functional_call`` and
+        ``vmap`` cost more than the network itself at a sampling step (half of a navigation group's
+        sampling time went to them)."""
+        keys = self.layer_keys()
+        h = obs.reshape(obs.shape[0], -1, obs.shape[-1]) if per_task else obs
+        for k, (weight, bias) in enumerate(keys):
+            w, b = params[weight], params[bias]
+            h = torch.baddbmm(b.unsqueeze(-2), h, w.mT) if per_task else F.linear(h, w, b)
+            if k < len(keys) - 1:
+                h = _FUNCTIONS[self.activation](h)
+        return h.reshape(*obs.shape[:-1], h.shape[-1])
+
+    def head_outputs(self, body_out: Tensor, params: Params, per_task: bool) -> tuple[Tensor, ...]:
+        """``forward``'s outputs given the body's output (head parameters from ``params``)."""
+        raise NotImplementedError
 
     def task_outputs(self, params: Params, obs: Tensor, per_task: bool) -> tuple[Tensor, ...]:
         """Outputs on [tasks, ..., obs_dim]: ``per_task`` params carry a leading task axis, otherwise
@@ -100,6 +120,12 @@ class GaussianMLPPolicy(Policy):
         std = self.log_std.clamp(min=self.min_log_std).exp().expand_as(mean)
         return mean, std
 
+    def head_outputs(self, body_out: Tensor, params: Params, per_task: bool) -> tuple[Tensor, Tensor]:
+        log_std = params["log_std"]
+        if per_task:  # [tasks, act] against [tasks, ..., act]
+            log_std = log_std.view(log_std.shape[0], *(1,) * (body_out.dim() - 2), log_std.shape[-1])
+        return body_out, log_std.clamp(min=self.min_log_std).exp().expand_as(body_out)
+
     def distribution(self, outputs: tuple[Tensor, ...]) -> Distribution:
         mean, std = outputs
         return Independent(Normal(mean, std, validate_args=False), 1, validate_args=False)
@@ -119,6 +145,9 @@ class CategoricalMLPPolicy(Policy):
 
     def forward(self, obs: Tensor) -> tuple[Tensor]:
         return (self.logits(obs),)
+
+    def head_outputs(self, body_out: Tensor, params: Params, per_task: bool) -> tuple[Tensor]:
+        return (body_out,)
 
     def distribution(self, outputs: tuple[Tensor, ...]) -> Distribution:
         return Categorical(logits=outputs[0], validate_args=False)
