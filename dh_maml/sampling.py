@@ -35,7 +35,7 @@ class Sampler:
         """A [tasks, T, episodes] batch: every episode of every task steps in one vector env.
 
         With ``per_task_params`` every tensor in ``params`` has a leading task
-        dimension and task i acts with its own slice (vmapped, one call per step).
+        dimension and task i acts with its own slice (batched matrix products, one call per step).
         """
         n_tasks, eps = len(tasks), episodes_per_task
         env = self.envs.get(n_tasks * eps)
