@@ -16,12 +16,14 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Awaitable, Callable, Protocol, Sequence
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, Protocol, Sequence
 
 import numpy as np
 
 from dh_maml.meta_test import MetaTestChunk, MetaTestResult, held_out_chunks, meta_test_settings, summarize
-from observers.rollouts import Timed
+
+if TYPE_CHECKING:
+    from observers.rollouts import Timed
 
 
 class NoObserversLeft(RuntimeError):

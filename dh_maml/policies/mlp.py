@@ -14,6 +14,7 @@ on it too).
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Sequence
 
@@ -58,7 +59,7 @@ class Policy(nn.Module):
         """The body with explicit parameters, as plain (batched) matrix products: ``functional_call`` and
         ``vmap`` cost more than the network itself at a sampling step (half of a navigation group's
         sampling time went to them)."""
-        keys = self.layer_keys()
+        keys = self._body_keys
         h = obs.reshape(obs.shape[0], -1, obs.shape[-1]) if per_task else obs
         for k, (weight, bias) in enumerate(keys):
             w, b = params[weight], params[bias]
@@ -87,6 +88,11 @@ class Policy(nn.Module):
     # Whether each action dimension's log-density depends on one body output and one entry of each head
     # parameter only, so the head's Hessian is diagonal in them (see algos/task_terms.Head).
     diagonal_head = False
+
+    @functools.cached_property
+    def _body_keys(self) -> list[tuple[str, str]]:
+        """``layer_keys``, found once: the body's forward runs at every sampling step."""
+        return self.layer_keys()
 
     def layer_keys(self) -> list[tuple[str, str]]:
         """(weight, bias) parameter names of the body's linear layers, input first."""
