@@ -22,12 +22,22 @@ import gymnasium as gym
 import torch
 from torch import Tensor, nn
 from torch.distributions import Categorical, Distribution, Independent, Normal
-from torch.nn import functional as F
 
 Params = dict[str, Tensor]
 
 _ACTIVATIONS = {"tanh": nn.Tanh, "relu": nn.ReLU}
-_FUNCTIONS = {"tanh": torch.tanh, "relu": torch.relu}
+
+
+def affine(x: Tensor, w: Tensor, b: Tensor) -> Tensor:
+    """x wᵀ + b over any leading axes, in one fused product: a shared weight [out, in] multiplies every
+    row at once, per-task weights [tasks, out, in] act on x [tasks, M, in] as a batched product."""
+    if w.dim() == 2:
+        return torch.addmm(b, x.reshape(-1, x.shape[-1]), w.t()).view(*x.shape[:-1], w.shape[0])
+    return torch.baddbmm(b.unsqueeze(-2), x, w.mT)
+
+
+def activate(z: Tensor, activation: str) -> Tensor:
+    return torch.tanh(z) if activation == "tanh" else torch.relu(z)
 
 
 def mlp_layers(sizes: Sequence[int], nonlinearity: str) -> nn.Sequential:
@@ -62,10 +72,9 @@ class Policy(nn.Module):
         keys = self._body_keys
         h = obs.reshape(obs.shape[0], -1, obs.shape[-1]) if per_task else obs
         for k, (weight, bias) in enumerate(keys):
-            w, b = params[weight], params[bias]
-            h = torch.baddbmm(b.unsqueeze(-2), h, w.mT) if per_task else F.linear(h, w, b)
+            h = affine(h, params[weight], params[bias])
             if k < len(keys) - 1:
-                h = _FUNCTIONS[self.activation](h)
+                h = activate(h, self.activation)
         return h.reshape(*obs.shape[:-1], h.shape[-1])
 
     def head_outputs(self, body_out: Tensor, params: Params, per_task: bool) -> tuple[Tensor, ...]:
