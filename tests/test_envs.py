@@ -3,8 +3,7 @@ import pytest
 
 from dh_maml.envs import FAMILIES
 from dh_maml.envs.bandit import BanditOptions, BernoulliBandit
-from dh_maml.envs.mujoco import (AntDir, AntGoal, AntVel, DirectionTask, GoalTask, HalfCheetahDir, HalfCheetahVel,
-                                 VelocityTask)
+from dh_maml.envs.mujoco import AntDir, AntGoal, AntVel, DirectionTask, HalfCheetahDir, HalfCheetahVel
 from dh_maml.envs.movement_bandits import MovementBandits, MovementBanditsTask
 from dh_maml.envs.navigation import Navigation2D, NavigationTask
 from dh_maml.envs.tabular import TabularMDP
@@ -107,40 +106,68 @@ def test_tabular_mdp_distributions_and_dynamics():
     assert trunc.all()
 
 
-def _one_step(family, task, action):
-    env = family.make_env()
-    env.unwrapped.reset_task(task)
-    env.reset(seed=0)
-    _, reward, terminated, _, info = env.step(action)
-    env.close()
-    return reward, terminated, info
+def _gymnasium_reference(family, n, horizon):
+    """gymnasium's own vector env of the family's robot, with the reference cost weights."""
+    from gymnasium.envs.mujoco.ant_v5 import AntEnv
+    from gymnasium.envs.mujoco.half_cheetah_v5 import HalfCheetahEnv
+    from gymnasium.vector import AutoresetMode, SyncVectorEnv
+    from gymnasium.wrappers import TimeLimit
+
+    if family.name.startswith("halfcheetah"):
+        make = lambda: TimeLimit(HalfCheetahEnv(ctrl_cost_weight=0.05), horizon)  # noqa: E731
+    else:
+        make = lambda: TimeLimit(AntEnv(ctrl_cost_weight=5e-3, contact_cost_weight=5e-4), horizon)  # noqa: E731
+    return SyncVectorEnv([make] * n, autoreset_mode=AutoresetMode.NEXT_STEP)
 
 
-@pytest.mark.parametrize("family, task, expected", [
-    (HalfCheetahVel(), VelocityTask(1.3), lambda i, a: -abs(i["x_velocity"] - 1.3) - 0.05 * (a**2).sum()),
-    (HalfCheetahDir(), DirectionTask(-1.0), lambda i, a: -i["x_velocity"] - 0.05 * (a**2).sum()),
-    (AntVel(), VelocityTask(2.0), lambda i, a: -abs(i["x_velocity"] - 2.0) + 1.0 - 0.005 * (a**2).sum()
-     + i["reward_contact"] + 0.05),
-    (AntDir(), DirectionTask(1.0), lambda i, a: i["x_velocity"] - 0.005 * (a**2).sum() + i["reward_contact"] + 0.05),
-    (AntGoal(), GoalTask((1.0, -2.0)), lambda i, a: -(abs(i["x_position"] - 1.0) + abs(i["y_position"] + 2.0))
-     + 4.0 - 0.005 * (a**2).sum() + i["reward_contact"] + 0.05),
+def _ant_costs(i):
+    return i["reward_ctrl"] + i["reward_contact"] + 0.05
+
+
+@pytest.mark.parametrize("family, expected", [
+    (HalfCheetahVel, lambda i, t: -abs(i["x_velocity"] - t.velocity) + i["reward_ctrl"]),
+    (HalfCheetahDir, lambda i, t: t.direction * i["x_velocity"] + i["reward_ctrl"]),
+    (AntVel, lambda i, t: -abs(i["x_velocity"] - t.velocity) + 1.0 + _ant_costs(i)),
+    (AntDir, lambda i, t: t.direction * i["x_velocity"] + _ant_costs(i)),
+    (AntGoal, lambda i, t: -(abs(i["x_position"] - t.goal[0]) + abs(i["y_position"] - t.goal[1])) + 4.0
+     + _ant_costs(i)),
 ])
-def test_mujoco_task_rewards(family, task, expected):
-    action = np.linspace(-0.8, 0.8, family.action_space.shape[0]).astype(np.float32)
-    reward, _, info = _one_step(family, task, action)
-    assert reward == pytest.approx(expected(info, action.astype(np.float64)), rel=1e-6, abs=1e-8)
-    assert abs(info["x_velocity"]) > 0  # the step moved the body
+def test_mujoco_rollouts_equal_gymnasiums_envs_with_the_task_rewards(family, expected):
+    """Observations, flags and autoresets step for step as gymnasium's vector env of HalfCheetah-v5 / Ant-v5
+    seeded the same way, and rewards as the reference formulas on gymnasium's reward terms (REFERENCE.md)."""
+    n, horizon = 4, 6
+    fam = family(horizon=horizon)
+    tasks = fam.sample_tasks(n, np.random.default_rng(1))
+    ours, ref = fam.make_vector_env(n), _gymnasium_reference(fam, n, horizon)
+    ours.set_tasks(tasks)
+    np.testing.assert_array_equal(ours.reset(seed=5)[0], ref.reset(seed=5)[0])
+    rng = np.random.default_rng(0)
+    ended = np.zeros(n, dtype=bool)
+    for _ in range(2 * horizon + 1):  # two episodes and the autoreset step between them
+        action = rng.normal(0.0, 1.0, (n, fam.action_space.shape[0])).astype(np.float32)
+        obs, reward, terminated, truncated, _ = ours.step(action)
+        r_obs, _, r_terminated, r_truncated, info = ref.step(action)
+        np.testing.assert_array_equal(obs, r_obs)
+        np.testing.assert_array_equal(terminated, r_terminated)
+        np.testing.assert_array_equal(terminated | truncated, r_terminated | r_truncated)
+        want = [0.0 if ended[i] else expected({k: v[i] for k, v in info.items()}, tasks[i]) for i in range(n)]
+        np.testing.assert_allclose(reward, want, rtol=1e-12, atol=1e-12)
+        ended = terminated | truncated
+    assert ended.all()  # the horizon ended the second episodes
+    ours.close()
+    ref.close()
 
 
 def test_mujoco_velocity_is_finite_difference_of_torso_x():
-    fam = HalfCheetahVel()
-    env = fam.make_env()
-    env.unwrapped.reset_task(VelocityTask(1.0))
+    env = HalfCheetahDir().make_vector_env(1)
+    env.set_tasks([DirectionTask(1.0)])
     env.reset(seed=0)
-    x0 = env.unwrapped.data.qpos[0]
-    _, _, _, _, info = env.step(np.ones(6, dtype=np.float32))
-    assert info["x_velocity"] == pytest.approx((env.unwrapped.data.qpos[0] - x0) / env.unwrapped.dt)
-    assert env.unwrapped.dt == pytest.approx(0.05)
+    x0 = env.data[0].qpos[0]
+    action = np.ones((1, 6), dtype=np.float32)
+    _, reward, _, _, _ = env.step(action)
+    assert env.dt == pytest.approx(0.05)
+    assert reward[0] == pytest.approx((env.data[0].qpos[0] - x0) / 0.05 - 0.05 * 6)
+    assert reward[0] > 0  # pushing every joint moved the body forward
 
 
 def test_mujoco_task_ranges_and_horizon():
@@ -157,28 +184,25 @@ def test_mujoco_task_ranges_and_horizon():
     assert [s[3][0] for s in out[1:]] == [False] * 4 + [True]
 
 
-def test_ant_terminates_when_torso_leaves_healthy_range():
-    fam = AntDir()
-    env = fam.make_env()
-    env.unwrapped.reset_task(DirectionTask(1.0))
-    env.reset(seed=0)
-    qpos, qvel = env.unwrapped.data.qpos.copy(), env.unwrapped.data.qvel.copy()
-    qpos[2] = 1.5  # torso far above the healthy range [0.2, 1.0]
-    env.unwrapped.set_state(qpos, qvel)
-    _, _, terminated, _, _ = env.step(np.zeros(8, dtype=np.float32))
-    assert terminated
+def test_ant_terminates_when_torso_leaves_healthy_range_and_restarts_next_step():
+    env = AntDir().make_vector_env(2)
+    env.set_tasks([DirectionTask(1.0)] * 2)
+    first, _ = env.reset(seed=0)
+    env.data[0].qpos[2] = 1.5  # torso far above the healthy range [0.2, 1.0]
+    _, _, terminated, truncated, _ = env.step(np.zeros((2, 8), dtype=np.float32))
+    assert terminated.tolist() == [True, False] and not truncated.any()
+    obs, reward, terminated, _, _ = env.step(np.zeros((2, 8), dtype=np.float32))
+    assert reward[0] == 0.0 and not terminated.any()
+    assert abs(obs[0, 0] - first[0, 0]) < 0.2  # a fresh start near the initial height, not the falling torso
 
 
 def test_step_before_task_is_a_clear_error():
-    env = HalfCheetahVel().make_env()
-    env.reset(seed=0)
-    with pytest.raises(RuntimeError, match="reset_task"):
-        env.step(np.zeros(6, dtype=np.float32))
-    nav = Navigation2D().make_vector_env(2)
-    with pytest.raises(RuntimeError, match="set_tasks"):
-        nav.reset()
-    with pytest.raises(ValueError, match="expected 2 tasks"):
-        nav.set_tasks([NavigationTask((0, 0))])
+    for family in (Navigation2D(), HalfCheetahVel()):
+        env = family.make_vector_env(2)
+        with pytest.raises(RuntimeError, match="set_tasks"):
+            env.reset()
+        with pytest.raises(ValueError, match="expected 2 tasks"):
+            env.set_tasks([family.sample_tasks(1, np.random.default_rng(0))[0]])
 
 
 def test_movement_bandits_geometry_reward_and_clipping():
