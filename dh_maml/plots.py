@@ -30,6 +30,18 @@ def read_metrics(run_dir: str | Path) -> list[dict]:
     return sorted(records, key=lambda r: r["iteration"])
 
 
+def run_title(run_dir: str | Path) -> str:
+    """The experiment's name and seed from the run's saved spec, so a copied PNG still says what it shows;
+    the directory's name where there is no readable spec."""
+    import yaml
+
+    try:
+        experiment = yaml.safe_load((Path(run_dir) / "spec.yaml").read_text())["experiment"]
+        return f"{experiment['name']}, seed {experiment['seed']}"
+    except (OSError, yaml.YAMLError, KeyError, TypeError):
+        return Path(run_dir).resolve().name
+
+
 def _column(records: list[dict], key: str) -> np.ndarray:
     return np.array([r.get(key, np.nan) for r in records], dtype=float)
 
@@ -46,7 +58,7 @@ def plot_run(run_dir: str | Path, out_dir: str | Path | None = None, title: str 
     records = read_metrics(run_dir)
     out = Path(out_dir) if out_dir is not None else Path(run_dir) / "plots"
     out.mkdir(parents=True, exist_ok=True)
-    title = title or Path(run_dir).name
+    title = title or run_title(run_dir)
     it = _column(records, "iteration")
 
     fig, ax = plt.subplots(figsize=(6, 4))

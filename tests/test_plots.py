@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from dh_maml.plots import PlotError, plot_run, read_metrics
+from dh_maml.plots import PlotError, plot_run, read_metrics, run_title
 
 ROOT = Path(__file__).resolve().parents[1]
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -35,6 +35,14 @@ def test_plot_writes_both_pngs(tmp_path, timing):
     assert [p.name for p in paths] == ["learning_curve.png", "iteration_time.png"]
     for path in paths:
         assert path.parent == run / "plots" and path.read_bytes().startswith(PNG) and path.stat().st_size > 5000
+
+
+def test_titles_name_the_experiment_and_seed_from_the_runs_spec(tmp_path):
+    run = tmp_path / "run"
+    write_run(run, 2)
+    assert run_title(run) == "run"  # no spec saved: the directory's name
+    (run / "spec.yaml").write_text("experiment:\n  name: halfcheetah-dir\n  seed: 3\n")
+    assert run_title(run) == "halfcheetah-dir, seed 3"
 
 
 def test_plot_errors_say_what_is_missing(tmp_path):
