@@ -196,6 +196,15 @@ def test_ant_terminates_when_torso_leaves_healthy_range_and_restarts_next_step()
     assert abs(obs[0, 0] - first[0, 0]) < 0.2  # a fresh start near the initial height, not the falling torso
 
 
+def test_mujoco_actions_of_the_wrong_shape_are_a_clear_error():
+    env = HalfCheetahVel().make_vector_env(2)
+    env.set_tasks(HalfCheetahVel().sample_tasks(2, np.random.default_rng(0)))
+    env.reset(seed=0)
+    assert env.observation_space.shape == (2, 17) and env.action_space.shape == (2, 6)
+    with pytest.raises(ValueError, match=r"expected actions of shape \(2, 6\)"):
+        env.step(np.zeros((2, 8), dtype=np.float32))
+
+
 def test_step_before_task_is_a_clear_error():
     for family in (Navigation2D(), HalfCheetahVel()):
         env = family.make_vector_env(2)

@@ -70,7 +70,7 @@ class MujocoVectorEnv(ArrayVectorEnv):
         self._allocate(num_envs)
         self._rngs: list[np.random.Generator] | None = None
         low, high = self.model.actuator_ctrlrange.T.astype(np.float32)
-        obs_dim = self._observation_dim()
+        obs_dim = self._observe().shape[1]  # of the zeroed batch arrays: only the shape is read
         super().__init__(num_envs, horizon, gym.spaces.Box(-np.inf, np.inf, shape=(obs_dim,), dtype=np.float64),
                          gym.spaces.Box(low, high, dtype=np.float32))
 
@@ -103,6 +103,9 @@ class MujocoVectorEnv(ArrayVectorEnv):
 
     def _step_envs(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         actions = np.asarray(actions, dtype=np.float32)
+        if actions.shape != (self.num_envs, self.model.nu):
+            raise ValueError(f"{type(self).__name__}.step: expected actions of shape ({self.num_envs}, "
+                             f"{self.model.nu}) (sub-envs, actuators), got {actions.shape}")
         before = self._main_body_x()
         for i in np.flatnonzero(~self._needs_reset):  # the others are reset after this step
             data = self.data[i]
@@ -126,9 +129,6 @@ class MujocoVectorEnv(ArrayVectorEnv):
     def _terminated(self) -> np.ndarray:
         return np.zeros(self.num_envs, dtype=bool)
 
-    def _observation_dim(self) -> int:
-        raise NotImplementedError
-
     def _task_reward(self, motion: Motion) -> np.ndarray:
         raise NotImplementedError
 
@@ -138,9 +138,6 @@ class HalfCheetahVectorEnv(MujocoVectorEnv):
 
     xml_file = "half_cheetah.xml"
     ctrl_cost_weight = 0.05
-
-    def _observation_dim(self) -> int:
-        return self.model.nq - 1 + self.model.nv
 
     def _observe(self) -> np.ndarray:
         return np.concatenate([self._qpos[:, 1:], self._qvel], axis=1)
@@ -163,9 +160,6 @@ class AntVectorEnv(MujocoVectorEnv):
         super()._allocate(num_envs)
         self._contact = np.zeros((num_envs, self.model.nbody, 6))
         self._torso_x = np.zeros(num_envs)
-
-    def _observation_dim(self) -> int:
-        return self.model.nq - 2 + self.model.nv + (self.model.nbody - 1) * 6
 
     def _read(self, i: int) -> None:
         super()._read(i)
@@ -193,7 +187,7 @@ class AntVectorEnv(MujocoVectorEnv):
         return ~(finite & (self._qpos[:, 2] >= low) & (self._qpos[:, 2] <= high))
 
     def _observe(self) -> np.ndarray:
-        contact = self._clipped_contact()[:, 1:].reshape(self.num_envs, -1)
+        contact = self._clipped_contact()[:, 1:].reshape(len(self._contact), -1)
         return np.concatenate([self._qpos[:, 2:], self._qvel, contact], axis=1)
 
 
