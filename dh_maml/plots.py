@@ -1,7 +1,8 @@
 """Learning curves and the iteration's time split of a run, drawn from its ``metrics.jsonl``.
 
-Only the JSONL is read, so a run can be plotted while it trains, on another
-machine, or after TensorBoard's files are gone.
+Only the JSONL (and the saved spec, for the titles) is read, so a run can
+be plotted while it trains, on another machine, or after TensorBoard's files
+are gone.
 """
 
 from __future__ import annotations
@@ -10,6 +11,9 @@ import json
 from pathlib import Path
 
 import numpy as np
+import yaml
+
+from dh_maml.run_dir import read_run_spec
 
 TIME_PARTS = [("time/learner_wait", "waiting for observers"), ("time/graphs", "per-task terms"),
               ("time/trpo", "TRPO step")]
@@ -33,13 +37,11 @@ def read_metrics(run_dir: str | Path) -> list[dict]:
 def run_title(run_dir: str | Path) -> str:
     """The experiment's name and seed from the run's saved spec, so a copied PNG still says what it shows;
     the directory's name where there is no readable spec."""
-    import yaml
-
     try:
-        experiment = yaml.safe_load((Path(run_dir) / "spec.yaml").read_text())["experiment"]
-        return f"{experiment['name']}, seed {experiment['seed']}"
-    except (OSError, yaml.YAMLError, KeyError, TypeError):
+        experiment = read_run_spec(run_dir).experiment
+    except (OSError, yaml.YAMLError, ValueError):  # no spec.yaml, or one that is not YAML or not a valid spec
         return Path(run_dir).resolve().name
+    return f"{experiment.name}, seed {experiment.seed}"
 
 
 def _column(records: list[dict], key: str) -> np.ndarray:

@@ -43,6 +43,10 @@ def test_titles_name_the_experiment_and_seed_from_the_runs_spec(tmp_path):
     assert run_title(run) == "run"  # no spec saved: the directory's name
     (run / "spec.yaml").write_text("experiment:\n  name: halfcheetah-dir\n  seed: 3\n")
     assert run_title(run) == "halfcheetah-dir, seed 3"
+    (run / "spec.yaml").write_text("experiment: [unclosed\n")
+    assert run_title(run) == "run"  # not YAML
+    (run / "spec.yaml").write_text("experiment:\n  seed: many\n")
+    assert run_title(run) == "run"  # not a valid spec
 
 
 def test_plot_errors_say_what_is_missing(tmp_path):
