@@ -106,8 +106,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         raise UsageError("--master-addr: required with --nnodes > 1 (the address of the host with --node-rank 0)")
     spec, run_dir, state = _resolve_run(args)
     device, timeout_s, observers = spec.experiment.device, spec.sampler.timeout_s, spec.sampler.observers
+    rendezvous_s = spec.sampler.rendezvous_timeout_s
     network = _network(spec.network, args.trust_network, args.nnodes > 1 or torchrun_multi_host())
-    torchrun = torchrun_world(network, timeout_s, device)
+    torchrun = torchrun_world(network, timeout_s, device, rendezvous_s)
     if torchrun is not None and torchrun.rank != 0:
         serve(torchrun)
     if torchrun is None and args.nnodes > 1 and observers == 0:
@@ -118,7 +119,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         world, local_ranks = torchrun, range(0)
     elif observers:
         world, local_ranks = host_world(observers, timeout_s, network, args.nnodes, args.node_rank,
-                                        args.master_addr, args.master_port, device)
+                                        args.master_addr, args.master_port, device, rendezvous_s)
     else:
         world, local_ranks = None, range(0)
     if torchrun is None and args.node_rank > 0:  # a host with observers only: the agent configures them
@@ -203,7 +204,9 @@ def cmd_test(args: argparse.Namespace) -> int:
     observers = spec.sampler.observers
     # A meta-test runs on one host: loopback, whatever interface the training run used.
     network = _network(dataclasses.replace(spec.network, interface="lo"), trusted=False, multi_host=False)
-    world, ranks = host_world(observers, spec.sampler.timeout_s, network) if observers else (None, range(0))
+    world, ranks = (host_world(observers, spec.sampler.timeout_s, network,
+                               rendezvous_timeout_s=spec.sampler.rendezvous_timeout_s)
+                    if observers else (None, range(0)))
     return run_agent(trainer, world, ranks, adaptation_test if spec.experiment.algorithm == "mlsh" else evaluate)
 
 
@@ -239,8 +242,8 @@ def build_parser() -> argparse.ArgumentParser:
     hosts.add_argument("--nnodes", type=int, default=1, help="hosts taking part (default 1)")
     hosts.add_argument("--node-rank", type=int, default=0, help="this host's index; 0 runs the agent")
     hosts.add_argument("--master-addr", help="address of the host with --node-rank 0")
-    hosts.add_argument("--master-port", type=int, help="its rendezvous port (default: a free port on one "
-                                                       "host, 29500 across hosts)")
+    hosts.add_argument("--master-port", type=int, help="its rendezvous port across hosts (default 29500; one host "
+                                                       "meets in a private file store, with no port)")
     hosts.add_argument("--interface", metavar="IFNAME",
                        help="network interface TensorPipe listens on, this host's name for it (TP_SOCKET_IFNAME; "
                             "default network.interface of the spec, lo)")

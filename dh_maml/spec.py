@@ -89,6 +89,8 @@ class SamplerSpec:
     observers: int = field(default=2, metadata=_range(0))  # per host; 0 samples in the learner's process
     torch_threads: int = field(default=1, metadata=_range(1))  # per observer
     timeout_s: float = field(default=600.0, metadata=_range(0.0, lo_open=True))  # one RPC call, then dropped
+    # how long every process waits for the whole world to join before it gives up
+    rendezvous_timeout_s: float = field(default=300.0, metadata=_range(0.0, lo_open=True))
     idle_exit_s: float = field(default=1800.0, metadata=_range(0.0, lo_open=True))  # observer alone this long exits
 
 

@@ -92,9 +92,10 @@ def stop(graceful: bool) -> int:
     return os.getpid()
 
 
-def serve(cfg: WorldConfig) -> None:
-    """Process main of an observer; never returns (exits hard so no thread can keep it alive)."""
-    die_with_parent()
+def serve(cfg: WorldConfig, parent: int | None = None) -> None:
+    """Process main of an observer; never returns (exits hard so no thread can keep it alive). ``parent``:
+    the pid of the launcher that spawned it, which it must not outlive."""
+    die_with_parent(parent)
     keep_freed_memory()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group; the agent decides
     torch.set_num_threads(1)

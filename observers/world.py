@@ -7,12 +7,17 @@ module to address observers; observers never import agents.
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import sys
+import tempfile
 import threading
 import warnings
 from dataclasses import dataclass, field
-from typing import Sequence
+from datetime import timedelta
+from pathlib import Path
+from typing import Iterator, Sequence
+from urllib.parse import parse_qs, urlencode, urlparse
 
 AGENT = "agent"
 LOOPBACK = ("lo", "lo0")
@@ -62,15 +67,23 @@ class Network:
 
 @dataclass(frozen=True)
 class WorldConfig:
-    """Where the world meets (rank 0 hosts the rendezvous store at master_addr:master_port) and how
-    TensorPipe talks: the interface it listens on, its transports and channels, CUDA device maps."""
+    """Where the world meets and how TensorPipe talks: the interface it listens on, its transports and
+    channels, CUDA device maps.
+
+    The rendezvous: on one host a file store in a private folder (``store_dir``), so no network listener
+    exists at all; across hosts rank 0's TCP store at master_addr:master_port, listening on ``--interface``
+    only; under torchrun torchrun's own store (``env://``). Waiting for the world is bounded by
+    ``rendezvous_timeout_s``, each call afterwards by ``rpc_timeout_s``.
+    """
 
     rank: int
     world_size: int
     master_addr: str = "127.0.0.1"
     master_port: int = 29500
     rpc_timeout_s: float = 600.0
-    init_method: str | None = None  # "env://" under torchrun, else tcp://master_addr:master_port
+    rendezvous_timeout_s: float = 300.0
+    store_dir: str | None = None  # one host: the folder of the file store
+    torchrun: bool = False
     network: Network = Network()
     device_maps: dict[str, dict[str, str]] = field(default_factory=dict)  # the agent's, per observer name
 
@@ -88,6 +101,18 @@ class WorldConfig:
         mapped = self.device_maps.get(self.name)
         return next(iter(mapped.values())) if mapped else None
 
+    @property
+    def init_method(self) -> str:
+        """The rendezvous URL ``init_rpc`` gets (schemes ``FILE_SCHEME`` and ``TCP_SCHEME`` are ours)."""
+        query = {"timeout_s": self.rendezvous_timeout_s}
+        if self.torchrun:
+            return "env://"
+        if self.store_dir is not None:
+            return f"{FILE_SCHEME}://{Path(self.store_dir, 'store').resolve()}?{urlencode(query)}"
+        listen = interface_address(self.network.interface) if self.network.interface not in LOOPBACK else None
+        query["listen"] = listen or "127.0.0.1"
+        return f"{TCP_SCHEME}://{self.master_addr}:{self.master_port}?{urlencode(query)}"
+
 
 def interface_address(interface: str) -> str | None:
     """The IPv4 address of a network interface (what TensorPipe listens on), or None if it has none."""
@@ -103,10 +128,56 @@ def interface_address(interface: str) -> str | None:
     return socket.inet_ntoa(packed[20:24])
 
 
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
+FILE_SCHEME, TCP_SCHEME = "dh-maml-file", "dh-maml-tcp"
+
+
+def _rendezvous(url: str, **_: object) -> Iterator[tuple[object, int, int]]:
+    """The store of a world: a file store (one host), or rank 0's TCP store listening on one address only
+    (torch's own ``tcp://`` listens on every interface and waits 30 minutes whatever the caller wants)."""
+    from torch.distributed import FileStore, TCPStore
+
+    parsed = urlparse(url)
+    query = {k: v[-1] for k, v in parse_qs(parsed.query).items()}
+    rank, world_size = int(query["rank"]), int(query["world_size"])
+    timeout = timedelta(seconds=float(query["timeout_s"]))
+    if parsed.scheme == FILE_SCHEME:
+        store = FileStore(parsed.path, world_size)
+        store.set_timeout(timeout)
+    elif rank == 0:
+        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            listener.bind((query["listen"], parsed.port))
+            listener.listen()
+        except OSError:
+            listener.close()
+            raise
+        store = TCPStore(parsed.hostname, parsed.port, world_size, True, timeout,
+                         master_listen_fd=listener.detach())  # the store owns the socket from here
+    else:
+        store = TCPStore(parsed.hostname, parsed.port, world_size, False, timeout)
+    yield store, rank, world_size
+    raise RuntimeError("the DH-MAML rendezvous cannot be repeated")
+
+
+def _register_rendezvous() -> None:
+    from torch.distributed.rendezvous import register_rendezvous_handler
+
+    for scheme in (FILE_SCHEME, TCP_SCHEME):
+        try:
+            register_rendezvous_handler(scheme, _rendezvous)
+        except RuntimeError:  # already registered in this process
+            pass
+
+
+def private_store_dir() -> str:
+    """A fresh folder only this user can enter, for one host's file store."""
+    return tempfile.mkdtemp(prefix="dh-maml-rendezvous-")
+
+
+def remove_store_dir(world: WorldConfig | None) -> None:
+    if world is not None and world.store_dir is not None:
+        shutil.rmtree(world.store_dir, ignore_errors=True)
 
 
 def torchrun_multi_host() -> bool:
@@ -115,7 +186,8 @@ def torchrun_multi_host() -> bool:
     return world_size > int(os.environ.get("LOCAL_WORLD_SIZE", world_size))
 
 
-def torchrun_world(network: Network, rpc_timeout_s: float, device: str = "cpu") -> WorldConfig | None:
+def torchrun_world(network: Network, rpc_timeout_s: float, device: str = "cpu",
+                   rendezvous_timeout_s: float = 300.0) -> WorldConfig | None:
     """The world torchrun describes in the environment (this process's rank), or None outside torchrun.
 
     torchrun numbers ranks node by node, so the agent's host holds ranks below LOCAL_WORLD_SIZE.
@@ -128,21 +200,23 @@ def torchrun_world(network: Network, rpc_timeout_s: float, device: str = "cpu") 
                          "(rank 0 is the agent, the others observe)")
     local = int(os.environ.get("LOCAL_WORLD_SIZE", world_size))
     return WorldConfig(int(os.environ["RANK"]), world_size, os.environ.get("MASTER_ADDR", "127.0.0.1"),
-                       int(os.environ.get("MASTER_PORT", 29500)), rpc_timeout_s, "env://", network,
-                       cuda_device_maps(device, range(1, local)))
+                       int(os.environ.get("MASTER_PORT", 29500)), rpc_timeout_s, rendezvous_timeout_s,
+                       torchrun=True, network=network, device_maps=cuda_device_maps(device, range(1, local)))
 
 
 def host_world(observers: int, timeout_s: float, network: Network, nnodes: int = 1, node: int = 0,
-               master_addr: str | None = None, master_port: int | None = None,
-               device: str = "cpu") -> tuple[WorldConfig, range]:
+               master_addr: str | None = None, master_port: int | None = None, device: str = "cpu",
+               rendezvous_timeout_s: float = 300.0) -> tuple[WorldConfig, range]:
     """A launch.py world seen from this host: (the agent's config, the observer ranks this host runs).
 
-    Host ``node`` runs ``observers`` ranks after the agent's rank 0.
+    Host ``node`` runs ``observers`` ranks after the agent's rank 0. One host meets in a fresh private
+    file store (remove it with ``remove_store_dir``); several at master_addr:master_port.
     """
-    port = master_port or (free_port() if nnodes == 1 else 29500)
     local = range(1 + node * observers, 1 + (node + 1) * observers)
     maps = cuda_device_maps(device, range(1, 1 + observers))  # the agent's host: node 0's ranks
-    world = WorldConfig(0, 1 + nnodes * observers, master_addr or "127.0.0.1", port, timeout_s, None, network, maps)
+    world = WorldConfig(0, 1 + nnodes * observers, master_addr or "127.0.0.1", master_port or 29500, timeout_s,
+                        rendezvous_timeout_s, private_store_dir() if nnodes == 1 else None, network=network,
+                        device_maps=maps)
     return world, local
 
 
@@ -165,10 +239,11 @@ def join(cfg: WorldConfig) -> None:
     # Read when init_rpc builds TensorPipe and the Gloo group it uses for barriers: both listen on this interface.
     net = cfg.network
     os.environ["TP_SOCKET_IFNAME"] = os.environ["GLOO_SOCKET_IFNAME"] = net.interface
+    _register_rendezvous()
     options = rpc.TensorPipeRpcBackendOptions(
         num_worker_threads=16,
-        rpc_timeout=cfg.rpc_timeout_s,
-        init_method=cfg.init_method or f"tcp://{cfg.master_addr}:{cfg.master_port}",
+        rpc_timeout=cfg.rendezvous_timeout_s,  # init_rpc's waits on the store; calls get rpc_timeout_s below
+        init_method=cfg.init_method,
         device_maps=cfg.device_maps if cfg.rank == 0 else None,
         _transports=list(net.transports) if net.transports else None,
         _channels=list(net.channels) if net.channels else None,
@@ -176,6 +251,7 @@ def join(cfg: WorldConfig) -> None:
     with warnings.catch_warnings():  # init_rpc's own use of a deprecated gloo path is not the user's business
         warnings.filterwarnings("ignore", message=".*as a ProcessGroup.*", category=UserWarning)
         rpc.init_rpc(cfg.name, rank=cfg.rank, world_size=cfg.world_size, rpc_backend_options=options)
+    rpc._set_rpc_timeout(cfg.rpc_timeout_s)
 
 
 def leave(graceful: bool, timeout_s: float = 10.0) -> None:
@@ -199,8 +275,13 @@ def _hard_exit(reason: str, code: int = 1) -> None:
     os._exit(code)
 
 
-def die_with_parent() -> None:
-    """Ask Linux to SIGKILL this process when its parent dies, so no observer outlives its launcher."""
+def die_with_parent(parent: int | None = None) -> None:
+    """Ask Linux to SIGKILL this process when its parent dies, so no observer outlives its launcher.
+
+    The request only covers a parent that dies after it is made; a spawned observer makes it a second or
+    more after it started (it imports torch first), so given the ``parent`` pid it exits at once when that
+    parent is already gone.
+    """
     if not sys.platform.startswith("linux"):
         return
     import ctypes
@@ -211,6 +292,8 @@ def die_with_parent() -> None:
         libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
     except OSError:
         pass
+    if parent is not None and os.getppid() != parent:
+        os._exit(1)
 
 
 def keep_freed_memory() -> None:
