@@ -20,6 +20,8 @@ train: $(VENV)/.installed
 	$(BIN)/python launch.py train --spec $(SPEC) --observers $(OBSERVERS) $(ARGS)
 
 test: $(VENV)/.installed
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest -q $(ARGS)
 
 bench: $(VENV)/.installed

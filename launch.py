@@ -1,10 +1,11 @@
 #!/usr/bin/env python
-"""DH-MAML command line: train, meta-test and validate specs.
+"""DH-MAML command line: train, evaluate, plot and check specs (run it with the project's .venv/bin/python).
 
-    python launch.py train --spec specs/navigation-2d.yaml
-    python launch.py test --run runs/navigation-2d/<stamp>
-    python launch.py plot runs/navigation-2d/<stamp>
-    python launch.py check-spec specs/*.yaml
+launch.py train --spec specs/navigation-2d.yaml
+launch.py test --run runs/navigation-2d/<stamp>
+launch.py plot runs/navigation-2d/<stamp>
+launch.py check-spec specs/*.yaml
+launch.py show-spec specs/navigation-2d.yaml --set trpo.max_kl=0.02
 """
 
 from __future__ import annotations
@@ -35,12 +36,23 @@ def cmd_check_spec(args: argparse.Namespace) -> int:
     return EXIT_BAD_INPUT if failed else 0
 
 
+def cmd_show_spec(args: argparse.Namespace) -> int:
+    import yaml
+
+    from dh_maml.spec import load_spec
+
+    print(yaml.safe_dump(load_spec(args.spec, args.set).to_dict(), sort_keys=False), end="")
+    return 0
+
+
 def _check_device(device: str) -> None:
     import torch
 
     if device == "cuda" and not torch.cuda.is_available():
-        raise UsageError(f"--device cuda: CUDA is not available here (torch {torch.__version__}, "
-                         f"built for CUDA: {torch.version.cuda or 'no'}); use --device cpu or run on a GPU machine")
+        raise UsageError(
+            f"--device cuda: CUDA is not available here (torch {torch.__version__}, "
+            f"built for CUDA: {torch.version.cuda or 'no'}); use --device cpu or run on a GPU machine"
+        )
 
 
 def _resolve_run(args: argparse.Namespace):
@@ -71,23 +83,17 @@ def _resolve_run(args: argparse.Namespace):
 
 def _network(net, trusted: bool, multi_host: bool):
     """The spec's ``network`` section, checked for this host."""
-    from observers.world import Network
+    from dh_maml.runtime import Network
 
     return Network.checked(net.interface, net.transports, net.channels, multi_host, trusted)
 
 
 def make_trainer(spec, device: str = "cpu"):
-    """The learner of the spec's ``experiment.algorithm``."""
-    if spec.experiment.algorithm == "mlsh":
-        if device != "cpu":
-            raise UsageError(f"--device {device}: MLSH's learner runs on the CPU (its sub-policies are small MLPs "
-                             "updated by minibatch PPO); leave --device and experiment.device at cpu")
-        from dh_maml.mlsh_training import MLSHTrainer
+    """The learner of the spec's ``experiment.algorithm``, and the algorithm's bundle."""
+    from dh_maml.algorithms import get_algorithm
 
-        return MLSHTrainer(spec)
-    from dh_maml.trainer import MetaTrainer
-
-    return MetaTrainer(spec, device)
+    algorithm = get_algorithm(spec.experiment.algorithm)
+    return algorithm.trainer(spec, device), algorithm
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -97,8 +103,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     from agents.training import train
     from dh_maml.metrics import open_sink
     from dh_maml.run_dir import truncate_metrics, write_spec
+    from dh_maml.runtime import host_world, torchrun_multi_host, torchrun_world
     from observers.service import serve
-    from observers.world import host_world, torchrun_multi_host, torchrun_world
 
     if args.node_rank >= args.nnodes:
         raise UsageError(f"--node-rank {args.node_rank}: must be below --nnodes {args.nnodes}")
@@ -118,8 +124,17 @@ def cmd_train(args: argparse.Namespace) -> int:
     if torchrun is not None:
         world, local_ranks = torchrun, range(0)
     elif observers:
-        world, local_ranks = host_world(observers, timeout_s, network, args.nnodes, args.node_rank,
-                                        args.master_addr, args.master_port, device, rendezvous_s)
+        world, local_ranks = host_world(
+            observers,
+            timeout_s,
+            network,
+            args.nnodes,
+            args.node_rank,
+            args.master_addr,
+            args.master_port,
+            device,
+            rendezvous_s,
+        )
     else:
         world, local_ranks = None, range(0)
     if torchrun is None and args.node_rank > 0:  # a host with observers only: the agent configures them
@@ -131,83 +146,58 @@ def cmd_train(args: argparse.Namespace) -> int:
             stop_processes(procs)
         return max((p.exitcode or 0) for p in procs)
     torch.set_num_threads(1)  # small tensors: parallel work is split by task instead
+    trainer, algorithm = make_trainer(spec, device)
     write_spec(spec, run_dir)
-    trainer = make_trainer(spec, device)
     if state is not None:
         trainer.load_state_dict(state)
         truncate_metrics(run_dir, trainer.iteration)
         print(f"resumed {run_dir} at iteration {trainer.iteration}")
     sink = open_sink(run_dir, spec, resume_at=trainer.iteration if state is not None else None)
-    return run_agent(trainer, world, local_ranks, lambda agent: train(agent, run_dir, sink))
+    return run_agent(trainer, world, local_ranks, lambda agent: train(agent, algorithm, run_dir, sink))
 
 
 def cmd_test(args: argparse.Namespace) -> int:
     import torch
 
     from agents.processes import run_agent
+    from agents.training import evaluate
+    from dh_maml.algorithms import EvaluationSettings
     from dh_maml.checkpoint import load_checkpoint
-    from dh_maml.meta_test import meta_test_settings, write_meta_test
     from dh_maml.run_dir import checkpoint_path, read_run_spec
+    from dh_maml.runtime import host_world
     from dh_maml.spec import with_overrides
-    from observers.world import host_world
 
     run_dir = Path(args.run)
     overrides = [] if args.observers is None else [f"sampler.observers={args.observers}"]
     spec = with_overrides(read_run_spec(run_dir), overrides)
     torch.set_num_threads(1)  # small tensors: parallel work is split by task instead
     state = load_checkpoint(args.checkpoint or checkpoint_path(run_dir))
-    trainer = make_trainer(spec)
+    trainer, algorithm = make_trainer(spec)
     trainer.load_state_dict(state)
-    settings = {"tasks": args.tasks, "steps": args.steps, "seed": args.seed,
-                "paper_protocol": True if args.paper_protocol else None}
+    settings = EvaluationSettings(args.tasks, args.steps, args.seed, True if args.paper_protocol else None)
 
-    async def adaptation_test(agent) -> int:
-        from dh_maml import mlsh_adaptation as ma
-
-        tasks_n, iterations, seed, _ = meta_test_settings(
-            spec, args.tasks, args.steps or spec.mlsh.adaptation_iterations, args.seed)
-        family = trainer.family.for_evaluation()
-        tasks, seeds = ma.held_out(family, tasks_n, seed)
-        jobs = ma.adaptation_jobs(tasks, seeds)
-        weights = trainer.cpu_weights()
+    async def body(agent) -> int:
         try:
             await agent.configure()
-            curves = await agent.gather("adaptation", jobs, lambda job: (weights, job, iterations, spec.mlsh.flat_lr))
+            result = await evaluate(agent, algorithm, settings)
         finally:
             await agent.close()
-        result = ma.report([family.latent(t) for t in tasks], seeds, ma.joined(jobs, curves))
-        out = Path(args.out) if args.out else run_dir / "adaptation.json"
-        paths = ma.write_report(result, out, spec.experiment.name)
-        window = f"iterations {result.window[0]}-{result.window[-1]}"
-        for method in ma.METHODS:
-            late = "  ".join(f"latent {k}: {v:6.2f}" for k, v in result.late_by_latent[method].items())
-            print(f"{method:>22}: mean return over {window}  {late}")
-        print(f"MLSH's area under the first {result.iterations} iterations beats flat PPO on "
-              f"{result.mlsh_beats_flat} of {len(tasks)} tasks; chosen sub-policy vs latent goal: "
-              f"{result.mutual_information_bits:.2f} bits")
-        print(f"{len(tasks)} held-out tasks (seed {seed}); wrote " + ", ".join(map(str, paths)))
-        return 0
-
-    async def evaluate(agent) -> int:
-        try:
-            await agent.configure()
-            result = await agent.meta_test(**settings)
-        finally:
-            await agent.close()
-        out = Path(args.out) if args.out else run_dir / "meta_test.json"
-        paths = write_meta_test(result, out, title=spec.experiment.name)
-        for k, m, s in zip(result.steps, result.mean, result.se):
-            print(f"after {k} step(s): {m:9.2f} ± {s:.2f}")
-        print(f"{result.tasks} held-out tasks (seed {result.seed}); wrote " + ", ".join(map(str, paths)))
+        out = Path(args.out) if args.out else run_dir / f"{algorithm.evaluation_name}.json"
+        paths = result.write(out, spec.experiment.name)
+        for line in result.report():
+            print(line)
+        print("wrote " + ", ".join(map(str, paths)))
         return 0
 
     observers = spec.sampler.observers
     # A meta-test runs on one host: loopback, whatever interface the training run used.
     network = _network(dataclasses.replace(spec.network, interface="lo"), trusted=False, multi_host=False)
-    world, ranks = (host_world(observers, spec.sampler.timeout_s, network,
-                               rendezvous_timeout_s=spec.sampler.rendezvous_timeout_s)
-                    if observers else (None, range(0)))
-    return run_agent(trainer, world, ranks, adaptation_test if spec.experiment.algorithm == "mlsh" else evaluate)
+    world, ranks = (
+        host_world(observers, spec.sampler.timeout_s, network, rendezvous_timeout_s=spec.sampler.rendezvous_timeout_s)
+        if observers
+        else (None, range(0))
+    )
+    return run_agent(trainer, world, ranks, body)
 
 
 def cmd_plot(args: argparse.Namespace) -> int:
@@ -220,63 +210,99 @@ def cmd_plot(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="launch.py", description="DH-MAML: distributed meta-reinforcement learning.",
-        epilog="Run 'python launch.py COMMAND --help' for the options of a command.")
+        prog="launch.py",
+        description="DH-MAML: distributed meta-reinforcement learning.",
+        epilog="Run 'python launch.py COMMAND --help' for the options of a command.",
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     train = sub.add_parser(
-        "train", help="meta-train from a spec (agent + observers)",
+        "train",
+        help="meta-train from a spec (agent + observers)",
         description="Meta-train from a spec. On one host this starts the agent and --observers observer "
-                    "processes on loopback. Across hosts, run the same command on every host with --nnodes, "
-                    "--node-rank and --master-addr; under torchrun the role comes from RANK.")
+        "processes on loopback. Across hosts, run the same command on every host with --nnodes, "
+        "--node-rank and --master-addr; under torchrun the role comes from RANK.",
+    )
     train.add_argument("--spec", help="YAML spec, e.g. specs/navigation-2d.yaml")
-    train.add_argument("--observers", type=int, help="observer processes on this host (default sampler.observers; "
-                                                     "0 samples inside the agent's process)")
+    train.add_argument(
+        "--observers",
+        type=int,
+        help="observer processes on this host (default sampler.observers; 0 samples inside the agent's process)",
+    )
     train.add_argument("--iterations", type=int, help="meta-iterations (overrides experiment.iterations)")
     train.add_argument("--run-dir", help="where to write the run (default runs/<experiment>/<timestamp>)")
     train.add_argument("--device", choices=["cpu", "cuda"], help="device of the learner (observers stay on CPU)")
     train.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its latest checkpoint")
-    train.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                       help="override a spec value, e.g. --set trpo.max_kl=0.02 (repeatable)")
+    train.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a spec value, e.g. --set trpo.max_kl=0.02 (repeatable)",
+    )
     hosts = train.add_argument_group("several hosts")
     hosts.add_argument("--nnodes", type=int, default=1, help="hosts taking part (default 1)")
     hosts.add_argument("--node-rank", type=int, default=0, help="this host's index; 0 runs the agent")
     hosts.add_argument("--master-addr", help="address of the host with --node-rank 0")
-    hosts.add_argument("--master-port", type=int, help="its rendezvous port across hosts (default 29500; one host "
-                                                       "meets in a private file store, with no port)")
-    hosts.add_argument("--interface", metavar="IFNAME",
-                       help="network interface TensorPipe listens on, this host's name for it (TP_SOCKET_IFNAME; "
-                            "default network.interface of the spec, lo)")
-    hosts.add_argument("--transports", metavar="LIST",
-                       help="TensorPipe transports in order of preference, comma-separated: uv (TCP), shm "
-                            "(shared memory, busy-polls), ibv (InfiniBand); default network.transports, uv")
-    hosts.add_argument("--trust-network", action="store_true",
-                       help="allow listening beyond loopback; TensorPipe runs what its peers send, so every host "
-                            "on that network is trusted")
+    hosts.add_argument(
+        "--master-port",
+        type=int,
+        help="its rendezvous port across hosts (default 29500; one host meets in a private file store, with no port)",
+    )
+    hosts.add_argument(
+        "--interface",
+        metavar="IFNAME",
+        help="network interface TensorPipe listens on, this host's name for it (TP_SOCKET_IFNAME; "
+        "default network.interface of the spec, lo)",
+    )
+    hosts.add_argument(
+        "--transports",
+        metavar="LIST",
+        help="TensorPipe transports in order of preference, comma-separated: uv (TCP), shm "
+        "(shared memory, busy-polls), ibv (InfiniBand); default network.transports, uv",
+    )
+    hosts.add_argument(
+        "--trust-network",
+        action="store_true",
+        help="allow listening beyond loopback; TensorPipe runs what its peers send, so every host "
+        "on that network is trusted",
+    )
     train.set_defaults(func=cmd_train)
 
-    test = sub.add_parser("test", help="meta-test a trained policy on held-out tasks",
-                          description="Meta-test a saved policy on held-out tasks, fanned out over observers. "
-                                      "MAML: returns after 0..K inner steps; writes JSON, CSV and PNG. MLSH: a "
-                                      "fresh master adapts over the frozen sub-policies, beside flat PPO and "
-                                      "untrained sub-policies; writes JSON and PNG.")
+    test = sub.add_parser(
+        "test",
+        help="meta-test a trained policy on held-out tasks",
+        description="Meta-test a saved policy on held-out tasks, fanned out over observers. "
+        "MAML: returns after 0..K inner steps; writes JSON, CSV and PNG. MLSH: a "
+        "fresh master adapts over the frozen sub-policies, beside flat PPO and "
+        "untrained sub-policies; writes JSON and PNG.",
+    )
     test.add_argument("--run", required=True, metavar="RUN_DIR", help="a run directory written by train")
     test.add_argument("--checkpoint", help="checkpoint file (default RUN_DIR/checkpoints/latest.pt)")
     test.add_argument("--tasks", type=int, help="number of held-out tasks (default meta_test.num_tasks)")
-    test.add_argument("--steps", type=int,
-                      help="MAML: inner steps to evaluate after (default meta_test.num_steps); "
-                           "MLSH: master-adaptation iterations (default mlsh.adaptation_iterations)")
+    test.add_argument(
+        "--steps",
+        type=int,
+        help="MAML: inner steps to evaluate after (default meta_test.num_steps); "
+        "MLSH: master-adaptation iterations (default mlsh.adaptation_iterations)",
+    )
     test.add_argument("--seed", type=int, help="held-out task seed (default meta_test.seed of the run's spec)")
     test.add_argument("--paper-protocol", action="store_true", help="inner lr alpha for step 1, alpha/2 after")
     test.add_argument("--observers", type=int, help="observer processes (default sampler.observers of the run)")
-    test.add_argument("--out", help="JSON output path (default RUN_DIR/meta_test.json, MLSH: RUN_DIR/adaptation.json; "
-                                         "CSV and PNG are written beside it)")
+    test.add_argument(
+        "--out",
+        help="JSON output path (default RUN_DIR/meta_test.json, MLSH: RUN_DIR/adaptation.json; "
+        "the other files are written beside it)",
+    )
     test.set_defaults(func=cmd_test)
 
-    plot = sub.add_parser("plot", help="draw a run's learning curves and iteration time split (PNG)",
-                          description="Draw RUN_DIR/metrics.jsonl: returns before and after adaptation per "
-                                      "iteration with the spread across tasks, and where each iteration's time "
-                                      "went. Works while the run is still training.")
+    plot = sub.add_parser(
+        "plot",
+        help="draw a run's learning curves and iteration time split (PNG)",
+        description="Draw RUN_DIR/metrics.jsonl: returns before and after adaptation per "
+        "iteration with the spread across tasks, and where each iteration's time "
+        "went. Works while the run is still training.",
+    )
     plot.add_argument("run", metavar="RUN_DIR", help="a run directory written by train")
     plot.add_argument("--out", metavar="DIR", help="where to write the PNGs (default RUN_DIR/plots)")
     plot.set_defaults(func=cmd_plot)
@@ -285,6 +311,12 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("specs", nargs="+", metavar="SPEC")
     check.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     check.set_defaults(func=cmd_check_spec)
+
+    show = sub.add_parser("show-spec", help="print a spec with every default and --set applied (YAML)")
+    show.add_argument("spec", metavar="SPEC")
+    show.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    show.set_defaults(func=cmd_show_spec)
+
     return parser
 
 
@@ -295,8 +327,8 @@ def _positive(name: str, value: int | None) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     from dh_maml.plots import PlotError
+    from dh_maml.runtime import WorldError, keep_freed_memory
     from dh_maml.spec import SpecError
-    from observers.world import WorldError, keep_freed_memory
 
     args = build_parser().parse_args(argv)
     keep_freed_memory()

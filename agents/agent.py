@@ -13,17 +13,14 @@ import asyncio
 import json
 import sys
 import time
+from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Awaitable, Callable, Protocol, Sequence
+from typing import Any, Protocol
 
-import numpy as np
-
-from dh_maml.meta_test import MetaTestChunk, MetaTestResult, held_out_chunks, meta_test_settings, summarize
-
-if TYPE_CHECKING:
-    from observers.rollouts import Timed
+from dh_maml.algorithms import Trainer
+from dh_maml.runtime import Timed
 
 
 class NoObserversLeft(RuntimeError):
@@ -47,33 +44,14 @@ class ScatterTimes:
         self.transfer_s = max(self.transfer_s, round_trip_s - compute_s)
 
 
-class Trainer(Protocol):
-    """What the agent needs of a learner (``MetaTrainer``, ``MLSHTrainer``): the loop is the same for both."""
-
-    spec: Any
-    family: Any
-    iteration: int
-    method: str  # the observers' entry point for one job
-    headline: tuple[tuple[str, str], ...]  # (label, metric) pairs the console shows
-
-    def plan(self, num_shards: int) -> Any: ...
-    def cpu_weights(self) -> dict[str, Any]: ...
-    def call_args(self, plan: Any, job: Any, weights: dict[str, Any]) -> tuple: ...
-    def split(self, job: Any, parts: int) -> list: ...
-    def consume(self, plan: Any, job: Any, result: Any) -> None: ...
-    def update(self, plan: Any) -> Any: ...
-    def record(self, plan: Any, stats: Any, wall: float, **times: float) -> dict[str, Any]: ...
-    def state_dict(self) -> dict[str, Any]: ...
-
-
 class ObserverHandle(Protocol):
+    """An observer as the agent sees it (``handles``): every call returns an asyncio future at once."""
+
     name: str
 
-    def call(self, method: str, *args: Any, timeout_s: float | None = None) -> asyncio.Future: ...
-
-
-def split_list(items: list, parts: int) -> list[list]:
-    return [items[i::parts] for i in range(min(parts, len(items)))]
+    def configure(self, spec_dict: dict) -> asyncio.Future: ...
+    def run(self, entry: Callable[..., Any], *args: Any) -> asyncio.Future: ...
+    def stop(self, graceful: bool, timeout_s: float) -> asyncio.Future: ...
 
 
 class Agent:
@@ -92,7 +70,7 @@ class Agent:
     async def configure(self) -> dict[str, dict]:
         """Send every observer the run's spec (so remote hosts need no copy); returns their pid and host."""
         spec_dict = self.spec.to_dict()
-        replies = await asyncio.gather(*(o.call("configure", spec_dict) for o in self.live), return_exceptions=True)
+        replies = await asyncio.gather(*(o.configure(spec_dict) for o in self.live), return_exceptions=True)
         for observer, reply in zip(list(self.live), replies):
             if isinstance(reply, BaseException):
                 self._drop(observer, reply)
@@ -106,12 +84,20 @@ class Agent:
         self.world_intact = False
         if observer in self.live:
             self.live.remove(observer)
-            print(f"warning: dropped {observer.name} ({type(error).__name__}: {str(error).strip()[:200]}); "
-                  f"{len(self.live)} observer(s) left", file=sys.stderr, flush=True)
+            print(
+                f"warning: dropped {observer.name} ({type(error).__name__}: {str(error).strip()[:200]}); "
+                f"{len(self.live)} observer(s) left",
+                file=sys.stderr,
+                flush=True,
+            )
 
-    async def scatter(self, jobs: list, call: Callable[[ObserverHandle, Any], asyncio.Future],
-                      split: Callable[[Any, int], list],
-                      consume: Callable[[Any, Any], Awaitable[None]]) -> ScatterTimes:
+    async def scatter(
+        self,
+        jobs: list,
+        call: Callable[[ObserverHandle, Any], asyncio.Future],
+        split: Callable[[Any, int], list],
+        consume: Callable[[Any, Any], Awaitable[None]],
+    ) -> ScatterTimes:
         """Run ``jobs`` on the live observers (job i on observer i mod n) and consume results as they arrive.
 
         A job whose observer fails or times out is split over the survivors and
@@ -164,7 +150,7 @@ class Agent:
         last_arrival = t0
 
         def call(observer: ObserverHandle, job: Any) -> asyncio.Future:
-            return observer.call(trainer.method, *trainer.call_args(plan, job, weights))
+            return observer.run(trainer.entry, *trainer.call_args(plan, job, weights))
 
         async def consume(job: Any, result: Any) -> None:
             nonlocal last_arrival
@@ -177,19 +163,27 @@ class Agent:
         t1 = time.perf_counter()
         stats = await self.compute(trainer.update, plan)
         t2 = time.perf_counter()
-        record = trainer.record(plan, stats, wall=t2 - t0, sampling=last_arrival - t0, learner_wait=times.waited_s,
-                                consume=t1 - t0 - times.waited_s, update=t2 - t1, transfer=times.transfer_s,
-                                **{f"observer/{name}": s for name, s in times.compute_s.items()})
+        record = trainer.record(
+            plan,
+            stats,
+            wall=t2 - t0,
+            sampling=last_arrival - t0,
+            learner_wait=times.waited_s,
+            consume=t1 - t0 - times.waited_s,
+            update=t2 - t1,
+            transfer=times.transfer_s,
+            **{f"observer/{name}": s for name, s in times.compute_s.items()},
+        )
         record["observers/alive"] = len(self.live)
         return record
 
-    async def gather(self, method: str, jobs: Sequence[Any], call_args: Callable[[Any], tuple]) -> list:
-        """The observers' ``method`` on every job, results in job order; a job whose observer is lost runs
-        again, whole, on another."""
+    async def gather(self, entry: Callable[..., Any], jobs: Sequence[Any], call_args: Callable[[Any], tuple]) -> list:
+        """``entry`` on every job, results in job order; a job whose observer is lost runs again, whole, on
+        another. Evaluations run through this (``dh_maml.algorithms.Gather``)."""
         results: dict[int, Any] = {}
 
         def call(observer: ObserverHandle, item: tuple[int, Any]) -> asyncio.Future:
-            return observer.call(method, *call_args(item[1]))
+            return observer.run(entry, *call_args(item[1]))
 
         async def consume(item: tuple[int, Any], result: Any) -> None:
             results[item[0]] = result
@@ -197,27 +191,10 @@ class Agent:
         await self.scatter(list(enumerate(jobs)), call, lambda item, parts: [item], consume)
         return [results[i] for i in range(len(jobs))]
 
-    async def meta_test(self, **settings: Any) -> MetaTestResult:
-        """Meta-test the current weights on held-out tasks, chunks spread over the observers."""
-        tasks, steps, seed, protocol = meta_test_settings(self.spec, **settings)
-        chunks = list(enumerate(held_out_chunks(self.trainer.family, tasks, seed)))
-        weights = self.trainer.cpu_weights()
-        rows: dict[int, np.ndarray] = {}
-
-        def call(observer: ObserverHandle, job: list[tuple[int, MetaTestChunk]]) -> asyncio.Future:
-            return observer.call("meta_test", weights, [c for _, c in job], steps, protocol)
-
-        async def consume(job: list[tuple[int, MetaTestChunk]], result: list[np.ndarray]) -> None:
-            rows.update({i: r for (i, _), r in zip(job, result)})
-
-        await self.scatter(split_list(chunks, len(self.live)), call, split_list, consume)
-        return summarize(np.concatenate([rows[i] for i in sorted(rows)]), seed)
-
     async def close(self, timeout_s: float = 5.0) -> None:
         """Tell every live observer to leave (a dead or slow one is not waited for beyond ``timeout_s``)
         and release the learner thread."""
-        calls = [asyncio.wait_for(o.call("stop", self.world_intact, timeout_s=timeout_s), timeout_s)
-                 for o in self.live]
+        calls = [asyncio.wait_for(o.stop(self.world_intact, timeout_s), timeout_s) for o in self.live]
         replies = await asyncio.gather(*calls, return_exceptions=True)
         self.world_intact = self.world_intact and not any(isinstance(r, BaseException) for r in replies)
         self._learner.shutdown(wait=False, cancel_futures=True)

@@ -7,11 +7,14 @@ rollouts' work comes back ``Timed`` from both.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import torch
 
+from dh_maml.algorithms import Rollouts, get_algorithm
+from dh_maml.runtime import identity, timed
 from dh_maml.spec import spec_from_dict
 
 
@@ -43,45 +46,57 @@ def _settle(out: asyncio.Future, value: Any, error: BaseException | None) -> Non
         out.set_result(value)
 
 
-LIFECYCLE = ("configure", "stop")  # the service's own entry points; every other call is the rollouts' work
-
-
 class RemoteObserver:
-    """An observer process, called through ``observers.service`` entry points."""
+    """An observer process, reached through the entry points of ``observers.service``."""
 
     def __init__(self, name: str, timeout_s: float):
         self.name = name
         self.timeout_s = timeout_s
 
-    def call(self, method: str, *args: Any, timeout_s: float | None = None) -> asyncio.Future:
+    def _rpc(self, fn: Callable[..., Any], args: tuple, timeout_s: float | None) -> asyncio.Future:
         from torch.distributed import rpc
 
+        return bridge(rpc.rpc_async(self.name, fn, args=args, timeout=timeout_s or self.timeout_s))
+
+    def configure(self, spec_dict: dict) -> asyncio.Future:
         from observers import service
 
-        fn, args = ((getattr(service, method), args) if method in LIFECYCLE else (service.work, (method, *args)))
-        return bridge(rpc.rpc_async(self.name, fn, args=args, timeout=timeout_s or self.timeout_s))
+        return self._rpc(service.configure, (spec_dict,), None)
+
+    def run(self, entry: Callable[..., Any], *args: Any) -> asyncio.Future:
+        from observers import service
+
+        return self._rpc(service.work, (entry, *args), None)
+
+    def stop(self, graceful: bool, timeout_s: float) -> asyncio.Future:
+        from observers import service
+
+        return self._rpc(service.stop, (graceful,), timeout_s)
 
 
 class LocalObserver:
-    """Rollouts on a thread of the agent's own process (``--observers 0``): same calls, no RPC."""
+    """Rollouts on a thread of the agent's own process (``--observers 0``): the same calls, no RPC."""
 
     name = "local"
 
     def __init__(self) -> None:
         self._thread = ThreadPoolExecutor(1, thread_name_prefix="rollouts")
-        self._rollouts = None
+        self._rollouts: Rollouts | None = None
 
-    def call(self, method: str, *args: Any, timeout_s: float | None = None) -> asyncio.Future:
-        from observers.rollouts import identity, make_rollouts, timed
+    def _submit(self, fn: Callable[[], Any]) -> asyncio.Future:
+        return asyncio.get_running_loop().run_in_executor(self._thread, fn)
 
-        def run() -> Any:
-            if method == "configure":
-                self._rollouts = make_rollouts(spec_from_dict(args[0], source="the agent"))
-                return identity()
-            if method == "stop":  # args: graceful, which only matters to a remote world
-                if self._rollouts is not None:
-                    self._rollouts.close()
-                return None
-            return timed(lambda: getattr(self._rollouts, method)(*args))
+    def configure(self, spec_dict: dict) -> asyncio.Future:
+        def build() -> dict[str, Any]:
+            spec = spec_from_dict(spec_dict, source="the agent")
+            self._rollouts = get_algorithm(spec.experiment.algorithm).rollouts(spec)
+            return identity()
 
-        return asyncio.get_running_loop().run_in_executor(self._thread, run)
+        return self._submit(build)
+
+    def run(self, entry: Callable[..., Any], *args: Any) -> asyncio.Future:
+        return self._submit(lambda: timed(lambda: entry(self._rollouts, *args)))
+
+    def stop(self, graceful: bool, timeout_s: float) -> asyncio.Future:
+        """``graceful`` only matters to a remote world."""
+        return self._submit(lambda: self._rollouts.close() if self._rollouts is not None else None)

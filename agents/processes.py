@@ -10,11 +10,11 @@ import signal
 import sys
 import threading
 import time
-from typing import Awaitable, Callable
+from collections.abc import Awaitable, Callable
 
 from agents.agent import Agent, Trainer
 from agents.handles import LocalObserver, RemoteObserver
-from observers.world import WorldConfig, join, leave, remove_store_dir
+from dh_maml.runtime import WorldConfig, join, leave, remove_store_dir
 
 
 def start_observers(world: WorldConfig, ranks: range) -> list[mp.Process]:
@@ -68,8 +68,10 @@ class StartupWatch:
                 return
             for proc in self._procs:
                 if proc.exitcode is not None and not self.interrupted.is_set():
-                    self._on_failure(f"{proc.name} exited with code {proc.exitcode} before the world was up "
-                                     "(its error is printed above)")
+                    self._on_failure(
+                        f"{proc.name} exited with code {proc.exitcode} before the world was up "
+                        "(its error is printed above)"
+                    )
                     return
 
 
@@ -106,8 +108,9 @@ def _join_interruptibly(world: WorldConfig) -> None:
         raise failure[0]
 
 
-def run_agent(trainer: Trainer, world: WorldConfig | None, local_ranks: range,
-              body: Callable[[Agent], Awaitable[int]]) -> int:
+def run_agent(
+    trainer: Trainer, world: WorldConfig | None, local_ranks: range, body: Callable[[Agent], Awaitable[int]]
+) -> int:
     """Start this host's observers, join the world as the agent, run ``body(agent)``, and leave no process.
 
     ``world`` None means no RPC: one rollout thread in this process. Returns ``body``'s exit code.
@@ -130,9 +133,11 @@ def run_agent(trainer: Trainer, world: WorldConfig | None, local_ranks: range,
             _join_interruptibly(world)
         except RuntimeError as exc:  # TensorPipe's or Gloo's own words, first line only
             where = "on this host" if world.store_dir else f"at {world.master_addr}:{world.master_port}"
-            fail(f"the RPC world did not assemble {where} ({str(exc).strip().splitlines()[0][:300]}); check that "
-                 "every host runs the same --nnodes and --observers, that --master-addr is reachable over each "
-                 "host's --interface")
+            fail(
+                f"the RPC world did not assemble {where} ({str(exc).strip().splitlines()[0][:300]}); check that "
+                "every host runs the same --nnodes and --observers, that --master-addr is reachable over each "
+                "host's --interface"
+            )
         watch.ready()
         timeout_s = trainer.spec.sampler.timeout_s
         agent = Agent(trainer, [RemoteObserver(name, timeout_s) for name in world.observers])
@@ -140,8 +145,10 @@ def run_agent(trainer: Trainer, world: WorldConfig | None, local_ranks: range,
         leave(agent.world_intact)
         return code
     except Interrupted as stop:
-        print(f"\nstopped by {signal.Signals(stop.signum).name} before training started; no checkpoint was "
-              "touched", file=sys.stderr)
+        print(
+            f"\nstopped by {signal.Signals(stop.signum).name} before training started; no checkpoint was touched",
+            file=sys.stderr,
+        )
         for proc in procs:
             proc.kill()
         return 128 + stop.signum

@@ -13,15 +13,23 @@ import sys
 from pathlib import Path
 
 from agents.agent import Agent, NoObserversLeft
-from agents.progress import Progress
+from agents.progress import Progress, shell_command
+from dh_maml.algorithms import Algorithm, Evaluation, EvaluationSettings
 from dh_maml.checkpoint import save_checkpoint
-from dh_maml.meta_test import write_meta_test
 from dh_maml.metrics import MetricsSink
 from dh_maml.run_dir import checkpoint_path
 
+LAUNCH = Path(__file__).resolve().parents[1] / "launch.py"
 
-async def train(agent: Agent, run_dir: Path, sink: MetricsSink) -> int:
-    """Train to ``experiment.iterations``; returns the process exit code."""
+
+async def evaluate(agent: Agent, algorithm: Algorithm, settings: EvaluationSettings | None = None) -> Evaluation:
+    """The algorithm's evaluation of the current weights, its jobs spread over the observers."""
+    return await algorithm.evaluate(agent.gather, agent.trainer, settings or EvaluationSettings())
+
+
+async def train(agent: Agent, algorithm: Algorithm, run_dir: Path, sink: MetricsSink) -> int:
+    """Train to ``experiment.iterations``, evaluating every ``meta_test.every`` iterations; returns the
+    process exit code."""
     spec, trainer = agent.spec, agent.trainer
     ckpt = checkpoint_path(run_dir)
     loop = asyncio.get_running_loop()
@@ -39,17 +47,24 @@ async def train(agent: Agent, run_dir: Path, sink: MetricsSink) -> int:
 
     def save_now(reason: str) -> None:
         save_checkpoint(snapshot, ckpt)
-        print(f"{reason}: saved iteration {snapshot['iteration']} to {ckpt}; continue with: "
-              f"python launch.py train --resume {run_dir}", file=sys.stderr, flush=True)
+        print(
+            f"{reason}: saved iteration {snapshot['iteration']} to {ckpt}; continue with: "
+            f"{shell_command('python', LAUNCH, 'train', '--resume', run_dir)}",
+            file=sys.stderr,
+            flush=True,
+        )
 
     try:
         await agent.configure()
         agent.write_world(run_dir / "world.json")
         total = spec.experiment.iterations
-        progress = Progress(total, trainer.iteration, trainer.headline)
+        progress = Progress(total, trainer.iteration, algorithm.headline)
         where = "sampling in this process" if agent.live[0].name == "local" else f"{len(agent.live)} observer(s)"
-        print(f"training {spec.experiment.name} ({spec.env.family}) with {where}, "
-              f"iterations {trainer.iteration + 1}..{total} -> {run_dir}", flush=True)
+        print(
+            f"training {spec.experiment.name} ({spec.env.family}) with {where}, "
+            f"iterations {trainer.iteration + 1}..{total} -> {run_dir}",
+            flush=True,
+        )
         while trainer.iteration < total:
             record = await agent.iterate()
             snapshot = trainer.state_dict()
@@ -58,16 +73,17 @@ async def train(agent: Agent, run_dir: Path, sink: MetricsSink) -> int:
             if trainer.iteration % spec.checkpoint.every == 0:
                 await loop.run_in_executor(None, save_checkpoint, snapshot, ckpt)
             if spec.meta_test.every and trainer.iteration % spec.meta_test.every == 0:
-                result = await agent.meta_test()
-                out = run_dir / "meta_test" / f"iter_{trainer.iteration:05d}.json"
-                await loop.run_in_executor(None, write_meta_test, result, out,
-                                           f"{spec.experiment.name} @ {trainer.iteration}")
-                progress.note("meta-test: " + "  ".join(f"{k} step(s) {m:.2f}" for k, m in zip(result.steps,
-                                                                                            result.mean)))
+                result = await evaluate(agent, algorithm)
+                out = run_dir / algorithm.evaluation_name / f"iter_{trainer.iteration:05d}.json"
+                await loop.run_in_executor(None, result.write, out, f"{spec.experiment.name} @ {trainer.iteration}")
+                progress.note(result.note())
         save_checkpoint(snapshot, ckpt)
-        print(f"done: {trainer.iteration} iterations; checkpoint {ckpt}\n"
-              f"metrics: {run_dir / 'metrics.jsonl'}\n"
-              f"view them: tensorboard --logdir {run_dir / 'tensorboard'}", flush=True)
+        print(
+            f"done: {trainer.iteration} iterations; checkpoint {ckpt}\n"
+            f"metrics: {run_dir / 'metrics.jsonl'}\n"
+            f"view them: {shell_command('tensorboard', '--logdir', run_dir / 'tensorboard')}",
+            flush=True,
+        )
         return 0
     except asyncio.CancelledError:
         if not received:

@@ -35,8 +35,19 @@ sys.path.insert(0, str(ROOT))
 from bench.env_throughput import observer_envs, raw_steps_per_s  # noqa: E402
 from dh_maml.spec import load_spec  # noqa: E402
 
-PHASES = ["time/iteration", "time/sampling", "time/transfer", "time/learner_wait", "time/graphs", "time/trpo",
-          "time/gradient", "time/cg", "time/line_search", "env_steps_per_s", "env_steps"]
+PHASES = [
+    "time/iteration",
+    "time/sampling",
+    "time/transfer",
+    "time/learner_wait",
+    "time/graphs",
+    "time/trpo",
+    "time/gradient",
+    "time/cg",
+    "time/line_search",
+    "env_steps_per_s",
+    "env_steps",
+]
 PREDICT_FOR = (4, 8, 16, 32)
 
 
@@ -59,8 +70,10 @@ def summarize(records: list[dict], observers: int, raw: float) -> dict:
     total_computing = sum(summary[f"median {key}"] for key in computing)
     tail = max(iteration - summary["median time/sampling"] - summary["median time/trpo"], 0.0)
     groups = max(observers, 1)
-    summary["predicted s"] = {m: total_computing / m + summary["median time/transfer"] + tail * groups / m
-                              + summary["median time/trpo"] for m in PREDICT_FOR}
+    summary["predicted s"] = {
+        m: total_computing / m + summary["median time/transfer"] + tail * groups / m + summary["median time/trpo"]
+        for m in PREDICT_FOR
+    }
     summary["final_pre"], summary["final_post"] = records[-1].get("returns/pre"), records[-1].get("returns/post")
     return summary
 
@@ -68,8 +81,19 @@ def summarize(records: list[dict], observers: int, raw: float) -> dict:
 def run_training(spec_path: str, observers: int, iterations: int, overrides: list[str]) -> list[dict]:
     with tempfile.TemporaryDirectory() as tmp:
         run = Path(tmp) / "run"
-        cmd = [sys.executable, str(ROOT / "launch.py"), "train", "--spec", spec_path, "--observers", str(observers),
-               "--iterations", str(iterations), "--run-dir", str(run)]
+        cmd = [
+            sys.executable,
+            str(ROOT / "launch.py"),
+            "train",
+            "--spec",
+            spec_path,
+            "--observers",
+            str(observers),
+            "--iterations",
+            str(iterations),
+            "--run-dir",
+            str(run),
+        ]
         for item in overrides:
             cmd += ["--set", item]
         subprocess.run(cmd, check=True, cwd=ROOT)
@@ -84,17 +108,25 @@ def print_table(summaries: list[dict]) -> None:
         keys += [k for k in s if k not in keys and k not in ("observers", "predicted s")]
     for key in keys:
         cells = [s.get(key) for s in summaries]
-        print(f"| {key} | " + " | ".join("" if c is None else f"{c:.3f}" if isinstance(c, float) else str(c)
-                                         for c in cells) + " |")
+        print(
+            f"| {key} | "
+            + " | ".join("" if c is None else f"{c:.3f}" if isinstance(c, float) else str(c) for c in cells)
+            + " |"
+        )
     for m in PREDICT_FOR:
-        print(f"| predicted s with {m} observers, a core each | "
-              + " | ".join(f"{s['predicted s'][m]:.3f}" for s in summaries) + " |")
+        print(
+            f"| predicted s with {m} observers, a core each | "
+            + " | ".join(f"{s['predicted s'][m]:.3f}" for s in summaries)
+            + " |"
+        )
     if len(summaries) > 1:
         base = summaries[0]
         for s in summaries[1:]:
             speedup = base["median time/iteration"] / s["median time/iteration"]
-            print(f"\n{base['observers']} -> {s['observers']} observers: iteration {speedup:.2f}x faster, "
-                  f"sampling {base['median time/sampling'] / s['median time/sampling']:.2f}x")
+            print(
+                f"\n{base['observers']} -> {s['observers']} observers: iteration {speedup:.2f}x faster, "
+                f"sampling {base['median time/sampling'] / s['median time/sampling']:.2f}x"
+            )
 
 
 def main() -> None:
@@ -108,7 +140,9 @@ def main() -> None:
     try:
         counts = [int(part) for part in args.observers.split(",")]
     except ValueError:
-        raise SystemExit(f"--observers: expected counts separated by commas such as 1,2; got {args.observers!r}")
+        raise SystemExit(
+            f"--observers: expected counts separated by commas such as 1,2; got {args.observers!r}"
+        ) from None
     if not counts or min(counts) < 1 or args.iterations < 2:
         raise SystemExit("--observers: counts must be >= 1; --iterations: at least 2 (the first is warm-up)")
 
@@ -120,9 +154,17 @@ def main() -> None:
     print_table(summaries)
     out = ROOT / args.out
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"spec": args.spec, "iterations": args.iterations,
-                               "machine": f"{platform.machine()}, {os.cpu_count()} cores", "runs": summaries},
-                              indent=2))
+    out.write_text(
+        json.dumps(
+            {
+                "spec": args.spec,
+                "iterations": args.iterations,
+                "machine": f"{platform.machine()}, {os.cpu_count()} cores",
+                "runs": summaries,
+            },
+            indent=2,
+        )
+    )
     print(f"\nwrote {out}")
 
 

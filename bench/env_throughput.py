@@ -72,8 +72,9 @@ def main() -> None:
         spec = load_spec(ROOT / path)
         envs = args.envs or observer_envs(spec)
         rate = raw_steps_per_s(spec, envs, args.seconds)
-        rows.append({"spec": path, "family": spec.env.family, "envs": envs, "steps_per_s": rate,
-                     "us_per_env_step": 1e6 / rate})
+        rows.append(
+            {"spec": path, "family": spec.env.family, "envs": envs, "steps_per_s": rate, "us_per_env_step": 1e6 / rate}
+        )
     print(f"\nraw env throughput, one core ({platform.machine()}, {os.cpu_count()} cores), random actions\n")
     print("| spec | family | sub-envs | env steps/s | µs per env step |\n|---|---|---|---|---|")
     for r in rows:

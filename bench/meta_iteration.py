@@ -19,9 +19,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from dh_maml.spec import load_spec  # noqa: E402
-from dh_maml.trainer import LocalTrainer  # noqa: E402
-from observers.world import keep_freed_memory  # noqa: E402
+from dh_maml.in_process import InProcess
+from dh_maml.runtime import keep_freed_memory
+from dh_maml.spec import load_spec
 
 
 def main() -> None:
@@ -36,24 +36,32 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     keep_freed_memory()  # as launch.py does
     spec = load_spec(args.spec, args.set)
-    trainer = LocalTrainer(spec)
+    trainer = InProcess(spec)
     records = []
     for _ in range(args.iterations):
         records.append(trainer.iterate())
         r = records[-1]
-        print(f"iter {r['iteration']:>3}: {r['time/iteration']:6.2f} s (sampling {r['time/sampling']:.2f}, "
-              f"trpo {r['time/trpo']:.2f})  pre {r['returns/pre']:8.2f}  post {r['returns/post']:8.2f}", flush=True)
+        print(
+            f"iter {r['iteration']:>3}: {r['time/iteration']:6.2f} s (sampling {r['time/sampling']:.2f}, "
+            f"trpo {r['time/trpo']:.2f})  pre {r['returns/pre']:8.2f}  post {r['returns/post']:8.2f}",
+            flush=True,
+        )
     trainer.close()
     steady = records[1:] or records
-    med = lambda key: statistics.median(r[key] for r in steady)  # noqa: E731
+    med = lambda key: statistics.median(r[key] for r in steady)
     summary = {
-        "spec": args.spec, "iterations": args.iterations, "threads": args.threads,
+        "spec": args.spec,
+        "iterations": args.iterations,
+        "threads": args.threads,
         "machine": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} torch thread(s)",
         "first_iteration_s": records[0]["time/iteration"],
-        "median_iteration_s": med("time/iteration"), "median_sampling_s": med("time/sampling"),
-        "median_trpo_s": med("time/trpo"), "median_env_steps_per_s": med("env_steps_per_s"),
+        "median_iteration_s": med("time/iteration"),
+        "median_sampling_s": med("time/sampling"),
+        "median_trpo_s": med("time/trpo"),
+        "median_env_steps_per_s": med("env_steps_per_s"),
         "env_steps_per_iteration": med("env_steps"),
-        "final_pre": records[-1]["returns/pre"], "final_post": records[-1]["returns/post"],
+        "final_pre": records[-1]["returns/pre"],
+        "final_post": records[-1]["returns/post"],
     }
     print("\n| metric | value |\n|---|---|")
     for key, value in summary.items():

@@ -42,8 +42,9 @@ class LinearFeatureBaseline:
         return values.to(targets.dtype) * mask
 
 
-def advantages(batch: EpisodeBatch, baseline: LinearFeatureBaseline, gamma: float, lam: float,
-               normalize_advantages: bool) -> Tensor:
+def advantages(
+    batch: EpisodeBatch, baseline: LinearFeatureBaseline, gamma: float, lam: float, normalize_advantages: bool
+) -> Tensor:
     """GAE against the baseline fitted on each task's discounted returns."""
     returns = discounted_returns(batch.rewards, batch.mask, gamma)
     values = baseline.fit_predict(batch.observations, batch.mask, returns)

@@ -45,26 +45,27 @@ class EpisodeBatch:
         """Mean undiscounted return of each task's episodes, [N]."""
         return self.episode_returns().mean(-1)
 
-    def _map(self, fn) -> "EpisodeBatch":
-        return replace(self, **{f.name: fn(getattr(self, f.name)) for f in fields(self)
-                                if getattr(self, f.name) is not None})
+    def _map(self, fn) -> EpisodeBatch:
+        return replace(
+            self, **{f.name: fn(getattr(self, f.name)) for f in fields(self) if getattr(self, f.name) is not None}
+        )
 
-    def task(self, i: int) -> "EpisodeBatch":
+    def task(self, i: int) -> EpisodeBatch:
         """Task ``i`` alone, still with a task axis of size 1 and trimmed to its own longest episode."""
         return self.tasks(i, i + 1)
 
-    def tasks(self, start: int, stop: int) -> "EpisodeBatch":
+    def tasks(self, start: int, stop: int) -> EpisodeBatch:
         """Tasks ``start`` to ``stop - 1``, trimmed to their longest episode."""
         return self._map(lambda v: v[start:stop]).trimmed()
 
-    def trimmed(self) -> "EpisodeBatch":
+    def trimmed(self) -> EpisodeBatch:
         """Drop trailing time steps where no episode is alive (compact copies, cheap to send)."""
         t = int(self.lengths.max().item()) if self.mask.numel() else 0
         if t == self.mask.shape[TIME]:
             return self
         return self._map(lambda v: v[:, :t].contiguous())
 
-    def to(self, device: torch.device | str) -> "EpisodeBatch":
+    def to(self, device: torch.device | str) -> EpisodeBatch:
         return self._map(lambda v: v.to(device))
 
 

@@ -56,10 +56,13 @@ class WandbBackend:
         try:
             import wandb
         except ImportError as exc:
-            raise RuntimeError("metrics.wandb.enabled is true but wandb is not installed: "
-                               "pip install -e '.[wandb]' or set metrics.wandb.enabled=false") from exc
-        self._run = wandb.init(project=project, mode=mode, name=name, dir=str(run_dir), config=config,
-                               reinit="create_new")
+            raise RuntimeError(
+                "metrics.wandb.enabled is true but wandb is not installed: "
+                "pip install -e '.[wandb]' or set metrics.wandb.enabled=false"
+            ) from exc
+        self._run = wandb.init(
+            project=project, mode=mode, name=name, dir=str(run_dir), config=config, reinit="create_new"
+        )
 
     def write(self, record: dict[str, Any], step: int) -> None:
         self._run.log({k: v for k, v in record.items() if k != "iteration"}, step=step)
@@ -122,10 +125,13 @@ def open_sink(run_dir: Path, spec, resume_at: int | None = None) -> MetricsSink:
     """
     run_dir.mkdir(parents=True, exist_ok=True)
     purge = None if resume_at is None else resume_at + 1
-    backends: list[Backend] = [JsonlBackend(run_dir / "metrics.jsonl"),
-                               TensorBoardBackend(run_dir / "tensorboard", purge)]
+    backends: list[Backend] = [
+        JsonlBackend(run_dir / "metrics.jsonl"),
+        TensorBoardBackend(run_dir / "tensorboard", purge),
+    ]
     wb = spec.metrics.wandb
     if wb.enabled:
-        backends.append(WandbBackend(run_dir, wb.project, wb.mode, f"{spec.experiment.name}/{run_dir.name}",
-                                     spec.to_dict()))
+        backends.append(
+            WandbBackend(run_dir, wb.project, wb.mode, f"{spec.experiment.name}/{run_dir.name}", spec.to_dict())
+        )
     return MetricsSink(backends, spec.metrics.queue_size)

@@ -1,8 +1,8 @@
 """Learning curves and the iteration's time split of a run, drawn from its ``metrics.jsonl``.
 
-Only the JSONL (and the saved spec, for the titles) is read, so a run can
-be plotted while it trains, on another machine, or after TensorBoard's files
-are gone.
+Only the JSONL and the saved spec (for the title and the algorithm, whose bundle
+says which curves to draw) are read, so a run can be plotted while it trains, on
+another machine, or after TensorBoard's files are gone.
 """
 
 from __future__ import annotations
@@ -13,10 +13,8 @@ from pathlib import Path
 import numpy as np
 import yaml
 
+from dh_maml.algorithms import PlotKeys, get_algorithm, names
 from dh_maml.run_dir import read_run_spec
-
-TIME_PARTS = [("time/learner_wait", "waiting for observers"), ("time/graphs", "per-task terms"),
-              ("time/trpo", "TRPO step")]
 
 
 class PlotError(ValueError):
@@ -24,11 +22,20 @@ class PlotError(ValueError):
 
 
 def read_metrics(run_dir: str | Path) -> list[dict]:
+    """The iteration records of a run (every one has ``time/iteration``), in iteration order. A last line
+    cut short, as a crash or a full disk leaves it, is skipped."""
     path = Path(run_dir) / "metrics.jsonl"
     if not path.is_file():
         raise PlotError(f"'{run_dir}' has no metrics.jsonl: not a run directory, or no iteration has finished yet")
-    records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    records = [r for r in records if "returns/pre" in r]
+    lines = [line for line in path.read_text(errors="replace").splitlines() if line.strip()]
+    records = []
+    for number, line in enumerate(lines, 1):
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            if number < len(lines):
+                raise PlotError(f"{path}, line {number}: not a JSON record") from None
+    records = [r for r in records if isinstance(r, dict) and "iteration" in r and "time/iteration" in r]
     if not records:
         raise PlotError(f"{path} holds no iteration records yet")
     return sorted(records, key=lambda r: r["iteration"])
@@ -44,33 +51,53 @@ def run_title(run_dir: str | Path) -> str:
     return f"{experiment.name}, seed {experiment.seed}"
 
 
+def run_plot_keys(run_dir: str | Path, records: list[dict]) -> PlotKeys:
+    """What to draw: the plot keys of the algorithm in the run's saved spec, or, without a readable spec,
+    of the registered algorithm whose curves the records hold."""
+    try:
+        return get_algorithm(read_run_spec(run_dir).experiment.algorithm).plots
+    except (OSError, yaml.YAMLError, ValueError):
+        for name in names():
+            keys = get_algorithm(name).plots
+            if any(key in records[0] for key, _, _ in keys.curves):
+                return keys
+    raise PlotError(f"'{run_dir}': no readable spec.yaml and no registered algorithm logs these metrics")
+
+
+def drawn_curves(records: list[dict], keys: PlotKeys) -> list[tuple[str, str, str | None]]:
+    """The algorithm's curves that the records hold."""
+    return [curve for curve in keys.curves if any(curve[0] in r for r in records)]
+
+
 def _column(records: list[dict], key: str) -> np.ndarray:
     return np.array([r.get(key, np.nan) for r in records], dtype=float)
 
 
 def plot_run(run_dir: str | Path, out_dir: str | Path | None = None, title: str | None = None) -> list[Path]:
-    """Write ``learning_curve.png`` (mean return over the iteration's tasks before and after adaptation, ±
-    the spread across tasks) and ``iteration_time.png`` (where each iteration's time went) to ``out_dir``
-    (default RUN_DIR/plots). Returns the paths written."""
+    """Write ``learning_curve.png`` (the algorithm's return curves, ± the spread across tasks where logged)
+    and ``iteration_time.png`` (where each iteration's time went) to ``out_dir`` (default RUN_DIR/plots).
+    Returns the paths written."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     records = read_metrics(run_dir)
+    keys = run_plot_keys(run_dir, records)
     out = Path(out_dir) if out_dir is not None else Path(run_dir) / "plots"
     out.mkdir(parents=True, exist_ok=True)
     title = title or run_title(run_dir)
     it = _column(records, "iteration")
 
     fig, ax = plt.subplots(figsize=(6, 4))
-    for key, label in (("returns/pre", "before adaptation"), ("returns/post", "after adaptation")):
-        mean, std = _column(records, key), _column(records, f"{key}_std")
+    for key, label, spread in drawn_curves(records, keys):
+        mean = _column(records, key)
+        std = _column(records, spread) if spread else np.full_like(mean, np.nan)
         (line,) = ax.plot(it, mean, label=label)
         if not np.isnan(std).all():
             ax.fill_between(it, mean - std, mean + std, color=line.get_color(), alpha=0.2, linewidth=0)
-    ax.set_xlabel("meta-iteration")
-    ax.set_ylabel("mean return over the meta-batch")
+    ax.set_xlabel("iteration")
+    ax.set_ylabel(keys.ylabel)
     ax.set_title(f"{title} (shaded: ± std across tasks)")
     ax.grid(alpha=0.3)
     ax.legend()
@@ -80,12 +107,15 @@ def plot_run(run_dir: str | Path, out_dir: str | Path | None = None, title: str 
     plt.close(fig)
 
     fig, ax = plt.subplots(figsize=(6, 4))
-    parts = [(label, np.nan_to_num(_column(records, key))) for key, label in TIME_PARTS
-             if any(key in r for r in records)]
+    parts = [
+        (label, np.nan_to_num(_column(records, key)))
+        for key, label in keys.time_parts
+        if any(key in r for r in records)
+    ]
     total = _column(records, "time/iteration")
     rest = np.clip(total - sum(values for _, values in parts), 0.0, None)
     ax.stackplot(it, *[v for _, v in parts], rest, labels=[label for label, _ in parts] + ["other"], alpha=0.8)
-    ax.set_xlabel("meta-iteration")
+    ax.set_xlabel("iteration")
     ax.set_ylabel("seconds")
     ax.set_title(f"{title}: time per iteration (median {np.nanmedian(total):.2f} s)")
     ax.grid(alpha=0.3)

@@ -30,8 +30,9 @@ class Sampler:
         self.envs.close()
 
     @torch.no_grad()
-    def sample(self, params: Params, tasks: list, episodes_per_task: int, seed: int,
-               per_task_params: bool = False) -> EpisodeBatch:
+    def sample(
+        self, params: Params, tasks: list, episodes_per_task: int, seed: int, per_task_params: bool = False
+    ) -> EpisodeBatch:
         """A [tasks, T, episodes] batch: every episode of every task steps in one vector env.
 
         With ``per_task_params`` every tensor in ``params`` has a leading task

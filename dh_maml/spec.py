@@ -8,118 +8,104 @@ user never has to read a traceback to fix a spec.
 from __future__ import annotations
 
 import dataclasses
-import difflib
-import types
-import typing
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 import yaml
 
-
-class SpecError(ValueError):
-    """A spec could not be read or failed validation; ``str()`` is the user-facing text."""
-
-    def __init__(self, problems: list[str], source: str | None = None):
-        self.problems = problems
-        self.source = source
-        where = f" in {source}" if source else ""
-        text = "\n".join(f"  - {p}" for p in problems)
-        super().__init__(f"invalid spec{where}:\n{text}")
-
-
-def _range(lo: float | None = None, hi: float | None = None, *, lo_open: bool = False) -> dict:
-    return {"lo": lo, "hi": hi, "lo_open": lo_open}
-
-
-def _choices(*values: str) -> dict:
-    return {"choices": values}
+from dh_maml import algorithms
+from dh_maml.config import SpecError, bounds, build_dataclass, one_of, unknown_key_message
+from dh_maml.envs import validate_env_spec
 
 
 @dataclass
 class ExperimentSpec:
     name: str = "experiment"
-    algorithm: str = field(default="maml-trpo", metadata=_choices("maml-trpo", "mlsh"))
-    seed: int = field(default=0, metadata=_range(0))
-    iterations: int = field(default=50, metadata=_range(1))
-    device: str = field(default="cpu", metadata=_choices("cpu", "cuda"))
-    learner_threads: int = field(default=2, metadata=_range(1))  # the TRPO step's work runs in this many parts
+    algorithm: str = "maml-trpo"  # a name in dh_maml.algorithms
+    seed: int = field(default=0, metadata=bounds(0))
+    iterations: int = field(default=50, metadata=bounds(1))
+    device: str = field(default="cpu", metadata=one_of("cpu", "cuda"))
+    learner_threads: int = field(default=2, metadata=bounds(1))  # the TRPO step's work runs in this many parts
 
 
 @dataclass
 class EnvSpec:
     family: str = "navigation-2d"
-    horizon: int | None = field(default=None, metadata=_range(1))
+    horizon: int | None = field(default=None, metadata=bounds(1))
     options: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
 class PolicySpec:
     hidden_sizes: list[int] = field(default_factory=lambda: [64, 64])
-    nonlinearity: str = field(default="tanh", metadata=_choices("tanh", "relu"))
-    init_std: float = field(default=1.0, metadata=_range(0.0, lo_open=True))
-    min_std: float = field(default=1e-6, metadata=_range(0.0, lo_open=True))
+    nonlinearity: str = field(default="tanh", metadata=one_of("tanh", "relu"))
+    init_std: float = field(default=1.0, metadata=bounds(0.0, lo_open=True))
+    min_std: float = field(default=1e-6, metadata=bounds(0.0, lo_open=True))
 
 
 @dataclass
 class MAMLSpec:
-    meta_batch_size: int = field(default=20, metadata=_range(1))
-    fast_batch_size: int = field(default=20, metadata=_range(1))
-    fast_lr: float = field(default=0.1, metadata=_range(0.0, lo_open=True))
-    num_steps: int = field(default=1, metadata=_range(1))
+    meta_batch_size: int = field(default=20, metadata=bounds(1))
+    fast_batch_size: int = field(default=20, metadata=bounds(1))
+    fast_lr: float = field(default=0.1, metadata=bounds(0.0, lo_open=True))
+    num_steps: int = field(default=1, metadata=bounds(1))
     first_order: bool = False
-    gamma: float = field(default=0.99, metadata=_range(0.0, 1.0))
-    gae_lambda: float = field(default=1.0, metadata=_range(0.0, 1.0))
+    gamma: float = field(default=0.99, metadata=bounds(0.0, 1.0))
+    gae_lambda: float = field(default=1.0, metadata=bounds(0.0, 1.0))
     normalize_advantages: bool = True
-    baseline_reg: float = field(default=1e-5, metadata=_range(0.0, lo_open=True))
+    baseline_reg: float = field(default=1e-5, metadata=bounds(0.0, lo_open=True))
+    # the learner's per-task terms: hand-derived products on kept passes (MLPs with tanh or relu), or the
+    # plain-autograd reference they are tested against (any policy; about twice as slow)
+    curvature: str = field(default="fast", metadata=one_of("fast", "autograd"))
 
 
 @dataclass
 class TRPOSpec:
-    max_kl: float = field(default=1e-2, metadata=_range(0.0, lo_open=True))
-    cg_iters: int = field(default=10, metadata=_range(1))
-    cg_damping: float = field(default=1e-5, metadata=_range(0.0))
-    ls_max_steps: int = field(default=15, metadata=_range(1))
-    ls_backtrack_ratio: float = field(default=0.8, metadata=_range(0.0, 1.0, lo_open=True))
+    max_kl: float = field(default=1e-2, metadata=bounds(0.0, lo_open=True))
+    cg_iters: int = field(default=10, metadata=bounds(1))
+    cg_damping: float = field(default=1e-5, metadata=bounds(0.0))
+    ls_max_steps: int = field(default=15, metadata=bounds(1))
+    ls_backtrack_ratio: float = field(default=0.8, metadata=bounds(0.0, 1.0, lo_open=True))
 
 
 @dataclass
 class SamplerSpec:
-    observers: int = field(default=2, metadata=_range(0))  # per host; 0 samples in the learner's process
-    torch_threads: int = field(default=1, metadata=_range(1))  # per observer
-    timeout_s: float = field(default=600.0, metadata=_range(0.0, lo_open=True))  # one RPC call, then dropped
+    observers: int = field(default=2, metadata=bounds(0))  # per host; 0 samples in the learner's process
+    torch_threads: int = field(default=1, metadata=bounds(1))  # per observer
+    timeout_s: float = field(default=600.0, metadata=bounds(0.0, lo_open=True))  # one RPC call, then dropped
     # how long every process waits for the whole world to join before it gives up
-    rendezvous_timeout_s: float = field(default=300.0, metadata=_range(0.0, lo_open=True))
-    idle_exit_s: float = field(default=1800.0, metadata=_range(0.0, lo_open=True))  # observer alone this long exits
+    rendezvous_timeout_s: float = field(default=300.0, metadata=bounds(0.0, lo_open=True))
+    idle_exit_s: float = field(default=1800.0, metadata=bounds(0.0, lo_open=True))  # observer alone this long exits
 
 
 @dataclass
 class MLSHSpec:
     """MLSH (Frans et al. 2017) with the published settings for MovementBandits as defaults."""
 
-    num_subpolicies: int = field(default=2, metadata=_range(1))
-    macro_len: int = field(default=10, metadata=_range(1))  # N: the master acts every N steps
-    warmup: int = field(default=9, metadata=_range(0))  # W: iterations per task updating the master only
-    joint: int = field(default=1, metadata=_range(0))  # U: iterations updating master and sub-policies
-    slots: int = field(default=10, metadata=_range(1))  # tasks trained side by side, their warm-ups staggered
-    episodes: int = field(default=20, metadata=_range(1))  # per task and iteration
-    master_lr: float = field(default=1e-2, metadata=_range(0.0, lo_open=True))
-    sub_lr: float = field(default=3e-4, metadata=_range(0.0, lo_open=True))
-    update: str = field(default="ppo", metadata=_choices("ppo", "a2c"))  # a2c: one full-batch step per update
-    clip: float = field(default=0.2, metadata=_range(0.0, lo_open=True))
-    epochs: int = field(default=10, metadata=_range(1))
-    master_minibatch: int = field(default=64, metadata=_range(1))
-    sub_minibatches: int = field(default=15, metadata=_range(1))
-    gamma: float = field(default=0.99, metadata=_range(0.0, 1.0))
-    gae_lambda: float = field(default=0.98, metadata=_range(0.0, 1.0))
-    epsilon: float = field(default=0.1, metadata=_range(0.0, 1.0))  # master exploration
+    num_subpolicies: int = field(default=2, metadata=bounds(1))
+    macro_len: int = field(default=10, metadata=bounds(1))  # N: the master acts every N steps
+    warmup: int = field(default=9, metadata=bounds(0))  # W: iterations per task updating the master only
+    joint: int = field(default=1, metadata=bounds(0))  # U: iterations updating master and sub-policies
+    slots: int = field(default=10, metadata=bounds(1))  # tasks trained side by side, their warm-ups staggered
+    episodes: int = field(default=20, metadata=bounds(1))  # per task and iteration
+    master_lr: float = field(default=1e-2, metadata=bounds(0.0, lo_open=True))
+    sub_lr: float = field(default=3e-4, metadata=bounds(0.0, lo_open=True))
+    update: str = field(default="ppo", metadata=one_of("ppo", "a2c"))  # a2c: one full-batch step per update
+    clip: float = field(default=0.2, metadata=bounds(0.0, lo_open=True))
+    epochs: int = field(default=10, metadata=bounds(1))
+    master_minibatch: int = field(default=64, metadata=bounds(1))
+    sub_minibatches: int = field(default=15, metadata=bounds(1))
+    gamma: float = field(default=0.99, metadata=bounds(0.0, 1.0))
+    gae_lambda: float = field(default=0.98, metadata=bounds(0.0, 1.0))
+    epsilon: float = field(default=0.1, metadata=bounds(0.0, 1.0))  # master exploration
     # sub-policy credit: GAE over the whole episode (published) or within the slice the sub-policy acted in
-    sub_advantages: str = field(default="episode", metadata=_choices("episode", "slice"))
+    sub_advantages: str = field(default="episode", metadata=one_of("episode", "slice"))
     # share of a joint iteration's episodes played start to end by one sub-policy drawn uniformly
-    joint_commit: float = field(default=0.0, metadata=_range(0.0, 1.0))
-    adaptation_iterations: int = field(default=10, metadata=_range(1))  # the adaptation test's master iterations
-    flat_lr: float = field(default=1e-3, metadata=_range(0.0, lo_open=True))  # the flat PPO control's Adam step
+    joint_commit: float = field(default=0.0, metadata=bounds(0.0, 1.0))
+    adaptation_iterations: int = field(default=10, metadata=bounds(1))  # the adaptation test's master iterations
+    flat_lr: float = field(default=1e-3, metadata=bounds(0.0, lo_open=True))  # the flat PPO control's Adam step
 
 
 TRANSPORTS = ("uv", "shm", "ibv")
@@ -136,34 +122,34 @@ class NetworkSpec:
     """
 
     interface: str = "lo"  # TP_SOCKET_IFNAME; anything but loopback also needs --trust-network
-    transports: list[str] = field(default_factory=lambda: ["uv"], metadata=_choices(*TRANSPORTS))
-    channels: list[str] | None = field(default=None, metadata=_choices(*CHANNELS))  # None: TensorPipe's default
+    transports: list[str] = field(default_factory=lambda: ["uv"], metadata=one_of(*TRANSPORTS))
+    channels: list[str] | None = field(default=None, metadata=one_of(*CHANNELS))  # None: TensorPipe's default
 
 
 @dataclass
 class WandbSpec:
     enabled: bool = False
     project: str = "dh-maml"
-    mode: str = field(default="online", metadata=_choices("online", "offline", "disabled"))
+    mode: str = field(default="online", metadata=one_of("online", "offline", "disabled"))
 
 
 @dataclass
 class MetricsSpec:
-    queue_size: int = field(default=1024, metadata=_range(1))
+    queue_size: int = field(default=1024, metadata=bounds(1))
     wandb: WandbSpec = field(default_factory=WandbSpec)
 
 
 @dataclass
 class CheckpointSpec:
-    every: int = field(default=10, metadata=_range(1))
+    every: int = field(default=10, metadata=bounds(1))
 
 
 @dataclass
 class MetaTestSpec:
-    every: int = field(default=0, metadata=_range(0))
-    num_tasks: int = field(default=100, metadata=_range(1))
-    num_steps: int = field(default=3, metadata=_range(0))
-    seed: int = field(default=10_000, metadata=_range(0))
+    every: int = field(default=0, metadata=bounds(0))
+    num_tasks: int = field(default=100, metadata=bounds(1))
+    num_steps: int = field(default=3, metadata=bounds(0))
+    seed: int = field(default=10_000, metadata=bounds(0))
     paper_protocol: bool = False
 
 
@@ -183,110 +169,6 @@ class Spec:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
-
-
-_TYPE_NAMES = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}
-
-
-def _describe(tp: Any) -> str:
-    origin = typing.get_origin(tp)
-    if tp in _TYPE_NAMES:
-        return _TYPE_NAMES[tp]
-    if origin in (typing.Union, types.UnionType):
-        return " or ".join("null" if a is type(None) else _describe(a) for a in typing.get_args(tp))
-    if origin is list:
-        return f"a list of {_describe(typing.get_args(tp)[0]).removeprefix('a ').removeprefix('an ')}s"
-    if origin is dict or tp is dict:
-        return "a mapping"
-    if dataclasses.is_dataclass(tp):
-        return "a mapping"
-    return str(tp)
-
-
-def _convert(value: Any, tp: Any, path: str, problems: list[str]) -> Any:
-    """Return ``value`` checked against annotation ``tp``; record a problem and return None if it does not fit."""
-    origin = typing.get_origin(tp)
-    if origin in (typing.Union, types.UnionType):
-        args = typing.get_args(tp)
-        if value is None and type(None) in args:
-            return None
-        inner = [a for a in args if a is not type(None)]
-        if len(inner) == 1:
-            return _convert(value, inner[0], path, problems)
-    if dataclasses.is_dataclass(tp):
-        if not isinstance(value, Mapping):
-            problems.append(f"{path}: expected a mapping of keys, got {value!r}")
-            return None
-        return build_dataclass(tp, value, path, problems)
-    if origin is list:
-        (item_tp,) = typing.get_args(tp)
-        if not isinstance(value, (list, tuple)):
-            problems.append(f"{path}: expected {_describe(tp)}, got {value!r}")
-            return None
-        return [_convert(v, item_tp, f"{path}[{i}]", problems) for i, v in enumerate(value)]
-    if origin is dict or tp is dict:
-        if not isinstance(value, Mapping):
-            problems.append(f"{path}: expected a mapping, got {value!r}")
-            return None
-        return dict(value)
-    if tp is bool:
-        if isinstance(value, bool):
-            return value
-    elif tp is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-    elif tp is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-    elif tp is str:
-        if isinstance(value, str):
-            return value
-    problems.append(f"{path}: expected {_describe(tp)}, got {value!r}")
-    return None
-
-
-def _check_range(value: Any, meta: Mapping[str, Any], path: str, problems: list[str]) -> None:
-    if value is None:
-        return
-    if "choices" in meta and isinstance(value, list):
-        if not value:
-            problems.append(f"{path}: expected a non-empty list of {', '.join(meta['choices'])}, got []")
-        for i, item in enumerate(value):
-            _check_range(item, meta, f"{path}[{i}]", problems)
-        return
-    if "choices" in meta and value not in meta["choices"]:
-        problems.append(f"{path}: expected one of {', '.join(map(str, meta['choices']))}, got {value!r}")
-    lo, hi = meta.get("lo"), meta.get("hi")
-    if lo is not None and (value < lo or (meta.get("lo_open") and value == lo)):
-        bound = f"> {lo}" if meta.get("lo_open") else f">= {lo}"
-        problems.append(f"{path}: expected a value {bound}, got {value!r}")
-    if hi is not None and value > hi:
-        problems.append(f"{path}: expected a value <= {hi}, got {value!r}")
-
-
-def unknown_key_message(path: str, key: str, valid: Iterable[str], what: str = "key") -> str:
-    valid = list(valid)
-    close = difflib.get_close_matches(key, valid, n=1)
-    hint = f"did you mean '{close[0]}'?" if close else f"valid {what}s: {', '.join(valid)}"
-    return f"{path}: unknown {what} '{key}' ({hint})"
-
-
-def build_dataclass(cls: type, data: Mapping[str, Any], path: str, problems: list[str]) -> Any:
-    """Build ``cls`` from ``data`` on top of its defaults, appending every problem found."""
-    hints = typing.get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    kwargs = {}
-    for key, value in data.items():
-        key_path = f"{path}.{key}" if path else str(key)
-        if key not in fields:
-            problems.append(unknown_key_message(path or "spec", str(key), fields))
-            continue
-        converted = _convert(value, hints[key], key_path, problems)
-        if converted is None and value is not None:
-            continue
-        _check_range(converted, fields[key].metadata, key_path, problems)
-        kwargs[key] = converted
-    return cls(**kwargs)
 
 
 def _merge(base: dict, override: Mapping) -> dict:
@@ -340,9 +222,16 @@ def spec_from_dict(data: Mapping[str, Any], source: str | None = None) -> Spec:
     problems: list[str] = []
     spec = build_dataclass(Spec, data, "", problems)
     if not problems:
-        from dh_maml.envs import validate_env_spec
-
         problems.extend(validate_env_spec(spec.env))
+        try:
+            known = algorithms.names()
+        except SpecError as exc:
+            problems.extend(exc.problems)
+        else:
+            if spec.experiment.algorithm not in known:
+                problems.append(
+                    unknown_key_message("experiment.algorithm", spec.experiment.algorithm, known, what="algorithm")
+                )
     if problems:
         raise SpecError(problems, source)
     return spec

@@ -45,9 +45,14 @@ class Launch:
     """A ``launch.py`` process that is always reaped, with its whole group, even when a test fails."""
 
     def __init__(self, *args):
-        self.proc = subprocess.Popen([sys.executable, str(ROOT / "launch.py"), *map(str, args)], cwd=ROOT,
-                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                     start_new_session=True)
+        self.proc = subprocess.Popen(
+            [sys.executable, str(ROOT / "launch.py"), *map(str, args)],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+        )
 
     def wait(self, timeout=300):
         out, err = self.proc.communicate(timeout=timeout)

@@ -6,7 +6,7 @@ from types import SimpleNamespace
 import pytest
 
 from agents.agent import Agent
-from observers.rollouts import Timed
+from dh_maml.runtime import Timed
 
 
 class StandIn:
@@ -15,7 +15,7 @@ class StandIn:
     def __init__(self, name: str, delay_s: float, compute_s: float, fail: bool = False):
         self.name, self.delay_s, self.compute_s, self.fail = name, delay_s, compute_s, fail
 
-    def call(self, method: str, *args, timeout_s=None) -> asyncio.Future:
+    def run(self, entry, *args) -> asyncio.Future:
         async def answer():
             await asyncio.sleep(self.delay_s)
             if self.fail:
@@ -33,8 +33,9 @@ def scatter(observers, jobs):
         got.append((job, result))
 
     async def main():
-        return await agent.scatter(jobs, lambda o, job: o.call("work", job),
-                                   lambda job, n: [job[i::n] for i in range(n)], consume)
+        return await agent.scatter(
+            jobs, lambda o, job: o.run(None, job), lambda job, n: [job[i::n] for i in range(n)], consume
+        )
 
     return asyncio.run(main()), got, agent
 
@@ -48,8 +49,7 @@ def test_scatter_splits_time_into_each_observers_computing_and_transfer():
 
 
 def test_a_failed_observers_job_is_split_over_the_survivors():
-    times, got, agent = scatter([StandIn("a", 0.01, 0.01), StandIn("gone", 0.02, 0.0, fail=True)],
-                                [[1, 2], [3, 4]])
+    times, got, agent = scatter([StandIn("a", 0.01, 0.01), StandIn("gone", 0.02, 0.0, fail=True)], [[1, 2], [3, 4]])
     assert [o.name for o in agent.live] == ["a"]
     assert sorted(x for _, result in got for x in result) == [2, 4, 6, 8]
     assert set(times.compute_s) == {"a"} and times.compute_s["a"] == pytest.approx(0.02)  # its own job and the lost one

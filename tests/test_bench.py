@@ -26,10 +26,21 @@ def test_observer_envs_is_one_observers_share_of_the_meta_batch():
 def test_the_iteration_split_gives_the_physics_bound_and_the_prediction_for_more_observers():
     from bench.distributed_iteration import summarize
 
-    record = {"time/iteration": 10.0, "time/sampling": 7.0, "time/transfer": 0.5, "time/learner_wait": 5.0,
-              "time/graphs": 2.0, "time/trpo": 2.0, "time/gradient": 0.2, "time/cg": 1.5, "time/line_search": 0.3,
-              "env_steps_per_s": 1000.0, "env_steps": 10000, "time/observer/observer1": 6.0,
-              "time/observer/observer2": 6.0}
+    record = {
+        "time/iteration": 10.0,
+        "time/sampling": 7.0,
+        "time/transfer": 0.5,
+        "time/learner_wait": 5.0,
+        "time/graphs": 2.0,
+        "time/trpo": 2.0,
+        "time/gradient": 0.2,
+        "time/cg": 1.5,
+        "time/line_search": 0.3,
+        "env_steps_per_s": 1000.0,
+        "env_steps": 10000,
+        "time/observer/observer1": 6.0,
+        "time/observer/observer2": 6.0,
+    }
     summary = summarize([{**record, "time/iteration": 30.0}, record, record], observers=2, raw=1000.0)
     assert summary["first_iteration_s"] == 30.0 and summary["median time/iteration"] == 10.0
     assert summary["physics bound s"] == 5.0 and summary["iteration / physics bound"] == 2.0

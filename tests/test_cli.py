@@ -13,8 +13,13 @@ IN_PROCESS = ["--observers", "0"]  # the same agent loop, sampling on a thread i
 
 
 def launch(*args, check=True):
-    proc = subprocess.run([sys.executable, str(ROOT / "launch.py"), *map(str, args)], capture_output=True,
-                          text=True, cwd=ROOT, timeout=600)
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "launch.py"), *map(str, args)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=600,
+    )
     if check:
         assert proc.returncode == 0, proc.stdout + proc.stderr
     return proc
@@ -27,21 +32,44 @@ def metrics(run):
 def test_train_then_meta_test_writes_outputs(tmp_path):
     run = tmp_path / "run"
     scheduled = ["--set", "meta_test.every=2", "--set", "meta_test.num_tasks=2", "--set", "meta_test.num_steps=1"]
-    out = launch("train", "--spec", ROOT / "specs/navigation-2d.yaml", "--iterations", 2, "--run-dir", run, *SMALL,
-                 *scheduled, *IN_PROCESS)
+    out = launch(
+        "train",
+        "--spec",
+        ROOT / "specs/navigation-2d.yaml",
+        "--iterations",
+        2,
+        "--run-dir",
+        run,
+        *SMALL,
+        *scheduled,
+        *IN_PROCESS,
+    )
     assert "done: 2 iterations" in out.stdout and "meta-test: 0 step(s)" in out.stdout
-    assert f"tensorboard --logdir {run / 'tensorboard'}" in out.stdout
+    assert f"view them: .venv/bin/tensorboard --logdir {run / 'tensorboard'}" in out.stdout
     scheduled_result = json.loads((run / "meta_test/iter_00002.json").read_text())
     assert scheduled_result["tasks"] == 2 and scheduled_result["steps"] == [0, 1]
     records = metrics(run)
     assert [r["iteration"] for r in records] == [1, 2]
-    for key in ("returns/pre", "returns/post", "loss/surrogate_before", "kl/after", "cg/residual",
-                "line_search/steps", "step/norm", "time/sampling", "time/trpo", "time/gradient", "time/cg",
-                "time/line_search", "env_steps_per_s"):
+    for key in (
+        "returns/pre",
+        "returns/post",
+        "loss/surrogate_before",
+        "kl/after",
+        "cg/residual",
+        "line_search/steps",
+        "step/norm",
+        "time/sampling",
+        "time/trpo",
+        "time/gradient",
+        "time/cg",
+        "time/line_search",
+        "env_steps_per_s",
+    ):
         assert key in records[0]
     assert (run / "spec.yaml").is_file() and (run / "checkpoints/latest.pt").is_file()
-    test = launch("test", "--run", run, "--tasks", 3, "--steps", 2, "--seed", 4, "--out", tmp_path / "r.json",
-                  *IN_PROCESS)
+    test = launch(
+        "test", "--run", run, "--tasks", 3, "--steps", 2, "--seed", 4, "--out", tmp_path / "r.json", *IN_PROCESS
+    )
     result = json.loads((tmp_path / "r.json").read_text())
     assert result["steps"] == [0, 1, 2] and result["tasks"] == 3 and result["seed"] == 4
     assert len(result["mean"]) == len(result["se"]) == 3
@@ -78,8 +106,9 @@ def test_bad_input_gives_exit_2_and_a_readable_error(tmp_path):
         assert proc.returncode == 2 and "--device cuda: CUDA is not available" in proc.stderr
     proc = launch("train", "--spec", ROOT / "specs/navigation-2d.yaml", "--nnodes", 2, check=False)
     assert proc.returncode == 2 and "--master-addr: required" in proc.stderr
-    proc = launch("train", "--spec", ROOT / "specs/navigation-2d.yaml", "--nnodes", 2, "--master-addr", "10.0.0.1",
-                  check=False)
+    proc = launch(
+        "train", "--spec", ROOT / "specs/navigation-2d.yaml", "--nnodes", 2, "--master-addr", "10.0.0.1", check=False
+    )
     assert proc.returncode == 2 and "--interface lo: hosts cannot reach each other over loopback" in proc.stderr
     proc = launch("train", "--spec", ROOT / "specs/navigation-2d.yaml", "--interface", "no-such-if0", check=False)
     assert proc.returncode == 2 and "--interface no-such-if0: no such network interface" in proc.stderr
@@ -91,28 +120,30 @@ def test_bad_input_gives_exit_2_and_a_readable_error(tmp_path):
 
 @pytest.mark.parametrize("spec", SPECS, ids=[p.stem for p in SPECS])
 def test_every_family_runs_a_meta_iteration(spec):
-    from dh_maml.mlsh_training import MLSHTrainer
+    from dh_maml.in_process import InProcess
     from dh_maml.spec import load_spec
-    from dh_maml.trainer import LocalTrainer
-    from observers.rollouts import MLSHRollouts
 
     spec = load_spec(spec, ["maml.meta_batch_size=2", "maml.fast_batch_size=2", "mlsh.slots=2", "mlsh.episodes=2"])
-    if spec.experiment.algorithm == "mlsh":
-        trainer, rollouts = MLSHTrainer(spec), MLSHRollouts(spec)
-        plan = trainer.plan(1)
-        trainer.consume(plan, plan.jobs[0], rollouts.run_slots(plan.version, trainer.cpu_weights(), plan.jobs[0]))
-        record = trainer.record(plan, trainer.update(plan), wall=1.0)
-        rollouts.close()
-    else:
-        trainer = LocalTrainer(spec)
-        record = trainer.iterate()
-        trainer.close()
+    trainer = InProcess(spec)
+    record = trainer.iterate()
+    trainer.close()
     assert record["env_steps"] > 0 and all(v == v for v in record.values() if isinstance(v, float))
 
 
 def test_mlsh_learner_refuses_a_gpu_device_with_a_clear_message():
     import launch
-    from dh_maml.spec import load_spec
+    from dh_maml.spec import SpecError, load_spec
 
-    with pytest.raises(launch.UsageError, match="--device cuda: MLSH's learner runs on the CPU"):
+    with pytest.raises(SpecError, match="--device cuda\\): MLSH's learner runs on the CPU"):
         launch.make_trainer(load_spec(ROOT / "specs/mlsh-movement-bandits.yaml"), "cuda")
+
+
+def test_show_spec_prints_the_resolved_spec():
+    import yaml
+
+    proc = launch("show-spec", ROOT / "specs/navigation-2d.yaml", "--set", "trpo.max_kl=0.02")
+    shown = yaml.safe_load(proc.stdout)
+    assert shown["trpo"]["max_kl"] == 0.02 and shown["maml"]["curvature"] == "fast"
+    assert shown["sampler"]["rendezvous_timeout_s"] == 300.0  # defaults the YAML file leaves out
+    proc = launch("show-spec", ROOT / "specs/navigation-2d.yaml", "--set", "trpo.max_kl=.nan", check=False)
+    assert proc.returncode == 2 and "trpo.max_kl: expected a finite number, got nan" in proc.stderr

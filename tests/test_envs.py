@@ -3,8 +3,8 @@ import pytest
 
 from dh_maml.envs import FAMILIES
 from dh_maml.envs.bandit import BanditOptions, BernoulliBandit
-from dh_maml.envs.mujoco import AntDir, AntGoal, AntVel, DirectionTask, HalfCheetahDir, HalfCheetahVel
 from dh_maml.envs.movement_bandits import MovementBandits, MovementBanditsTask
+from dh_maml.envs.mujoco import AntDir, AntGoal, AntVel, DirectionTask, HalfCheetahDir, HalfCheetahVel
 from dh_maml.envs.navigation import Navigation2D, NavigationTask
 from dh_maml.envs.tabular import TabularMDP
 
@@ -114,9 +114,9 @@ def _gymnasium_reference(family, n, horizon):
     from gymnasium.wrappers import TimeLimit
 
     if family.name.startswith("halfcheetah"):
-        make = lambda: TimeLimit(HalfCheetahEnv(ctrl_cost_weight=0.05), horizon)  # noqa: E731
+        make = lambda: TimeLimit(HalfCheetahEnv(ctrl_cost_weight=0.05), horizon)
     else:
-        make = lambda: TimeLimit(AntEnv(ctrl_cost_weight=5e-3, contact_cost_weight=5e-4), horizon)  # noqa: E731
+        make = lambda: TimeLimit(AntEnv(ctrl_cost_weight=5e-3, contact_cost_weight=5e-4), horizon)
     return SyncVectorEnv([make] * n, autoreset_mode=AutoresetMode.NEXT_STEP)
 
 
@@ -124,14 +124,19 @@ def _ant_costs(i):
     return i["reward_ctrl"] + i["reward_contact"] + 0.05
 
 
-@pytest.mark.parametrize("family, expected", [
-    (HalfCheetahVel, lambda i, t: -abs(i["x_velocity"] - t.velocity) + i["reward_ctrl"]),
-    (HalfCheetahDir, lambda i, t: t.direction * i["x_velocity"] + i["reward_ctrl"]),
-    (AntVel, lambda i, t: -abs(i["x_velocity"] - t.velocity) + 1.0 + _ant_costs(i)),
-    (AntDir, lambda i, t: t.direction * i["x_velocity"] + _ant_costs(i)),
-    (AntGoal, lambda i, t: -(abs(i["x_position"] - t.goal[0]) + abs(i["y_position"] - t.goal[1])) + 4.0
-     + _ant_costs(i)),
-])
+@pytest.mark.parametrize(
+    "family, expected",
+    [
+        (HalfCheetahVel, lambda i, t: -abs(i["x_velocity"] - t.velocity) + i["reward_ctrl"]),
+        (HalfCheetahDir, lambda i, t: t.direction * i["x_velocity"] + i["reward_ctrl"]),
+        (AntVel, lambda i, t: -abs(i["x_velocity"] - t.velocity) + 1.0 + _ant_costs(i)),
+        (AntDir, lambda i, t: t.direction * i["x_velocity"] + _ant_costs(i)),
+        (
+            AntGoal,
+            lambda i, t: -(abs(i["x_position"] - t.goal[0]) + abs(i["y_position"] - t.goal[1])) + 4.0 + _ant_costs(i),
+        ),
+    ],
+)
 def test_mujoco_rollouts_equal_gymnasiums_envs_with_the_task_rewards(family, expected):
     """Observations, flags and autoresets step for step as gymnasium's vector env of HalfCheetah-v5 / Ant-v5
     seeded the same way, and rewards as the reference formulas on gymnasium's reward terms (REFERENCE.md)."""
@@ -234,7 +239,7 @@ def test_movement_bandits_geometry_reward_and_clipping():
 def test_movement_bandits_latent_goal_is_never_observed():
     """Tasks that differ only in the paying goal give identical observations under identical actions."""
     family = MovementBandits()
-    actions = lambda t: np.full(2, t % 5)  # noqa: E731
+    actions = lambda t: np.full(2, t % 5)
     zero = rollout(family, [MovementBanditsTask(0)] * 2, seed=5, steps=120, actions=actions)
     one = rollout(family, [MovementBanditsTask(1)] * 2, seed=5, steps=120, actions=actions)
     np.testing.assert_array_equal(zero[0], one[0])
@@ -279,8 +284,12 @@ def test_two_goals_pays_only_the_tasks_colour_and_never_shows_which():
         env = TwoGoalsEnv(max_steps=50)
         env.reset_task(ColourTask(colour))
         env.reset(seed=4)
-        goals = {env.grid.get(x, y).color: (x, y) for x in range(7) for y in range(7)
-                 if env.grid.get(x, y) is not None and env.grid.get(x, y).type == "goal"}
+        goals = {
+            env.grid.get(x, y).color: (x, y)
+            for x in range(7)
+            for y in range(7)
+            if env.grid.get(x, y) is not None and env.grid.get(x, y).type == "goal"
+        }
         assert sorted(goals) == ["blue", "green"]
         gx, gy = goals["green"]
         # stand on a free neighbour of the green goal, facing it (directions 0..3 point +x, +y, -x, -y)
@@ -293,7 +302,7 @@ def test_two_goals_pays_only_the_tasks_colour_and_never_shows_which():
         assert terminated
         paid[colour] = reward
     assert paid["green"] > 0.9 and paid["blue"] == 0.0
-    actions = lambda t: np.full(2, t % 3)  # noqa: E731  (turns and moves, never both goals' colours told apart)
+    actions = lambda t: np.full(2, t % 3)
     green = rollout(family, [ColourTask("green")] * 2, seed=5, steps=60, actions=actions)
     blue = rollout(family, [ColourTask("blue")] * 2, seed=5, steps=60, actions=actions)
     np.testing.assert_array_equal(green[0], blue[0])
@@ -324,6 +333,7 @@ def test_plain_minigrid_envs_run_under_the_task_interface(env_id):
     from dh_maml.envs.minigrid import MiniGridPlain, PlainOptions
 
     family = MiniGridPlain(horizon=20, options=PlainOptions(env_id))
-    steps = rollout(family, family.sample_tasks(3, np.random.default_rng(0)), seed=0, steps=20,
-                    actions=lambda t: np.zeros(3, int))
+    steps = rollout(
+        family, family.sample_tasks(3, np.random.default_rng(0)), seed=0, steps=20, actions=lambda t: np.zeros(3, int)
+    )
     assert steps[0].shape == (3, 147) and steps[20][3].all()  # truncated at the family's horizon

@@ -23,7 +23,7 @@ def socket_inodes(pid: int) -> set[str]:
             except OSError:
                 continue
             if target.startswith("socket:["):
-                inodes.add(target[len("socket:["):-1])
+                inodes.add(target[len("socket:[") : -1])
     except OSError:
         pass
     return inodes

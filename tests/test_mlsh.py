@@ -6,12 +6,22 @@ import gymnasium as gym
 import pytest
 import torch
 
-from dh_maml.algos.mlsh import (Segments, SlotJob, SubPolicyLearner, advantages_and_returns, macro_steps,
-                                master_samples, owners, restore_master, run_slots, split_by_subpolicy,
-                                subpolicy_segments)
-from dh_maml.algos.ppo import Samples, ppo_loss, ppo_update
-from dh_maml.hierarchy_sampling import sample_hierarchy
-from dh_maml.policies.hierarchy import ActorCritic, SubPolicies, choose
+from dh_maml.mlsh.policies import ActorCritic, SubPolicies, choose
+from dh_maml.mlsh.ppo import Samples, ppo_loss, ppo_update
+from dh_maml.mlsh.sampling import sample_hierarchy
+from dh_maml.mlsh.updates import (
+    Segments,
+    SlotJob,
+    SubPolicyLearner,
+    advantages_and_returns,
+    macro_steps,
+    master_samples,
+    owners,
+    restore_master,
+    run_slots,
+    split_by_subpolicy,
+    subpolicy_segments,
+)
 from dh_maml.spec import MLSHSpec, PolicySpec
 
 OBS = gym.spaces.Box(-1.0, 1.0, shape=(3,))
@@ -22,9 +32,14 @@ def test_ppo_loss_matches_hand_computed_values():
     ratios = torch.tensor([1.5, 0.5, 1.1, 0.5], dtype=torch.float64)
     log_probs = ratios.log().requires_grad_()
     adv = torch.tensor([2.0, -1.0, 1.0, 1.0], dtype=torch.float64)
-    loss = ppo_loss(log_probs, torch.zeros(4, dtype=torch.float64), adv,
-                    torch.tensor([1.0, 2.0, 3.0, 4.0], dtype=torch.float64), torch.ones(4, dtype=torch.float64),
-                    clip=0.2)
+    loss = ppo_loss(
+        log_probs,
+        torch.zeros(4, dtype=torch.float64),
+        adv,
+        torch.tensor([1.0, 2.0, 3.0, 4.0], dtype=torch.float64),
+        torch.ones(4, dtype=torch.float64),
+        clip=0.2,
+    )
     # min(r A, clip(r) A): 2.4 (clipped), -0.8 (clipped), 1.1, 0.5 -> mean 0.8
     assert loss.policy.item() == pytest.approx(-0.8)
     assert loss.value.item() == pytest.approx((0 + 1 + 4 + 9) / 4)
@@ -100,7 +115,7 @@ def test_a_new_task_gets_a_fresh_master_and_optimiser_state():
 
 
 def test_master_state_carries_weights_and_adam_moments_exactly():
-    from dh_maml.algos.mlsh import master_state
+    from dh_maml.mlsh.updates import master_state
 
     obs, actions = torch.rand(16, 3), torch.randint(2, (16,))
 
@@ -155,7 +170,7 @@ def movement_setup(episodes=8, **spec):
 def test_hierarchy_rollout_keeps_each_choice_for_its_slice_and_each_task_its_master():
     from dh_maml.envs.movement_bandits import MovementBanditsTask
 
-    family, subs, spec = movement_setup()
+    family, subs, _spec = movement_setup()
     env = family.make_vector_env(16)
     masters = [ActorCritic(family.observation_space, gym.spaces.Discrete(2), SPEC) for _ in range(2)]
     with torch.no_grad():  # task 0's master always picks sub-policy 1, task 1's always 0
@@ -207,20 +222,28 @@ def test_warmup_iterations_update_the_master_only_and_joint_ones_hand_back_segme
 
 
 def test_segments_pool_in_order():
-    a = Segments(Samples(torch.zeros(2, 1), torch.zeros(2), torch.zeros(2), torch.zeros(2), torch.zeros(2)),
-                 torch.tensor([0, 1]))
-    b = Segments(Samples(torch.ones(3, 1), torch.ones(3), torch.ones(3), torch.ones(3), torch.ones(3)),
-                 torch.tensor([1, 1, 0]))
+    a = Segments(
+        Samples(torch.zeros(2, 1), torch.zeros(2), torch.zeros(2), torch.zeros(2), torch.zeros(2)), torch.tensor([0, 1])
+    )
+    b = Segments(
+        Samples(torch.ones(3, 1), torch.ones(3), torch.ones(3), torch.ones(3), torch.ones(3)), torch.tensor([1, 1, 0])
+    )
     pooled = Segments.pooled([a, b])
     assert pooled.owner.tolist() == [0, 1, 1, 1, 0] and pooled.samples.actions.tolist() == [0, 0, 1, 1, 1]
 
 
 def test_slots_start_staggered_and_draw_a_new_task_when_one_ends():
-    from dh_maml.mlsh_training import MLSHTrainer
+    from dh_maml.mlsh.trainer import MLSHTrainer
     from dh_maml.spec import spec_from_dict
 
-    spec = spec_from_dict({"experiment": {"algorithm": "mlsh"}, "env": {"family": "movement-bandits"},
-                           "policy": {"hidden_sizes": [8]}, "mlsh": {"warmup": 3, "joint": 1, "slots": 4}})
+    spec = spec_from_dict(
+        {
+            "experiment": {"algorithm": "mlsh"},
+            "env": {"family": "movement-bandits"},
+            "policy": {"hidden_sizes": [8]},
+            "mlsh": {"warmup": 3, "joint": 1, "slots": 4},
+        }
+    )
     trainer = MLSHTrainer(spec)
     plan = trainer.plan(2)
     assert [len(jobs) for jobs in plan.jobs] == [2, 2]
@@ -230,8 +253,8 @@ def test_slots_start_staggered_and_draw_a_new_task_when_one_ends():
 
 
 def test_a2c_update_is_one_advantage_actor_critic_step_on_the_whole_batch():
-    from dh_maml.algos.mlsh import learn
-    from dh_maml.algos.ppo import normalized
+    from dh_maml.mlsh.ppo import normalized
+    from dh_maml.mlsh.updates import learn
 
     torch.manual_seed(0)
     agent = ActorCritic(OBS, gym.spaces.Discrete(3), SPEC)
@@ -243,15 +266,21 @@ def test_a2c_update_is_one_advantage_actor_critic_step_on_the_whole_batch():
     loss = -(normalized(advantages) * log_probs).mean() + (values - returns).pow(2).mean()
     grads = torch.autograd.grad(loss, list(agent.parameters()))
     expected = [p.detach() - 0.1 * g for p, g in zip(agent.parameters(), grads)]
-    learn(MLSHSpec(update="a2c"), agent.evaluate, torch.optim.SGD(agent.parameters(), lr=0.1),
-          Samples(obs, actions, old, advantages, returns), minibatch=8, generator=torch.Generator().manual_seed(0))
+    learn(
+        MLSHSpec(update="a2c"),
+        agent.evaluate,
+        torch.optim.SGD(agent.parameters(), lr=0.1),
+        Samples(obs, actions, old, advantages, returns),
+        minibatch=8,
+        generator=torch.Generator().manual_seed(0),
+    )
     for p, e in zip(agent.parameters(), expected):
         torch.testing.assert_close(p.detach(), e)
 
 
 def test_slice_advantages_credit_a_subpolicy_only_within_its_slice():
-    from dh_maml.algos.mlsh import slice_advantages
-    from dh_maml.hierarchy_sampling import HierarchyRollout
+    from dh_maml.mlsh.sampling import HierarchyRollout
+    from dh_maml.mlsh.updates import slice_advantages
 
     torch.manual_seed(0)
     subs = SubPolicies(gym.spaces.Box(-1.0, 1.0, (2,)), gym.spaces.Discrete(2), 2, PolicySpec(hidden_sizes=[4]))
@@ -259,8 +288,17 @@ def test_slice_advantages_credit_a_subpolicy_only_within_its_slice():
     mask = torch.ones(5, 2)
     mask[4, 1] = 0.0  # episode 1 ends after 4 steps, halfway into its last slice
     choices = torch.tensor([[0, 1], [1, 1], [0, 0]])
-    roll = HierarchyRollout(obs, torch.zeros(5, 2, dtype=torch.long), torch.zeros(5, 2), values, rewards, mask,
-                            choices, torch.zeros(3, 2), torch.zeros(3, 2))
+    roll = HierarchyRollout(
+        obs,
+        torch.zeros(5, 2, dtype=torch.long),
+        torch.zeros(5, 2),
+        values,
+        rewards,
+        mask,
+        choices,
+        torch.zeros(3, 2),
+        torch.zeros(3, 2),
+    )
     adv, ret = slice_advantages(roll, subs, macro_len=2, gamma=0.9, lam=0.8)
     with torch.no_grad():  # slice 0 of episode 0 ends on sub-policy 0's own value of the next slice's first state
         bootstrap = subs[0].critic(obs[2, 0]).item()
@@ -280,7 +318,7 @@ def test_slice_advantages_credit_a_subpolicy_only_within_its_slice():
 def test_committed_episodes_keep_one_uniformly_drawn_subpolicy_from_start_to_end():
     from dh_maml.envs.movement_bandits import MovementBanditsTask
 
-    family, subs, spec = movement_setup()
+    family, subs, _spec = movement_setup()
     env = family.make_vector_env(400)
     masters = [ActorCritic(family.observation_space, gym.spaces.Discrete(2), SPEC) for _ in range(2)]
     with torch.no_grad():  # both masters always pick sub-policy 0 when left to choose

@@ -8,30 +8,56 @@ import numpy as np
 import pytest
 from conftest import ROOT, metrics, wait_for_iterations
 
-from dh_maml.mlsh_adaptation import mutual_information_bits
+from dh_maml.mlsh.adaptation import mutual_information_bits
 
 SPEC = ROOT / "specs/mlsh-movement-bandits.yaml"
-SMALL = ["--set", "mlsh.slots=4", "--set", "mlsh.warmup=1", "--set", "mlsh.joint=1", "--set", "mlsh.episodes=4",
-         "--set", "mlsh.epochs=2", "--set", "policy.hidden_sizes=[16]", "--set", "checkpoint.every=1"]
+SMALL = [
+    "--set",
+    "mlsh.slots=4",
+    "--set",
+    "mlsh.warmup=1",
+    "--set",
+    "mlsh.joint=1",
+    "--set",
+    "mlsh.episodes=4",
+    "--set",
+    "mlsh.epochs=2",
+    "--set",
+    "policy.hidden_sizes=[16]",
+    "--set",
+    "checkpoint.every=1",
+]
 
 
 def test_distributed_mlsh_trains_logs_and_resumes_exactly(tmp_path, launcher):
     full, part = tmp_path / "full", tmp_path / "part"
-    code, out, err = launcher("train", "--spec", SPEC, "--iterations", 4, "--run-dir", full, "--observers", 2,
-                              *SMALL).wait()
+    code, out, err = launcher(
+        "train", "--spec", SPEC, "--iterations", 4, "--run-dir", full, "--observers", 2, *SMALL
+    ).wait()
     assert code == 0, out + err
     assert "with 2 observer(s)" in out and "done: 4 iterations" in out and "adapted" in out
     records = metrics(full)
     assert [r["iteration"] for r in records] == [1, 2, 3, 4]
     for r in records:
-        for key in ("returns/mean", "returns/std", "env_steps", "env_steps_per_s", "time/iteration", "time/sampling",
-                    "time/learner_wait", "time/update", "observers/alive", "metrics/dropped"):
+        for key in (
+            "returns/mean",
+            "returns/std",
+            "env_steps",
+            "env_steps_per_s",
+            "time/iteration",
+            "time/sampling",
+            "time/learner_wait",
+            "time/update",
+            "observers/alive",
+            "metrics/dropped",
+        ):
             assert key in r, key
         assert r["env_steps"] == 4 * 4 * 50 and r["observers/alive"] == 2
         # 4 slots staggered over a period of 2: two slots are in their joint iteration every round
         assert r["mlsh/samples_sub0"] + r["mlsh/samples_sub1"] == 2 * 4 * 50
-    code, out, err = launcher("train", "--spec", SPEC, "--iterations", 2, "--run-dir", part, "--observers", 2,
-                              *SMALL).wait()
+    code, out, err = launcher(
+        "train", "--spec", SPEC, "--iterations", 2, "--run-dir", part, "--observers", 2, *SMALL
+    ).wait()
     assert code == 0, out + err
     code, out, err = launcher("train", "--resume", part, "--iterations", 4).wait()
     assert code == 0, out + err
@@ -44,8 +70,20 @@ def test_distributed_mlsh_trains_logs_and_resumes_exactly(tmp_path, launcher):
 
 def test_a_killed_observer_is_dropped_and_its_slots_run_on_the_other(tmp_path, launcher):
     run = tmp_path / "run"
-    launch = launcher("train", "--spec", SPEC, "--iterations", 6, "--run-dir", run, "--observers", 2, *SMALL,
-                      "--set", "mlsh.episodes=20")
+    launch = launcher(
+        "train",
+        "--spec",
+        SPEC,
+        "--iterations",
+        6,
+        "--run-dir",
+        run,
+        "--observers",
+        2,
+        *SMALL,
+        "--set",
+        "mlsh.episodes=20",
+    )
     wait_for_iterations(run)
     os.kill(json.loads((run / "world.json").read_text())["observer2"]["pid"], signal.SIGKILL)
     code, out, err = launch.wait()
@@ -59,14 +97,29 @@ def test_a_killed_observer_is_dropped_and_its_slots_run_on_the_other(tmp_path, l
 
 def test_adaptation_test_compares_three_methods_whoever_runs_it(tmp_path, launcher):
     run = tmp_path / "run"
-    code, out, err = launcher("train", "--spec", SPEC, "--iterations", 2, "--run-dir", run, "--observers", 0,
-                              *SMALL).wait()
+    scheduled = [
+        "--set",
+        "meta_test.every=2",
+        "--set",
+        "meta_test.num_tasks=2",
+        "--set",
+        "mlsh.adaptation_iterations=2",
+    ]
+    code, out, err = launcher(
+        "train", "--spec", SPEC, "--iterations", 2, "--run-dir", run, "--observers", 2, *SMALL, *scheduled
+    ).wait()
     assert code == 0, out + err
+    assert "adaptation test, iterations 2-2: mlsh" in out  # scheduled during training, on the observers
+    scheduled_report = json.loads((run / "adaptation" / "iter_00002.json").read_text())
+    assert np.shape(scheduled_report["curves"]["mlsh"]) == (2, 2)
+    code, out, err = launcher("plot", run).wait()
+    assert code == 0 and "learning_curve.png" in out, out + err
     reports = {}
     for observers in (0, 2):
         dest = tmp_path / f"a{observers}.json"
-        code, out, err = launcher("test", "--run", run, "--tasks", 4, "--steps", 2, "--observers", observers,
-                                  "--out", dest).wait()
+        code, out, err = launcher(
+            "test", "--run", run, "--tasks", 4, "--steps", 2, "--observers", observers, "--out", dest
+        ).wait()
         assert code == 0, out + err
         assert "flat-ppo" in out and "untrained-subpolicies" in out and "bits" in out
         reports[observers] = json.loads(dest.read_text())

@@ -55,10 +55,19 @@ class TwoHosts:
 
     def launch(self, host: int, *args, runner: tuple = ()) -> subprocess.Popen:
         """``launch.py ARGS`` in namespace ``host``, started by ``runner`` (e.g. torchrun) if given."""
-        cmd = ["ip", "netns", "exec", self.names[host], sys.executable, *runner, str(ROOT / "launch.py"),
-               *map(str, args)]
-        return subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                start_new_session=True)
+        cmd = [
+            "ip",
+            "netns",
+            "exec",
+            self.names[host],
+            sys.executable,
+            *runner,
+            str(ROOT / "launch.py"),
+            *map(str, args),
+        ]
+        return subprocess.Popen(
+            cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+        )
 
 
 def namespaces_unavailable() -> str | None:
@@ -99,10 +108,24 @@ def finish(proc: subprocess.Popen, timeout: float = 240) -> tuple[int, str, str]
 def test_agent_and_observers_train_across_two_hosts(tmp_path, two_hosts):
     run = tmp_path / "run"
     hosts = ["--nnodes", 2, "--master-addr", two_hosts.addresses[0], "--trust-network", *SMALL]
-    agent = two_hosts.launch(0, "train", "--spec", NAV, "--iterations", 2, "--run-dir", run, "--node-rank", 0,
-                             "--interface", two_hosts.interfaces[0], *hosts)
-    other = two_hosts.launch(1, "train", "--spec", NAV, "--node-rank", 1, "--interface", two_hosts.interfaces[1],
-                             *hosts)
+    agent = two_hosts.launch(
+        0,
+        "train",
+        "--spec",
+        NAV,
+        "--iterations",
+        2,
+        "--run-dir",
+        run,
+        "--node-rank",
+        0,
+        "--interface",
+        two_hosts.interfaces[0],
+        *hosts,
+    )
+    other = two_hosts.launch(
+        1, "train", "--spec", NAV, "--node-rank", 1, "--interface", two_hosts.interfaces[1], *hosts
+    )
     code, out, err = finish(agent)
     other_code, other_out, other_err = finish(other, timeout=60)
     assert code == 0, out + err
@@ -110,8 +133,10 @@ def test_agent_and_observers_train_across_two_hosts(tmp_path, two_hosts):
     assert f"RPC listens on {two_hosts.interfaces[0]} ({two_hosts.addresses[0]})" in err
     assert f"RPC listens on {two_hosts.interfaces[1]} ({two_hosts.addresses[1]})" in other_err
     world = json.loads((run / "world.json").read_text())
-    assert {name: w["address"] for name, w in world.items()} == {"observer1": two_hosts.addresses[0],
-                                                                "observer2": two_hosts.addresses[1]}
+    assert {name: w["address"] for name, w in world.items()} == {
+        "observer1": two_hosts.addresses[0],
+        "observer2": two_hosts.addresses[1],
+    }
     records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert [r["iteration"] for r in records] == [1, 2]
     assert all(r["observers/alive"] == 2 for r in records)
@@ -127,8 +152,13 @@ def test_torchrun_across_two_hosts(tmp_path, two_hosts, rendezvous):
         if rendezvous == "static":  # node ranks given: the agent is on host 0
             where = (f"--node-rank={host}", f"--master-addr={two_hosts.addresses[0]}", "--master-port=29500")
         else:  # the rendezvous numbers the nodes; host 0 serves its store (its host name is not its address)
-            where = ("--rdzv-backend=c10d", f"--rdzv-endpoint={two_hosts.addresses[0]}:29400", "--rdzv-id=test",
-                     f"--rdzv-conf=is_host={str(host == 0).lower()}", f"--local-addr={two_hosts.addresses[host]}")
+            where = (
+                "--rdzv-backend=c10d",
+                f"--rdzv-endpoint={two_hosts.addresses[0]}:29400",
+                "--rdzv-id=test",
+                f"--rdzv-conf=is_host={str(host == 0).lower()}",
+                f"--local-addr={two_hosts.addresses[host]}",
+            )
         runner = ("-m", "torch.distributed.run", "--nnodes=2", "--nproc-per-node=2", *where)
         procs.append(two_hosts.launch(host, *args, "--interface", two_hosts.interfaces[host], runner=runner))
     for proc in procs:
@@ -145,7 +175,19 @@ def test_torchrun_across_two_hosts(tmp_path, two_hosts, rendezvous):
 
 
 def test_leaving_loopback_without_trust_is_refused(two_hosts):
-    proc = two_hosts.launch(1, "train", "--spec", NAV, "--interface", two_hosts.interfaces[1], "--nnodes", 2,
-                            "--node-rank", 1, "--master-addr", two_hosts.addresses[0])
+    proc = two_hosts.launch(
+        1,
+        "train",
+        "--spec",
+        NAV,
+        "--interface",
+        two_hosts.interfaces[1],
+        "--nnodes",
+        2,
+        "--node-rank",
+        1,
+        "--master-addr",
+        two_hosts.addresses[0],
+    )
     code, _, err = finish(proc, timeout=60)
     assert code == 2 and "add --trust-network to confirm" in err and "Traceback" not in err

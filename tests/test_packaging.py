@@ -57,8 +57,11 @@ def test_conda_recipe_matches_pyproject():
 
 
 def test_image_pins_satisfy_pyproject_and_cover_every_dependency():
-    pins = requirements(line for line in (ROOT / "docker/constraints.txt").read_text().splitlines()
-                        if line.strip() and not line.startswith("#"))
+    pins = requirements(
+        line
+        for line in (ROOT / "docker/constraints.txt").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    )
     project = pyproject()
     wanted = requirements(project["dependencies"] + project["optional-dependencies"]["wandb"])
     assert sorted(pins) == sorted(set(wanted) - {"torch"})  # torch comes with the base image
@@ -86,8 +89,9 @@ def test_dockerfile_is_lint_clean_and_follows_the_rules():
 
 def test_compose_file_is_valid_and_describes_one_world():
     path = ROOT / "docker/compose.yaml"
-    check = subprocess.run([tool("check-jsonschema"), "--builtin-schema", "vendor.compose-spec", str(path)],
-                           capture_output=True, text=True)
+    check = subprocess.run(
+        [tool("check-jsonschema"), "--builtin-schema", "vendor.compose-spec", str(path)], capture_output=True, text=True
+    )
     assert check.returncode == 0, check.stdout + check.stderr
     compose = yaml.safe_load(path.read_text())
     services = compose["services"]
@@ -101,16 +105,32 @@ def test_compose_file_is_valid_and_describes_one_world():
         assert compose["networks"][network]["internal"] is True  # the trusted network reaches nothing else
         assert service["init"] is True and service["shm_size"]
         command = service["command"]
-        assert command[command.index("--observers") + 1] == services[agent]["command"][
-            services[agent]["command"].index("--observers") + 1], "every host must run as many observers"
+        assert (
+            command[command.index("--observers") + 1]
+            == services[agent]["command"][services[agent]["command"].index("--observers") + 1]
+        ), "every host must run as many observers"
 
 
-@pytest.mark.parametrize("interface, expected", [("lo", "hosts cannot reach each other over loopback"),
-                                                 ("nope0", "--interface nope0: no such network interface")])
+@pytest.mark.parametrize(
+    "interface, expected",
+    [("lo", "hosts cannot reach each other over loopback"), ("nope0", "--interface nope0: no such network interface")],
+)
 def test_entrypoint_turns_the_container_environment_into_launch_flags(interface, expected):
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-           "DHMAML_NNODES": "2", "DHMAML_NODE_RANK": "1", "DHMAML_MASTER_ADDR": "agent",
-           "DHMAML_INTERFACE": interface, "DHMAML_TRUST_NETWORK": "1"}
-    proc = subprocess.run([str(ROOT / "docker/entrypoint.sh"), "train", "--spec", "specs/navigation-2d.yaml"],
-                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    env = {
+        **os.environ,
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+        "DHMAML_NNODES": "2",
+        "DHMAML_NODE_RANK": "1",
+        "DHMAML_MASTER_ADDR": "agent",
+        "DHMAML_INTERFACE": interface,
+        "DHMAML_TRUST_NETWORK": "1",
+    }
+    proc = subprocess.run(
+        [str(ROOT / "docker/entrypoint.sh"), "train", "--spec", "specs/navigation-2d.yaml"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 2 and expected in proc.stderr, proc.stderr

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from dh_maml.plots import PlotError, plot_run, read_metrics, run_title
+from dh_maml.algorithms import get_algorithm
+from dh_maml.plots import PlotError, drawn_curves, plot_run, read_metrics, run_plot_keys, run_title
 
 ROOT = Path(__file__).resolve().parents[1]
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -17,13 +18,19 @@ def write_run(run: Path, iterations: int, timing=True) -> None:
     run.mkdir(parents=True)
     lines = []
     for i in range(iterations, 0, -1):  # out of order on purpose: plots follow the iteration number
-        record = {"iteration": i, "returns/pre": -40.0 + i, "returns/pre_std": 3.0, "returns/post": -20.0 + i,
-                  "returns/post_std": 4.0, "time/iteration": 2.5}
+        record = {
+            "iteration": i,
+            "returns/pre": -40.0 + i,
+            "returns/pre_std": 3.0,
+            "returns/post": -20.0 + i,
+            "returns/post_std": 4.0,
+            "time/iteration": 2.5,
+        }
         if timing:
             record.update({"time/learner_wait": 0.3, "time/graphs": 0.2, "time/trpo": 1.9})
         lines.append(json.dumps(record))
     lines.append(json.dumps({"event": "meta_test", "iteration": 1}))  # not an iteration record
-    (run / "metrics.jsonl").write_text("\n".join(lines) + "\n")
+    (run / "metrics.jsonl").write_text("\n".join(lines) + '\n{"iteration": 6, "returns/p')  # cut short by a crash
 
 
 @pytest.mark.parametrize("timing", [True, False], ids=["distributed", "in-process"])
@@ -49,8 +56,33 @@ def test_titles_name_the_experiment_and_seed_from_the_runs_spec(tmp_path):
     assert run_title(run) == "run"  # not a valid spec
 
 
+def test_an_mlsh_run_draws_its_own_curves(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "spec.yaml").write_text("experiment:\n  algorithm: mlsh\n")
+    records = [
+        {
+            "iteration": i,
+            "returns/mean": float(i),
+            "returns/std": 1.0,
+            "returns/last": 2.0 * i,
+            "time/iteration": 1.3,
+            "time/learner_wait": 0.4,
+            "time/update": 0.8,
+        }
+        for i in range(1, 4)
+    ]
+    (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    keys = run_plot_keys(run, read_metrics(run))
+    assert keys == get_algorithm("mlsh").plots
+    assert [label for _, label, _ in drawn_curves(records, keys)] == ["every slot", "a task's last iteration"]
+    assert all(p.read_bytes().startswith(PNG) for p in plot_run(run))
+    (run / "spec.yaml").unlink()  # without its spec, the records still say which algorithm wrote them
+    assert run_plot_keys(run, records) == keys
+
+
 def test_plot_errors_say_what_is_missing(tmp_path):
-    with pytest.raises(PlotError, match="has no metrics.jsonl"):
+    with pytest.raises(PlotError, match=r"has no metrics\.jsonl"):
         plot_run(tmp_path)
     (tmp_path / "metrics.jsonl").write_text("")
     with pytest.raises(PlotError, match="holds no iteration records yet"):
@@ -61,9 +93,11 @@ def test_plot_command(tmp_path):
     run = tmp_path / "run"
     write_run(run, 3)
     out = tmp_path / "figures"
-    proc = subprocess.run([sys.executable, str(ROOT / "launch.py"), "plot", str(run), "--out", str(out)],
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "launch.py"), "plot", str(run), "--out", str(out)], capture_output=True, text=True
+    )
     assert proc.returncode == 0 and f"wrote {out / 'learning_curve.png'}" in proc.stdout
-    proc = subprocess.run([sys.executable, str(ROOT / "launch.py"), "plot", str(tmp_path / "none")],
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "launch.py"), "plot", str(tmp_path / "none")], capture_output=True, text=True
+    )
     assert proc.returncode == 2 and "has no metrics.jsonl" in proc.stderr and "Traceback" not in proc.stderr

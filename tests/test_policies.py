@@ -11,7 +11,7 @@ def test_functional_call_matches_module_and_uses_given_params():
     pol = GaussianMLPPolicy(3, 2, (8, 8), init_std=0.5)
     obs = torch.randn(5, 3)
     mean, std = pol(obs)
-    m2, s2 = pol.outputs(pol.params(), obs)
+    m2, _s2 = pol.outputs(pol.params(), obs)
     torch.testing.assert_close(mean, m2)
     torch.testing.assert_close(std, torch.full_like(std, 0.5))
     shifted = {k: v + 1.0 if k.endswith("bias") and k.startswith("mean.4") else v for k, v in pol.params().items()}

@@ -6,7 +6,7 @@ import socket
 import pytest
 import torch
 
-from observers.world import Network, WorldError, cuda_device_maps, host_world, interface_address, torchrun_world
+from dh_maml.runtime import Network, WorldError, cuda_device_maps, host_world, interface_address, torchrun_world
 
 LOOPBACK = Network("lo")
 

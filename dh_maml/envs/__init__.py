@@ -2,26 +2,37 @@
 
 from __future__ import annotations
 
+from dh_maml.config import SpecError, build_dataclass, unknown_key_message
 from dh_maml.envs.bandit import BernoulliBandit
 from dh_maml.envs.base import TaskFamily, TaskVectorEnv, VectorEnvCache
-from dh_maml.envs.mujoco import AntDir, AntGoal, AntVel, HalfCheetahDir, HalfCheetahVel
 from dh_maml.envs.minigrid import MiniGridFourRooms, MiniGridPlain, MiniGridTwoGoals
 from dh_maml.envs.movement_bandits import MovementBandits
+from dh_maml.envs.mujoco import AntDir, AntGoal, AntVel, HalfCheetahDir, HalfCheetahVel
 from dh_maml.envs.navigation import Navigation2D
 from dh_maml.envs.tabular import TabularMDP
 
 FAMILIES: dict[str, type[TaskFamily]] = {
     cls.name: cls
-    for cls in (Navigation2D, BernoulliBandit, TabularMDP, HalfCheetahVel, HalfCheetahDir, AntVel, AntDir, AntGoal,
-                MovementBandits, MiniGridTwoGoals, MiniGridFourRooms, MiniGridPlain)
+    for cls in (
+        Navigation2D,
+        BernoulliBandit,
+        TabularMDP,
+        HalfCheetahVel,
+        HalfCheetahDir,
+        AntVel,
+        AntDir,
+        AntGoal,
+        MovementBandits,
+        MiniGridTwoGoals,
+        MiniGridFourRooms,
+        MiniGridPlain,
+    )
 }
 
 __all__ = ["FAMILIES", "TaskFamily", "TaskVectorEnv", "VectorEnvCache", "make_family", "validate_env_spec"]
 
 
 def _family_options(env_spec, problems: list[str]):
-    from dh_maml.spec import build_dataclass, unknown_key_message
-
     cls = FAMILIES.get(env_spec.family)
     if cls is None:
         problems.append(unknown_key_message("env.family", env_spec.family, FAMILIES, what="family"))
@@ -40,7 +51,5 @@ def make_family(env_spec) -> TaskFamily:
     problems: list[str] = []
     cls, options = _family_options(env_spec, problems)
     if problems:
-        from dh_maml.spec import SpecError
-
         raise SpecError(problems)
     return cls(horizon=env_spec.horizon, options=options)

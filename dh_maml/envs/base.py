@@ -8,9 +8,10 @@ episode of several tasks steps in one call and one batched policy forward.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Any, ClassVar, Sequence
+from typing import Any, ClassVar
 
 import gymnasium as gym
 import numpy as np
@@ -57,7 +58,7 @@ class ArrayVectorEnv(TaskVectorEnv):
     observation with zero reward and neither flag set.
     """
 
-    metadata = {"autoreset_mode": AutoresetMode.NEXT_STEP}
+    metadata: ClassVar[dict] = {"autoreset_mode": AutoresetMode.NEXT_STEP}
 
     def __init__(self, num_envs: int, horizon: int, observation_space: gym.Space, action_space: gym.Space):
         self.num_envs = num_envs
@@ -140,7 +141,7 @@ class TaskFamily(ABC):
     def make_vector_env(self, num_envs: int) -> TaskVectorEnv:
         """A vector env of ``num_envs`` sub-envs, tasks set later with ``set_tasks``."""
 
-    def for_evaluation(self) -> "TaskFamily":
+    def for_evaluation(self) -> TaskFamily:
         """The family that evaluation reports on: itself, unless training shapes its reward."""
         return self
 

@@ -25,8 +25,9 @@ from minigrid.minigrid_env import MiniGridEnv
 from dh_maml.envs.base import SyncTaskVectorEnv, TaskFamily
 
 GOAL_COLOURS = ("green", "blue")
-_SCALE = np.array([max(OBJECT_TO_IDX.values()), max(COLOR_TO_IDX.values()), max(STATE_TO_IDX.values())],
-                  dtype=np.float32)
+_SCALE = np.array(
+    [max(OBJECT_TO_IDX.values()), max(COLOR_TO_IDX.values()), max(STATE_TO_IDX.values())], dtype=np.float32
+)
 
 
 class FlatView(gym.ObservationWrapper):
@@ -67,8 +68,13 @@ class TwoGoalsEnv(MiniGridEnv):
 
     def __init__(self, size: int = 7, max_steps: int = 50, **kwargs: Any):
         self.task: ColourTask | None = None
-        super().__init__(mission_space=MissionSpace(mission_func=lambda: "reach the goal that pays"),
-                         grid_size=size, max_steps=max_steps, see_through_walls=True, **kwargs)
+        super().__init__(
+            mission_space=MissionSpace(mission_func=lambda: "reach the goal that pays"),
+            grid_size=size,
+            max_steps=max_steps,
+            see_through_walls=True,
+            **kwargs,
+        )
 
     def reset_task(self, task: ColourTask) -> None:
         self.task = task

@@ -80,6 +80,6 @@ class MovementBandits(TaskFamily):
     def make_vector_env(self, num_envs: int) -> MovementBanditsVectorEnv:
         return MovementBanditsVectorEnv(num_envs, self.horizon, self.options.shaped)
 
-    def for_evaluation(self) -> "MovementBandits":
+    def for_evaluation(self) -> MovementBandits:
         """The same family with the sparse reward, which evaluation reports."""
         return MovementBandits(self.horizon, MovementBanditsOptions(shaped=False))

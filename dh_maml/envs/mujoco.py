@@ -14,8 +14,9 @@ so a rollout equals one of gymnasium's vector env step for step
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable, ClassVar
+from typing import Any, ClassVar
 
 import gymnasium as gym
 import mujoco
@@ -71,13 +72,18 @@ class MujocoVectorEnv(ArrayVectorEnv):
         self._rngs: list[np.random.Generator] | None = None
         low, high = self.model.actuator_ctrlrange.T.astype(np.float32)
         obs_dim = self._observe().shape[1]  # of the zeroed batch arrays: only the shape is read
-        super().__init__(num_envs, horizon, gym.spaces.Box(-np.inf, np.inf, shape=(obs_dim,), dtype=np.float64),
-                         gym.spaces.Box(low, high, dtype=np.float32))
+        super().__init__(
+            num_envs,
+            horizon,
+            gym.spaces.Box(-np.inf, np.inf, shape=(obs_dim,), dtype=np.float64),
+            gym.spaces.Box(low, high, dtype=np.float32),
+        )
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         if seed is not None or self._rngs is None:
-            self._rngs = [gym.utils.seeding.np_random(None if seed is None else seed + i)[0]
-                          for i in range(self.num_envs)]
+            self._rngs = [
+                gym.utils.seeding.np_random(None if seed is None else seed + i)[0] for i in range(self.num_envs)
+            ]
         return super().reset(seed=seed, options=options)
 
     def _reset_envs(self, idx: np.ndarray) -> None:
@@ -104,8 +110,10 @@ class MujocoVectorEnv(ArrayVectorEnv):
     def _step_envs(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         actions = np.asarray(actions, dtype=np.float32)
         if actions.shape != (self.num_envs, self.model.nu):
-            raise ValueError(f"{type(self).__name__}.step: expected actions of shape ({self.num_envs}, "
-                             f"{self.model.nu}) (sub-envs, actuators), got {actions.shape}")
+            raise ValueError(
+                f"{type(self).__name__}.step: expected actions of shape ({self.num_envs}, "
+                f"{self.model.nu}) (sub-envs, actuators), got {actions.shape}"
+            )
         before = self._main_body_x()
         for i in np.flatnonzero(~self._needs_reset):  # the others are reset after this step
             data = self.data[i]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+
 import gymnasium as gym
 import numpy as np
 
@@ -52,4 +53,3 @@ class Navigation2D(TaskFamily):
 
     def make_vector_env(self, num_envs: int) -> Navigation2DVectorEnv:
         return Navigation2DVectorEnv(num_envs, self.horizon)
-

@@ -15,8 +15,9 @@ on it too).
 from __future__ import annotations
 
 import functools
+import itertools
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import gymnasium as gym
 import torch
@@ -42,7 +43,7 @@ def activate(z: Tensor, activation: str) -> Tensor:
 
 def mlp_layers(sizes: Sequence[int], nonlinearity: str) -> nn.Sequential:
     layers: list[nn.Module] = []
-    for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+    for i, (n_in, n_out) in enumerate(itertools.pairwise(sizes)):
         linear = nn.Linear(n_in, n_out)
         nn.init.xavier_uniform_(linear.weight)
         nn.init.zeros_(linear.bias)
@@ -92,10 +93,10 @@ class Policy(nn.Module):
     def dist(self, params: Params, obs: Tensor) -> Distribution:
         return self.distribution(self.outputs(params, obs))
 
-    # The learner takes a policy apart as an MLP body plus a small head (see algos/mlp_products.py).
+    # The learner takes a policy apart as an MLP body plus a small head (see maml/mlp_products.py).
     activation: str
     # Whether each action dimension's log-density depends on one body output and one entry of each head
-    # parameter only, so the head's Hessian is diagonal in them (see algos/task_terms.Head).
+    # parameter only, so the head's Hessian is diagonal in them (see maml/task_terms.Head).
     diagonal_head = False
 
     @functools.cached_property
@@ -122,8 +123,15 @@ class GaussianMLPPolicy(Policy):
 
     diagonal_head = True
 
-    def __init__(self, obs_dim: int, act_dim: int, hidden_sizes: Sequence[int] = (64, 64),
-                 nonlinearity: str = "tanh", init_std: float = 1.0, min_std: float = 1e-6):
+    def __init__(
+        self,
+        obs_dim: int,
+        act_dim: int,
+        hidden_sizes: Sequence[int] = (64, 64),
+        nonlinearity: str = "tanh",
+        init_std: float = 1.0,
+        min_std: float = 1e-6,
+    ):
         super().__init__()
         self.mean = mlp_layers([obs_dim, *hidden_sizes, act_dim], nonlinearity)
         self.activation = nonlinearity
@@ -152,8 +160,9 @@ class GaussianMLPPolicy(Policy):
 
 
 class CategoricalMLPPolicy(Policy):
-    def __init__(self, obs_dim: int, num_actions: int, hidden_sizes: Sequence[int] = (32, 32),
-                 nonlinearity: str = "relu"):
+    def __init__(
+        self, obs_dim: int, num_actions: int, hidden_sizes: Sequence[int] = (32, 32), nonlinearity: str = "relu"
+    ):
         super().__init__()
         self.logits = mlp_layers([obs_dim, *hidden_sizes, num_actions], nonlinearity)
         self.activation = nonlinearity
@@ -177,6 +186,12 @@ def make_policy(observation_space: gym.Space, action_space: gym.Space, policy_sp
     if isinstance(action_space, gym.spaces.Discrete):
         return CategoricalMLPPolicy(obs_dim, int(action_space.n), policy_spec.hidden_sizes, policy_spec.nonlinearity)
     if isinstance(action_space, gym.spaces.Box):
-        return GaussianMLPPolicy(obs_dim, int(math.prod(action_space.shape)), policy_spec.hidden_sizes,
-                                 policy_spec.nonlinearity, policy_spec.init_std, policy_spec.min_std)
+        return GaussianMLPPolicy(
+            obs_dim,
+            int(math.prod(action_space.shape)),
+            policy_spec.hidden_sizes,
+            policy_spec.nonlinearity,
+            policy_spec.init_std,
+            policy_spec.min_std,
+        )
     raise TypeError(f"unsupported action space {action_space}: expected Box or Discrete")

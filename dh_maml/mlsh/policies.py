@@ -77,8 +77,9 @@ class SubPolicies(nn.Module):
         super().__init__()
         if num_subpolicies < 1:
             raise ValueError(f"num_subpolicies: expected at least 1, got {num_subpolicies}")
-        self.members = nn.ModuleList(ActorCritic(observation_space, action_space, policy_spec)
-                                     for _ in range(num_subpolicies))
+        self.members = nn.ModuleList(
+            ActorCritic(observation_space, action_space, policy_spec) for _ in range(num_subpolicies)
+        )
 
     def __len__(self) -> int:
         return len(self.members)
@@ -95,5 +96,5 @@ class SubPolicies(nn.Module):
         whole batch (K is small) and each row keeps its own sub-policy's output."""
         outs = [sub.act(obs) for sub in self.members]
         rows = torch.arange(obs.shape[0])
-        pick = lambda xs: torch.stack(xs)[subpolicy, rows]  # noqa: E731
+        pick = lambda xs: torch.stack(xs)[subpolicy, rows]
         return Acted(pick([o.actions for o in outs]), pick([o.log_probs for o in outs]), pick([o.values for o in outs]))

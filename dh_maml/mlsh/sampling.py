@@ -9,8 +9,9 @@ end (no autoreset step is recorded).
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, fields
-from typing import Any, Sequence
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
@@ -18,7 +19,7 @@ import torch
 from torch import Tensor
 
 from dh_maml.envs.base import TaskVectorEnv
-from dh_maml.policies.hierarchy import ActorCritic, SubPolicies, choose
+from dh_maml.mlsh.policies import ActorCritic, SubPolicies, choose
 
 
 @dataclass
@@ -38,36 +39,64 @@ class HierarchyRollout:
     def episode_returns(self) -> Tensor:
         return (self.rewards * self.mask).sum(0)
 
-    def part(self, steps: int, macro_len: int, episodes: slice) -> "HierarchyRollout":
+    def part(self, steps: int, macro_len: int, episodes: slice) -> HierarchyRollout:
         """The first ``steps`` steps (every episode ended by then) of some episodes, with their macro steps."""
         tm = -(-steps // macro_len)
-        return HierarchyRollout(**{f.name: getattr(self, f.name)[:tm if f.name in _MACRO else steps, episodes]
-                                   for f in fields(self)})
+        return HierarchyRollout(
+            **{f.name: getattr(self, f.name)[: tm if f.name in _MACRO else steps, episodes] for f in fields(self)}
+        )
 
 
 _MACRO = {"choices", "master_log_probs", "master_values"}
 
 
-def sample_hierarchy(env: TaskVectorEnv, subpolicies: SubPolicies, masters: Sequence[ActorCritic],
-                     tasks: Sequence[Any], horizon: int, macro_len: int, epsilon: float, seed: int,
-                     commit: Sequence[float] | None = None) -> list[HierarchyRollout]:
+def sample_hierarchy(
+    env: TaskVectorEnv,
+    subpolicies: SubPolicies,
+    masters: Sequence[ActorCritic],
+    tasks: Sequence[Any],
+    horizon: int,
+    macro_len: int,
+    epsilon: float,
+    seed: int,
+    commit: Sequence[float] | None = None,
+) -> list[HierarchyRollout]:
     """One episode per sub-env of ``env``, its sub-envs split evenly between ``tasks`` (task i with master i);
     one rollout per task. The master explores with ``epsilon`` at each choice; ``commit[i]`` is the share of
     task i's episodes played from start to end by one sub-policy drawn uniformly (the master's log-probability
     of it is kept, as for ``epsilon``). Seeded: the env's resets and every policy and exploration draw come from
     ``seed`` (torch's generator in a scope of its own, as in ``Sampler``)."""
     if len(masters) != len(tasks) or env.num_envs % len(tasks):
-        raise ValueError(f"sample_hierarchy: {len(tasks)} tasks and {len(masters)} masters for {env.num_envs} "
-                         "sub-envs; expected one master per task and the same number of sub-envs for each")
+        raise ValueError(
+            f"sample_hierarchy: {len(tasks)} tasks and {len(masters)} masters for {env.num_envs} "
+            "sub-envs; expected one master per task and the same number of sub-envs for each"
+        )
     with torch.random.fork_rng(devices=[]), torch.no_grad():
         torch.manual_seed(seed)
-        return _rollout(env, subpolicies, masters, tasks, horizon, macro_len, epsilon, seed,
-                        [0.0] * len(tasks) if commit is None else list(commit))
+        return _rollout(
+            env,
+            subpolicies,
+            masters,
+            tasks,
+            horizon,
+            macro_len,
+            epsilon,
+            seed,
+            [0.0] * len(tasks) if commit is None else list(commit),
+        )
 
 
-def _rollout(env: TaskVectorEnv, subpolicies: SubPolicies, masters: Sequence[ActorCritic], tasks: Sequence[Any],
-             horizon: int, macro_len: int, epsilon: float, seed: int,
-             commit: Sequence[float]) -> list[HierarchyRollout]:
+def _rollout(
+    env: TaskVectorEnv,
+    subpolicies: SubPolicies,
+    masters: Sequence[ActorCritic],
+    tasks: Sequence[Any],
+    horizon: int,
+    macro_len: int,
+    epsilon: float,
+    seed: int,
+    commit: Sequence[float],
+) -> list[HierarchyRollout]:
     n, tm = env.num_envs, -(-horizon // macro_len)
     per_task = n // len(tasks)
     slices = [slice(i * per_task, (i + 1) * per_task) for i in range(len(tasks))]
@@ -77,13 +106,22 @@ def _rollout(env: TaskVectorEnv, subpolicies: SubPolicies, masters: Sequence[Act
     discrete = isinstance(env.single_action_space, gym.spaces.Discrete)
     act_shape = () if discrete else env.single_action_space.shape
     roll = HierarchyRollout(
-        obs=torch.zeros(horizon, n, obs_dim), actions=torch.zeros(horizon, n, *act_shape,
-                                                                  dtype=torch.long if discrete else torch.float32),
-        log_probs=torch.zeros(horizon, n), values=torch.zeros(horizon, n), rewards=torch.zeros(horizon, n),
-        mask=torch.zeros(horizon, n), choices=torch.zeros(tm, n, dtype=torch.long),
-        master_log_probs=torch.zeros(tm, n), master_values=torch.zeros(tm, n))
-    committed = torch.cat([torch.where(torch.rand(per_task) < share, torch.randint(len(subpolicies), (per_task,)), -1)
-                           for share in commit])  # -1: the master chooses
+        obs=torch.zeros(horizon, n, obs_dim),
+        actions=torch.zeros(horizon, n, *act_shape, dtype=torch.long if discrete else torch.float32),
+        log_probs=torch.zeros(horizon, n),
+        values=torch.zeros(horizon, n),
+        rewards=torch.zeros(horizon, n),
+        mask=torch.zeros(horizon, n),
+        choices=torch.zeros(tm, n, dtype=torch.long),
+        master_log_probs=torch.zeros(tm, n),
+        master_values=torch.zeros(tm, n),
+    )
+    committed = torch.cat(
+        [
+            torch.where(torch.rand(per_task) < share, torch.randint(len(subpolicies), (per_task,)), -1)
+            for share in commit
+        ]
+    )  # -1: the master chooses
     alive = torch.ones(n)
     steps = horizon
     for t in range(horizon):

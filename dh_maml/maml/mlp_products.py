@@ -15,8 +15,8 @@ by the activation.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 from torch import Tensor
 
@@ -88,7 +88,7 @@ class MLPPass:
     out: Tensor
 
     @staticmethod
-    def run(layers: Sequence[Layer], x: Tensor, activation: str) -> "MLPPass":
+    def run(layers: Sequence[Layer], x: Tensor, activation: str) -> MLPPass:
         inputs, slopes, curvatures = [x], [], []
         h = x
         for k, (w, b) in enumerate(layers):
@@ -133,8 +133,9 @@ class MLPPass:
                 hs.append(self.slopes[k] * rz)
         return Tangent(zs, hs)
 
-    def tangent_backward(self, direction: Sequence[Layer], tangent: Tangent, d_out_tangent: Tensor,
-                         backprop: Backprop | None) -> list[Layer]:
+    def tangent_backward(
+        self, direction: Sequence[Layer], tangent: Tangent, d_out_tangent: Tensor, backprop: Backprop | None
+    ) -> list[Layer]:
         """Derivative of ``backward``'s gradients along ``direction``, given the derivative of its output
         cotangent. ``backprop`` is the primal backward pass; None when its cotangents are zero (a KL at its
         minimum), which drops the terms through the network's own second derivatives."""

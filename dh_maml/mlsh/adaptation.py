@@ -13,18 +13,20 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
 import torch
 
-from dh_maml.algos.mlsh import SlotJob, learn, run_slots, sub_minibatch, subpolicy_segments
+from dh_maml.algorithms import EvaluationSettings, Gather, Trainer
 from dh_maml.envs.base import TaskFamily, TaskVectorEnv
-from dh_maml.hierarchy_sampling import sample_hierarchy
-from dh_maml.policies.hierarchy import SubPolicies, make_master
+from dh_maml.mlsh.policies import SubPolicies, make_master
+from dh_maml.mlsh.sampling import sample_hierarchy
+from dh_maml.mlsh.updates import SlotJob, learn, run_slots, sub_minibatch, subpolicy_segments
 from dh_maml.seeding import Stream, stream_rng
 
 METHODS = ("mlsh", "flat-ppo", "untrained-subpolicies")
@@ -49,15 +51,24 @@ def _iteration_seed(seed: int, i: int) -> int:
     return int(np.random.SeedSequence([seed, i]).generate_state(1)[0])
 
 
-def seeded_subpolicies(observation_space: gym.Space, action_space: gym.Space, num: int, policy_spec,
-                       seed: int) -> SubPolicies:
+def seeded_subpolicies(
+    observation_space: gym.Space, action_space: gym.Space, num: int, policy_spec, seed: int
+) -> SubPolicies:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         return SubPolicies(observation_space, action_space, num, policy_spec)
 
 
-def master_adaptation(env: TaskVectorEnv, subpolicies: SubPolicies, tasks: Sequence, seeds: Sequence[int],
-                      mlsh_spec, policy_spec, horizon: int, iterations: int) -> Curves:
+def master_adaptation(
+    env: TaskVectorEnv,
+    subpolicies: SubPolicies,
+    tasks: Sequence,
+    seeds: Sequence[int],
+    mlsh_spec,
+    policy_spec,
+    horizon: int,
+    iterations: int,
+) -> Curves:
     """Fresh masters (and optimisers) learn the tasks side by side over frozen sub-policies."""
     master_only = dataclasses.replace(mlsh_spec, warmup=iterations)
     states: list[Any] = [None] * len(tasks)
@@ -72,8 +83,16 @@ def master_adaptation(env: TaskVectorEnv, subpolicies: SubPolicies, tasks: Seque
     return Curves(returns, choices)
 
 
-def flat_ppo(env: TaskVectorEnv, tasks: Sequence, seeds: Sequence[int], mlsh_spec, policy_spec, horizon: int,
-             iterations: int, lr: float) -> Curves:
+def flat_ppo(
+    env: TaskVectorEnv,
+    tasks: Sequence,
+    seeds: Sequence[int],
+    mlsh_spec,
+    policy_spec,
+    horizon: int,
+    iterations: int,
+    lr: float,
+) -> Curves:
     """A flat actor-critic per task, trained from scratch with the sub-policies' update settings at ``lr``.
 
     It runs as a hierarchy of one sub-policy (the master has one choice), so it
@@ -87,30 +106,49 @@ def flat_ppo(env: TaskVectorEnv, tasks: Sequence, seeds: Sequence[int], mlsh_spe
         optimizer = torch.optim.Adam(flat.parameters(), lr=lr)
         generator = torch.Generator().manual_seed(seed)
         for i in range(iterations):
-            (roll,) = sample_hierarchy(env, flat, [master], [task], horizon, mlsh_spec.macro_len, 0.0,
-                                       _iteration_seed(seed, i))
+            (roll,) = sample_hierarchy(
+                env, flat, [master], [task], horizon, mlsh_spec.macro_len, 0.0, _iteration_seed(seed, i)
+            )
             samples = subpolicy_segments(roll, mlsh_spec.macro_len, mlsh_spec.gamma, mlsh_spec.gae_lambda).samples
             learn(mlsh_spec, flat[0].evaluate, optimizer, samples, sub_minibatch(mlsh_spec, len(samples)), generator)
             returns[k, i] = roll.episode_returns().mean().item()
     return Curves(returns, np.zeros((len(tasks), iterations, 0)))
 
 
-def run_adaptation(env_for: Callable[[int], TaskVectorEnv], family: TaskFamily, trained: SubPolicies,
-                   job: AdaptationJob, mlsh_spec, policy_spec, iterations: int, flat_lr: float) -> Curves:
+def run_adaptation(
+    env_for: Callable[[int], TaskVectorEnv],
+    family: TaskFamily,
+    trained: SubPolicies,
+    job: AdaptationJob,
+    mlsh_spec,
+    policy_spec,
+    iterations: int,
+    flat_lr: float,
+) -> Curves:
     """One job's curves; ``env_for(n)`` gives a vector env of ``n`` sub-envs."""
     episodes = mlsh_spec.episodes
     if job.method == "flat-ppo":
-        return flat_ppo(env_for(episodes), job.tasks, job.seeds, mlsh_spec, policy_spec, family.horizon,
-                        iterations, flat_lr)
+        return flat_ppo(
+            env_for(episodes), job.tasks, job.seeds, mlsh_spec, policy_spec, family.horizon, iterations, flat_lr
+        )
     if job.method == "untrained-subpolicies":
-        subpolicies = seeded_subpolicies(family.observation_space, family.action_space, len(trained), policy_spec,
-                                         job.seeds[0])
+        subpolicies = seeded_subpolicies(
+            family.observation_space, family.action_space, len(trained), policy_spec, job.seeds[0]
+        )
     elif job.method == "mlsh":
         subpolicies = trained
     else:
         raise ValueError(f"adaptation method: expected one of {', '.join(METHODS)}, got {job.method!r}")
-    return master_adaptation(env_for(episodes * len(job.tasks)), subpolicies, job.tasks, job.seeds, mlsh_spec,
-                             policy_spec, family.horizon, iterations)
+    return master_adaptation(
+        env_for(episodes * len(job.tasks)),
+        subpolicies,
+        job.tasks,
+        job.seeds,
+        mlsh_spec,
+        policy_spec,
+        family.horizon,
+        iterations,
+    )
 
 
 def held_out(family: TaskFamily, num_tasks: int, seed: int) -> tuple[list, list[int]]:
@@ -160,19 +198,63 @@ class AdaptationReport:
     mlsh_beats_flat: int  # tasks where MLSH's area is larger than flat PPO's
     mutual_information_bits: float  # chosen sub-policy vs latent goal, MLSH over the window
 
+    def write(self, out: Path, title: str) -> list[Path]:
+        return write_report(self, out, title)
 
-def report(latents: Sequence[Any], seeds: Sequence[int], curves: dict[str, Curves]) -> AdaptationReport:
+    def report(self) -> list[str]:
+        window = f"iterations {self.window[0]}-{self.window[-1]}"
+        lines = []
+        for method in METHODS:
+            late = "  ".join(f"latent {k}: {v:6.2f}" for k, v in self.late_by_latent[method].items())
+            lines.append(f"{method:>22}: mean return over {window}  {late}")
+        return [
+            *lines,
+            f"MLSH's area under the first {self.iterations} iterations beats flat PPO on {self.mlsh_beats_flat} "
+            f"of {len(self.latents)} tasks; chosen sub-policy vs latent goal: "
+            f"{self.mutual_information_bits:.2f} bits",
+            f"{len(self.latents)} held-out tasks",
+        ]
+
+    def note(self) -> str:
+        late = "  ".join(f"{m} {np.mean(list(self.late_by_latent[m].values())):.2f}" for m in METHODS)
+        return f"adaptation test, iterations {self.window[0]}-{self.window[-1]}: {late}"
+
+
+async def adaptation_test(gather: Gather, trainer: Trainer, settings: EvaluationSettings) -> AdaptationReport:
+    """The adaptation test of the trained sub-policies on held-out tasks (``meta_test.num_tasks`` of them, from
+    ``meta_test.seed``) over ``mlsh.adaptation_iterations`` master iterations, unless ``settings`` say
+    otherwise; jobs spread over the observers."""
+    from dh_maml.mlsh.rollouts import MLSHRollouts  # here: the rollouts import this module
+
+    spec = trainer.spec
+    iterations = spec.mlsh.adaptation_iterations if settings.steps is None else settings.steps
+    seed = spec.meta_test.seed if settings.seed is None else settings.seed
+    family = trainer.family.for_evaluation()
+    tasks, seeds = held_out(family, spec.meta_test.num_tasks if settings.tasks is None else settings.tasks, seed)
+    jobs = adaptation_jobs(tasks, seeds)
+    weights = trainer.cpu_weights()
+    curves = await gather(MLSHRollouts.adaptation, jobs, lambda job: (weights, job, iterations, spec.mlsh.flat_lr))
+    return summarize_curves([family.latent(t) for t in tasks], seeds, joined(jobs, curves))
+
+
+def summarize_curves(latents: Sequence[Any], seeds: Sequence[int], curves: dict[str, Curves]) -> AdaptationReport:
     iterations = curves["mlsh"].returns.shape[1]
     window = list(range(iterations // 2 + 1, iterations + 1))  # 6..10 for 10 iterations
     cols = [w - 1 for w in window]
     names = [str(lt) for lt in latents]
-    late = {m: {label: float(c.returns[[i for i, n in enumerate(names) if n == label]][:, cols].mean())
-                for label in sorted(set(names))} for m, c in curves.items()}
+    late = {
+        m: {
+            label: float(c.returns[[i for i, n in enumerate(names) if n == label]][:, cols].mean())
+            for label in sorted(set(names))
+        }
+        for m, c in curves.items()
+    }
     auc = {m: c.returns.sum(1).tolist() for m, c in curves.items()}
     wins = int(sum(a > b for a, b in zip(auc["mlsh"], auc["flat-ppo"])))
     mi = mutual_information_bits(names, curves["mlsh"].choices[:, cols].sum(1))
-    return AdaptationReport(iterations, window, names, list(seeds), {m: c.returns.tolist() for m, c in curves.items()},
-                            late, auc, wins, mi)
+    return AdaptationReport(
+        iterations, window, names, list(seeds), {m: c.returns.tolist() for m, c in curves.items()}, late, auc, wins, mi
+    )
 
 
 def write_report(result: AdaptationReport, out: str | Path, title: str) -> list[Path]:

@@ -1,7 +1,9 @@
-"""The RPC world both roles join: names, ranks, TensorPipe options, and a shutdown that cannot hang.
+"""The RPC world both process roles join: names, ranks, the rendezvous, TensorPipe options, a shutdown that
+cannot hang, and the record a job comes back in.
 
-Rank 0 is the agent; every other rank is an observer. Agents import this
-module to address observers; observers never import agents.
+Rank 0 is the agent; every other rank is an observer. The agent and the
+observers both import this module; observers never import the agent, and no
+other library module touches RPC.
 """
 
 from __future__ import annotations
@@ -12,15 +14,37 @@ import socket
 import sys
 import tempfile
 import threading
+import time
 import warnings
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Any
 from urllib.parse import parse_qs, urlencode, urlparse
 
 AGENT = "agent"
 LOOPBACK = ("lo", "lo0")
+
+
+@dataclass
+class Timed:
+    """A job's result with the seconds its observer spent computing it: the agent's round trip less this
+    is the job's transfer and queueing, so an iteration's time splits into sampling and moving data."""
+
+    result: Any
+    compute_s: float
+
+
+def timed(work: Callable[[], Any]) -> Timed:
+    start = time.perf_counter()
+    result = work()
+    return Timed(result, time.perf_counter() - start)
+
+
+def identity() -> dict[str, Any]:
+    """Who answers: the observer's pid and host, for the run's world.json."""
+    return {"pid": os.getpid(), "host": socket.gethostname()}
 
 
 class WorldError(ValueError):
@@ -40,28 +64,42 @@ class Network:
     channels: tuple[str, ...] | None = None
 
     @classmethod
-    def checked(cls, interface: str, transports: Sequence[str] | None, channels: Sequence[str] | None,
-                multi_host: bool, trusted: bool) -> "Network":
+    def checked(
+        cls,
+        interface: str,
+        transports: Sequence[str] | None,
+        channels: Sequence[str] | None,
+        multi_host: bool,
+        trusted: bool,
+    ) -> Network:
         """TensorPipe unpickles whatever its peers send, so every host that can reach the listening
         interface can run code here: loopback unless the user says, on the command line, that the
         network is trusted."""
         names = [name for _, name in socket.if_nameindex()]
         if interface not in names:
-            raise WorldError(f"--interface {interface}: no such network interface on this host "
-                             f"(this host has: {', '.join(names)})")
+            raise WorldError(
+                f"--interface {interface}: no such network interface on this host (this host has: {', '.join(names)})"
+            )
         loopback = interface in LOOPBACK
         if multi_host and loopback:
-            raise WorldError(f"--interface {interface}: hosts cannot reach each other over loopback; give the "
-                             "interface of the private network that joins them, e.g. --interface eth0 "
-                             "--trust-network")
+            raise WorldError(
+                f"--interface {interface}: hosts cannot reach each other over loopback; give the "
+                "interface of the private network that joins them, e.g. --interface eth0 "
+                "--trust-network"
+            )
         if not loopback and not trusted:
-            raise WorldError(f"--interface {interface}: listening beyond loopback lets every host on that "
-                             "network send this process code to run (TensorPipe unpickles what its peers send); "
-                             "add --trust-network to confirm that the network is private")
+            raise WorldError(
+                f"--interface {interface}: listening beyond loopback lets every host on that "
+                "network send this process code to run (TensorPipe unpickles what its peers send); "
+                "add --trust-network to confirm that the network is private"
+            )
         if not loopback:
-            print(f"warning: RPC listens on {interface} ({interface_address(interface)}): every host that can "
-                  "reach it is trusted to run code in this process; use a private network only",
-                  file=sys.stderr, flush=True)
+            print(
+                f"warning: RPC listens on {interface} ({interface_address(interface)}): every host that can "
+                "reach it is trusted to run code in this process; use a private network only",
+                file=sys.stderr,
+                flush=True,
+            )
         return cls(interface, tuple(transports) if transports else None, tuple(channels) if channels else None)
 
 
@@ -152,8 +190,9 @@ def _rendezvous(url: str, **_: object) -> Iterator[tuple[object, int, int]]:
         except OSError:
             listener.close()
             raise
-        store = TCPStore(parsed.hostname, parsed.port, world_size, True, timeout,
-                         master_listen_fd=listener.detach())  # the store owns the socket from here
+        store = TCPStore(
+            parsed.hostname, parsed.port, world_size, True, timeout, master_listen_fd=listener.detach()
+        )  # the store owns the socket from here
     else:
         store = TCPStore(parsed.hostname, parsed.port, world_size, False, timeout)
     yield store, rank, world_size
@@ -186,8 +225,9 @@ def torchrun_multi_host() -> bool:
     return world_size > int(os.environ.get("LOCAL_WORLD_SIZE", world_size))
 
 
-def torchrun_world(network: Network, rpc_timeout_s: float, device: str = "cpu",
-                   rendezvous_timeout_s: float = 300.0) -> WorldConfig | None:
+def torchrun_world(
+    network: Network, rpc_timeout_s: float, device: str = "cpu", rendezvous_timeout_s: float = 300.0
+) -> WorldConfig | None:
     """The world torchrun describes in the environment (this process's rank), or None outside torchrun.
 
     torchrun numbers ranks node by node, so the agent's host holds ranks below LOCAL_WORLD_SIZE.
@@ -196,17 +236,35 @@ def torchrun_world(network: Network, rpc_timeout_s: float, device: str = "cpu",
         return None
     world_size = int(os.environ["WORLD_SIZE"])
     if world_size < 2:
-        raise WorldError(f"torchrun: WORLD_SIZE is {world_size}; DH-MAML needs at least 2 processes "
-                         "(rank 0 is the agent, the others observe)")
+        raise WorldError(
+            f"torchrun: WORLD_SIZE is {world_size}; DH-MAML needs at least 2 processes "
+            "(rank 0 is the agent, the others observe)"
+        )
     local = int(os.environ.get("LOCAL_WORLD_SIZE", world_size))
-    return WorldConfig(int(os.environ["RANK"]), world_size, os.environ.get("MASTER_ADDR", "127.0.0.1"),
-                       int(os.environ.get("MASTER_PORT", 29500)), rpc_timeout_s, rendezvous_timeout_s,
-                       torchrun=True, network=network, device_maps=cuda_device_maps(device, range(1, local)))
+    return WorldConfig(
+        int(os.environ["RANK"]),
+        world_size,
+        os.environ.get("MASTER_ADDR", "127.0.0.1"),
+        int(os.environ.get("MASTER_PORT", 29500)),
+        rpc_timeout_s,
+        rendezvous_timeout_s,
+        torchrun=True,
+        network=network,
+        device_maps=cuda_device_maps(device, range(1, local)),
+    )
 
 
-def host_world(observers: int, timeout_s: float, network: Network, nnodes: int = 1, node: int = 0,
-               master_addr: str | None = None, master_port: int | None = None, device: str = "cpu",
-               rendezvous_timeout_s: float = 300.0) -> tuple[WorldConfig, range]:
+def host_world(
+    observers: int,
+    timeout_s: float,
+    network: Network,
+    nnodes: int = 1,
+    node: int = 0,
+    master_addr: str | None = None,
+    master_port: int | None = None,
+    device: str = "cpu",
+    rendezvous_timeout_s: float = 300.0,
+) -> tuple[WorldConfig, range]:
     """A launch.py world seen from this host: (the agent's config, the observer ranks this host runs).
 
     Host ``node`` runs ``observers`` ranks after the agent's rank 0. One host meets in a fresh private
@@ -214,9 +272,17 @@ def host_world(observers: int, timeout_s: float, network: Network, nnodes: int =
     """
     local = range(1 + node * observers, 1 + (node + 1) * observers)
     maps = cuda_device_maps(device, range(1, 1 + observers))  # the agent's host: node 0's ranks
-    world = WorldConfig(0, 1 + nnodes * observers, master_addr or "127.0.0.1", master_port or 29500, timeout_s,
-                        rendezvous_timeout_s, private_store_dir() if nnodes == 1 else None, network=network,
-                        device_maps=maps)
+    world = WorldConfig(
+        0,
+        1 + nnodes * observers,
+        master_addr or "127.0.0.1",
+        master_port or 29500,
+        timeout_s,
+        rendezvous_timeout_s,
+        private_store_dir() if nnodes == 1 else None,
+        network=network,
+        device_maps=maps,
+    )
     return world, local
 
 

@@ -17,18 +17,32 @@ autograd.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Sequence
 
 import torch
 from torch import Tensor
 from torch.distributions import Distribution, kl_divergence
 
-from dh_maml.algos.mlp_products import Backprop, Layer, MLPPass
 from dh_maml.episodes import EpisodeBatch, episode_weights
-from dh_maml.policies import Policy
+from dh_maml.maml.mlp_products import Backprop, Layer, MLPPass
+from dh_maml.policies import CategoricalMLPPolicy, GaussianMLPPolicy, Policy
 
 Values = list[Tensor]  # one tensor per policy parameter, in parameter order
+
+
+FAST_ACTIVATIONS = ("tanh", "relu")
+
+
+def fast_path_unsupported(policy: Policy) -> str | None:
+    """Why the kept-pass products cannot take ``policy`` apart, or None when they can: they know the MLP
+    body with tanh or relu and the heads of the package's own Gaussian and categorical policies, nothing
+    a subclass may have changed."""
+    if type(policy) not in (GaussianMLPPolicy, CategoricalMLPPolicy):
+        return f"{type(policy).__name__} is not one of the package's MLP policies"
+    if policy.activation not in FAST_ACTIVATIONS:
+        return f"activation {policy.activation!r} (the fast path has {', '.join(FAST_ACTIVATIONS)})"
+    return None
 
 
 @dataclass(frozen=True)
@@ -40,12 +54,14 @@ class ParamLayout:
     head: list[int]
 
     @staticmethod
-    def of(policy: Policy) -> "ParamLayout":
+    def of(policy: Policy) -> ParamLayout:
         names = [name for name, _ in policy.named_parameters()]
         index = {name: i for i, name in enumerate(names)}
-        return ParamLayout([p.shape for p in policy.parameters()],
-                           [(index[w], index[b]) for w, b in policy.layer_keys()],
-                           [index[k] for k in policy.head_keys()])
+        return ParamLayout(
+            [p.shape for p in policy.parameters()],
+            [(index[w], index[b]) for w, b in policy.layer_keys()],
+            [index[k] for k in policy.head_keys()],
+        )
 
     def body_of(self, values: Sequence[Tensor]) -> list[Layer]:
         return [(values[w], values[b]) for w, b in self.layers]
@@ -76,11 +92,14 @@ class FlatBatch:
     advantages: Tensor  # [N, M]
 
     @staticmethod
-    def of(batch: EpisodeBatch) -> "FlatBatch":
+    def of(batch: EpisodeBatch) -> FlatBatch:
         n, t, e = batch.mask.shape
-        return FlatBatch(batch.observations.reshape(n, t * e, -1),
-                         batch.actions.reshape(n, t * e, *batch.actions.shape[3:]),
-                         episode_weights(batch.mask).reshape(n, t * e), batch.advantages.reshape(n, t * e))
+        return FlatBatch(
+            batch.observations.reshape(n, t * e, -1),
+            batch.actions.reshape(n, t * e, *batch.actions.shape[3:]),
+            episode_weights(batch.mask).reshape(n, t * e),
+            batch.advantages.reshape(n, t * e),
+        )
 
 
 def per_task(values: Sequence[Tensor], n: int) -> list[Tensor]:
@@ -102,20 +121,28 @@ class Head:
     built; every later product is then a few elementwise operations instead of a double backward (which
     took 10 % of a navigation curvature product)."""
 
-    def __init__(self, policy: Policy, out: Tensor, head: Sequence[Tensor],
-                 objective: Callable[[Distribution], Tensor], second_order: bool):
+    def __init__(
+        self,
+        policy: Policy,
+        out: Tensor,
+        head: Sequence[Tensor],
+        objective: Callable[[Distribution], Tensor],
+        second_order: bool,
+    ):
         self.leaves = [out.detach().requires_grad_(), *(h.detach().requires_grad_() for h in head)]
         with torch.enable_grad():
             values = objective(head_distribution(policy, self.leaves[0], self.leaves[1:]))
-            self.grads = torch.autograd.grad(values.sum(), self.leaves, create_graph=second_order,
-                                             materialize_grads=True)
+            self.grads = torch.autograd.grad(
+                values.sum(), self.leaves, create_graph=second_order, materialize_grads=True
+            )
         self.values = values.detach()  # [N]: tasks are independent, so the sum's gradient is each task's own
         self.gradient = [g.detach() for g in self.grads]  # for primal use: no graph may leak into the passes
         self._diagonal: tuple[Tensor, Tensor, Tensor] | None = None
         if second_order and policy.diagonal_head and len(self.leaves) == 2:
             out_out, _ = self._autograd_hvp([torch.ones_like(self.leaves[0]), torch.zeros_like(self.leaves[1])])
-            out_head, head_head = self._autograd_hvp([torch.zeros_like(self.leaves[0]),
-                                                      torch.ones_like(self.leaves[1])])
+            out_head, head_head = self._autograd_hvp(
+                [torch.zeros_like(self.leaves[0]), torch.ones_like(self.leaves[1])]
+            )
             self._diagonal = (out_out, out_head, head_head)  # [N, M, D], [N, M, D], [N, D]
 
     def hvp(self, tangents: Sequence[Tensor]) -> list[Tensor]:
@@ -131,8 +158,11 @@ class Head:
         pairs = [(g, t.expand_as(g)) for g, t in zip(self.grads, tangents) if g.requires_grad]
         if not pairs:
             return [torch.zeros_like(leaf) for leaf in self.leaves]
-        return list(torch.autograd.grad([g for g, _ in pairs], self.leaves, [t for _, t in pairs],
-                                        retain_graph=True, materialize_grads=True))
+        return list(
+            torch.autograd.grad(
+                [g for g, _ in pairs], self.leaves, [t for _, t in pairs], retain_graph=True, materialize_grads=True
+            )
+        )
 
 
 def hessian_vp(layout: ParamLayout, pass_: MLPPass, head: Head, backprop: Backprop | None, v: Values) -> Values:
@@ -165,14 +195,16 @@ class InnerStep:
         return [x - self.lr * hx for x, hx in zip(v, hv)]
 
 
-def body_and_head_grads(layout: ParamLayout, pass_: MLPPass, head: Head,
-                        second_order: bool = False) -> tuple[Values, Backprop]:
+def body_and_head_grads(
+    layout: ParamLayout, pass_: MLPPass, head: Head, second_order: bool = False
+) -> tuple[Values, Backprop]:
     body, backprop = pass_.backward(head.gradient[0], second_order)
     return layout.join(body, head.gradient[1:]), backprop
 
 
-def adapt_block(policy: Policy, layout: ParamLayout, params: Values, batches: Sequence[FlatBatch],
-                lrs: Sequence[float], keep: bool) -> tuple[Values, list[InnerStep], Tensor]:
+def adapt_block(
+    policy: Policy, layout: ParamLayout, params: Values, batches: Sequence[FlatBatch], lrs: Sequence[float], keep: bool
+) -> tuple[Values, list[InnerStep], Tensor]:
     """Inner SGD steps of every task of a block from the shared ``params``; with ``keep`` each step's pass is
     kept for Jacobian products. Returns the per-task adapted parameters, the kept steps and the first step's
     losses [N]."""
@@ -182,8 +214,13 @@ def adapt_block(policy: Policy, layout: ParamLayout, params: Values, batches: Se
     params = layout.join(layout.body_of(params), per_task(layout.head_of(params), batches[0].weights.shape[0]))
     for batch, lr in zip(batches, lrs):
         pass_ = MLPPass.run(layout.body_of(params), batch.obs, policy.activation)
-        head = Head(policy, pass_.out, layout.head_of(params),
-                    _log_likelihood(batch.actions, batch.weights * batch.advantages), second_order=keep)
+        head = Head(
+            policy,
+            pass_.out,
+            layout.head_of(params),
+            _log_likelihood(batch.actions, batch.weights * batch.advantages),
+            second_order=keep,
+        )
         grads, backprop = body_and_head_grads(layout, pass_, head, second_order=keep)
         first_losses = head.values if first_losses is None else first_losses
         if keep:
@@ -200,12 +237,20 @@ class TaskBlock:
     Jacobian; first-order MAML treats J as the identity.
     """
 
-    def __init__(self, task_ids: Sequence[int], policy: Policy, layout: ParamLayout, params: Values,
-                 train: Sequence[FlatBatch], valid: FlatBatch, lrs: Sequence[float], second_order: bool):
+    def __init__(
+        self,
+        task_ids: Sequence[int],
+        policy: Policy,
+        layout: ParamLayout,
+        params: Values,
+        train: Sequence[FlatBatch],
+        valid: FlatBatch,
+        lrs: Sequence[float],
+        second_order: bool,
+    ):
         self.task_ids, self.policy, self.layout = list(task_ids), policy, layout
         self.train, self.valid, self.lrs = list(train), valid, list(lrs)
-        adapted, self.steps, self.inner_losses = adapt_block(policy, layout, params, self.train, self.lrs,
-                                                             second_order)
+        adapted, self.steps, self.inner_losses = adapt_block(policy, layout, params, self.train, self.lrs, second_order)
         pass_ = MLPPass.run(layout.body_of(adapted), valid.obs, policy.activation)
         self.old = head_distribution(policy, pass_.out.detach(), [h.detach() for h in layout.head_of(adapted)])
         self.old_log_prob = self.old.log_prob(valid.actions)

@@ -17,10 +17,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from dh_maml.algos.maml import split_evenly
-from dh_maml.algos.mlsh import MasterState, SlotJob, SlotResult, SubPolicyLearner
+from dh_maml.algorithms import split_evenly
+from dh_maml.config import SpecError
 from dh_maml.envs import make_family
-from dh_maml.policies.hierarchy import SubPolicies
+from dh_maml.mlsh.policies import SubPolicies
+from dh_maml.mlsh.rollouts import MLSHRollouts
+from dh_maml.mlsh.updates import MasterState, SlotBatch, SlotJob, SlotResult, SubPolicyLearner
 from dh_maml.seeding import TrainingProgress
 from dh_maml.spec import Spec
 
@@ -36,14 +38,6 @@ class Slot:
 
 
 @dataclass
-class SlotBatch:
-    """What an observer returns for its share of a round."""
-
-    version: int
-    results: list[SlotResult]
-
-
-@dataclass
 class RoundPlan:
     version: int
     jobs: list[list[SlotJob]]  # one list per observer
@@ -56,15 +50,23 @@ class RoundStats:
 
 
 class MLSHTrainer(TrainingProgress):
-    method = "run_slots"
-    headline = (("return", "returns/mean"), ("adapted", "returns/last"))
+    entry = staticmethod(MLSHRollouts.run_slots)  # what observers run for it
 
-    def __init__(self, spec: Spec):
+    def __init__(self, spec: Spec, device: str = "cpu"):
+        if device != "cpu":
+            raise SpecError(
+                [
+                    f"experiment.device={device} (--device {device}): MLSH's learner runs on the CPU (its "
+                    "sub-policies are small MLPs updated by minibatch PPO); leave --device and "
+                    "experiment.device at cpu"
+                ]
+            )
         super().__init__(spec)
         self.mlsh = spec.mlsh
         self.family = make_family(spec.env)
-        self.subpolicies = SubPolicies(self.family.observation_space, self.family.action_space,
-                                       self.mlsh.num_subpolicies, spec.policy)
+        self.subpolicies = SubPolicies(
+            self.family.observation_space, self.family.action_space, self.mlsh.num_subpolicies, spec.policy
+        )
         self.learner = SubPolicyLearner(self.subpolicies, self.mlsh, spec.experiment.seed)
         self.slots = [Slot(phase=s * self.period // self.mlsh.slots) for s in range(self.mlsh.slots)]
 
@@ -78,10 +80,12 @@ class MLSHTrainer(TrainingProgress):
             if slot.task is None:
                 slot.task = self.family.sample_tasks(1, self.task_rng)[0]
                 slot.master_seed, slot.master = int(self.sample_rng.integers(2**31)), None
-            jobs.append(SlotJob(s, slot.task, slot.phase, slot.master_seed, slot.master,
-                                int(self.sample_rng.integers(2**31))))
-        return RoundPlan(self.iteration, [[jobs[i] for i in part] for part in split_evenly(range(len(jobs)),
-                                                                                          num_shards)])
+            jobs.append(
+                SlotJob(s, slot.task, slot.phase, slot.master_seed, slot.master, int(self.sample_rng.integers(2**31)))
+            )
+        return RoundPlan(
+            self.iteration, [[jobs[i] for i in part] for part in split_evenly(range(len(jobs)), num_shards)]
+        )
 
     def cpu_weights(self) -> dict[str, torch.Tensor]:
         return {k: v.detach().cpu().clone() for k, v in self.subpolicies.state_dict().items()}
@@ -110,7 +114,7 @@ class MLSHTrainer(TrainingProgress):
 
     def record(self, plan: RoundPlan, stats: RoundStats, wall: float, **times: float) -> dict[str, Any]:
         phases = {j.slot: j.phase for jobs in plan.jobs for j in jobs}
-        returns = {r.slot: r.returns for r in plan.results}
+        returns = {r.slot: r.returns for r in sorted(plan.results, key=lambda r: r.slot)}  # arrival order never counts
         steps = sum(r.steps for r in plan.results)
         every = torch.cat(list(returns.values()))
         record: dict[str, Any] = {
@@ -133,17 +137,28 @@ class MLSHTrainer(TrainingProgress):
         return {
             "subpolicies": self.cpu_weights(),
             "learner": self.learner.state_dict(),
-            "slots": [{"task": None if s.task is None else dataclasses.asdict(s.task), "phase": s.phase,
-                       "master_seed": s.master_seed,
-                       "master": None if s.master is None else dataclasses.asdict(s.master)} for s in self.slots],
+            "slots": [
+                {
+                    "task": None if s.task is None else dataclasses.asdict(s.task),
+                    "phase": s.phase,
+                    "master_seed": s.master_seed,
+                    "master": None if s.master is None else dataclasses.asdict(s.master),
+                }
+                for s in self.slots
+            ],
             **self.progress_state(),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.subpolicies.load_state_dict(state["subpolicies"])
         self.learner.load_state_dict(state["learner"])
-        self.slots = [Slot(None if s["task"] is None else self.family.Task(**s["task"]), s["phase"],
-                           s["master_seed"], None if s["master"] is None else MasterState(**s["master"]))
-                      for s in state["slots"]]
+        self.slots = [
+            Slot(
+                None if s["task"] is None else self.family.Task(**s["task"]),
+                s["phase"],
+                s["master_seed"],
+                None if s["master"] is None else MasterState(**s["master"]),
+            )
+            for s in state["slots"]
+        ]
         self.load_progress(state)
-

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Sequence
 
 import torch
 from torch import Tensor
@@ -15,8 +15,9 @@ def flat(tensors: Sequence[Tensor]) -> Tensor:
     return torch.cat([t.reshape(-1) for t in tensors])
 
 
-def conjugate_gradient(matvec: Callable[[Tensor], Tensor], b: Tensor, iters: int,
-                       tol: float = 1e-10) -> tuple[Tensor, Tensor]:
+def conjugate_gradient(
+    matvec: Callable[[Tensor], Tensor], b: Tensor, iters: int, tol: float = 1e-10
+) -> tuple[Tensor, Tensor]:
     """Approximately solve ``A x = b`` for symmetric positive-definite A; returns x and the residual b - A x.
 
     The residual is kept by the recursion, so ``A x = b - r`` comes without another product.
@@ -47,8 +48,15 @@ class LineSearchResult:
     kl: float
 
 
-def line_search(evaluate: Callable[[Tensor], tuple[float, float]], old_params: Tensor, full_step: Tensor,
-                old_loss: float, max_kl: float, max_steps: int, ratio: float) -> LineSearchResult:
+def line_search(
+    evaluate: Callable[[Tensor], tuple[float, float]],
+    old_params: Tensor,
+    full_step: Tensor,
+    old_loss: float,
+    max_kl: float,
+    max_steps: int,
+    ratio: float,
+) -> LineSearchResult:
     """Backtrack from the full step; accept the first finite step that lowers the loss within the KL bound.
 
     When no step qualifies, the old parameters are kept.
@@ -76,8 +84,14 @@ class TRPOStats:
     line_search_s: float = 0.0
 
 
-def trpo_step(grads: Tensor, loss: float, product: Callable[[Tensor], Tensor], old: Tensor,
-              evaluate: Callable[[Tensor], tuple[float, float]], trpo_spec) -> tuple[Tensor, TRPOStats]:
+def trpo_step(
+    grads: Tensor,
+    loss: float,
+    product: Callable[[Tensor], Tensor],
+    old: Tensor,
+    evaluate: Callable[[Tensor], tuple[float, float]],
+    trpo_spec,
+) -> tuple[Tensor, TRPOStats]:
     """Natural-gradient step scaled to ``max_kl`` from the flat parameters ``old``; returns the new ones.
 
     ``grads`` is the surrogate's gradient, ``product`` multiplies by the KL's
@@ -89,8 +103,18 @@ def trpo_step(grads: Tensor, loss: float, product: Callable[[Tensor], Tensor], o
     shs = 0.5 * direction.dot(grads - residual)  # s^T A s, with A s = b - r from the recursion
     full_step = direction * torch.sqrt(trpo_spec.max_kl / shs.clamp(min=1e-12))
     t1 = time.perf_counter()
-    result = line_search(evaluate, old, full_step, loss, trpo_spec.max_kl, trpo_spec.ls_max_steps,
-                         trpo_spec.ls_backtrack_ratio)
-    stats = TRPOStats(loss, result.loss, result.kl, residual.norm().item(), result.steps, result.accepted,
-                      (result.params - old).norm().item(), cg_s=t1 - t0, line_search_s=time.perf_counter() - t1)
+    result = line_search(
+        evaluate, old, full_step, loss, trpo_spec.max_kl, trpo_spec.ls_max_steps, trpo_spec.ls_backtrack_ratio
+    )
+    stats = TRPOStats(
+        loss,
+        result.loss,
+        result.kl,
+        residual.norm().item(),
+        result.steps,
+        result.accepted,
+        (result.params - old).norm().item(),
+        cg_s=t1 - t0,
+        line_search_s=time.perf_counter() - t1,
+    )
     return result.params, stats

@@ -1,26 +1,23 @@
-"""MAML-TRPO training state and the in-process loop (one process, no RPC: a notebook can run it).
-
-``MetaTrainer`` is everything the learner owns — weights, RNG streams, the
-iteration counter — and the two things it does: plan an iteration and turn
-sampled task groups into a meta-update. Who samples the groups (this process or
-observers over RPC) is the caller's business.
+"""MAML-TRPO's learner: everything it owns — weights, RNG streams, the iteration counter — and the two
+things it does: plan an iteration and turn sampled task groups into a meta-update. Who samples the groups
+(observers over RPC, a thread, this process) is the caller's business.
 """
 
 from __future__ import annotations
 
-import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
 
-from dh_maml.algos.maml import MAMLTRPO, GroupObjective, MetaStepStats, TaskGroup, sample_group, split_evenly
-from dh_maml.baseline import LinearFeatureBaseline
+from dh_maml.algorithms import split_evenly
 from dh_maml.envs import make_family
-from dh_maml.meta_test import MetaTestResult, run_meta_test
+from dh_maml.maml.inner import TaskGroup
+from dh_maml.maml.learner import MAMLTRPO, GroupObjective, MetaStepStats
+from dh_maml.maml.rollouts import MAMLRollouts
 from dh_maml.policies import make_policy
-from dh_maml.sampling import Sampler
 from dh_maml.seeding import TrainingProgress
 from dh_maml.spec import Spec
 
@@ -36,8 +33,9 @@ class Shard:
 def split_shard(shard: Shard, parts: int) -> list[Shard]:
     """A failed shard cut for the survivors; seeds derived from the original so reruns are reproducible."""
     pieces = split_evenly(shard.ids, parts)
-    return [Shard(ids, int(np.random.SeedSequence([shard.seed, i]).generate_state(1)[0]))
-            for i, ids in enumerate(pieces)]
+    return [
+        Shard(ids, int(np.random.SeedSequence([shard.seed, i]).generate_state(1)[0])) for i, ids in enumerate(pieces)
+    ]
 
 
 @dataclass
@@ -55,13 +53,9 @@ class MetaTrainer(TrainingProgress):
     """The learner's side of MAML-TRPO; the agent drives it through ``plan``, ``call_args``, ``split``,
     ``consume``, ``update`` and ``record``, whoever samples."""
 
-    method = "sample"  # what observers run for it
-    headline = (("pre", "returns/pre"), ("post", "returns/post"))
+    entry = staticmethod(MAMLRollouts.sample)  # what observers run for it
 
     def __init__(self, spec: Spec, device: str | torch.device = "cpu"):
-        if spec.experiment.algorithm != "maml-trpo":
-            raise ValueError(f"MetaTrainer runs MAML-TRPO; this spec's experiment.algorithm is "
-                             f"{spec.experiment.algorithm!r}")
         super().__init__(spec)
         self.device = torch.device(device)
         self.family = make_family(spec.env)
@@ -97,8 +91,9 @@ class MetaTrainer(TrainingProgress):
         self.iteration += 1
         return stats
 
-    def record(self, plan: IterationPlan, stats: MetaStepStats, wall: float, consume: float,
-               update: float, **times: float) -> dict[str, Any]:
+    def record(
+        self, plan: IterationPlan, stats: MetaStepStats, wall: float, consume: float, update: float, **times: float
+    ) -> dict[str, Any]:
         return iteration_record(self.iteration, plan.groups, stats, wall=wall, graphs=consume, trpo=update, **times)
 
     def state_dict(self) -> dict[str, Any]:
@@ -110,38 +105,12 @@ class MetaTrainer(TrainingProgress):
         self.load_progress(state)
 
 
-class LocalTrainer(MetaTrainer):
-    """The whole loop in this process: one group holds every task of the meta-batch."""
-
-    def __init__(self, spec: Spec):
-        super().__init__(spec)
-        self.sampler = Sampler(self.family, self.policy)
-        self.baseline = LinearFeatureBaseline(spec.maml.baseline_reg)
-
-    def iterate(self) -> dict[str, Any]:
-        """One meta-iteration; returns its metrics record."""
-        t0 = time.perf_counter()
-        plan = self.plan(1)
-        (shard,) = plan.jobs
-        group = sample_group(self.sampler, self.policy.params(), plan.tasks, shard.ids, self.spec.maml,
-                             self.baseline, shard.seed, plan.version)
-        t1 = time.perf_counter()
-        self.consume(plan, shard, group)
-        stats = self.update(plan)
-        t2 = time.perf_counter()
-        return iteration_record(self.iteration, [group], stats, sampling=t1 - t0, trpo=t2 - t1)
-
-    def meta_test(self) -> MetaTestResult:
-        """Meta-test the current weights with the spec's ``meta_test`` settings, reusing this trainer's envs."""
-        return run_meta_test(self.spec, self.sampler)
-
-    def close(self) -> None:
-        self.sampler.close()
-
-
-def iteration_record(iteration: int, groups: Sequence[TaskGroup], stats: MetaStepStats, wall: float | None = None,
-                     **times: float) -> dict[str, Any]:
-    """The metrics of one iteration; ``time/iteration`` is ``wall``, else the sum of the named phases."""
+def iteration_record(
+    iteration: int, groups: Sequence[TaskGroup], stats: MetaStepStats, wall: float | None = None, **times: float
+) -> dict[str, Any]:
+    """The metrics of one iteration; ``time/iteration`` is ``wall``, else the sum of the named phases. Groups
+    are taken in task order, so the order they arrived in never changes a bit of the record."""
+    groups = sorted(groups, key=lambda g: g.task_ids[0])
     pre = torch.cat([g.train[0].task_returns() for g in groups])
     post = torch.cat([g.valid.task_returns() for g in groups])
     steps = sum(g.num_steps for g in groups)
@@ -158,11 +127,19 @@ def iteration_record(iteration: int, groups: Sequence[TaskGroup], stats: MetaSte
         "time/iteration": total,
     }
     trpo = asdict(stats.trpo)
-    record.update({
-        "loss/surrogate_before": trpo["loss_before"], "loss/surrogate_after": trpo["loss_after"],
-        "kl/after": trpo["kl_after"], "cg/residual": trpo["cg_residual"], "line_search/steps": trpo["ls_steps"],
-        "line_search/accepted": float(trpo["accepted"]), "step/norm": trpo["step_norm"],
-        "time/gradient": stats.gradient_s, "time/cg": trpo["cg_s"], "time/line_search": trpo["line_search_s"],
-    })
+    record.update(
+        {
+            "loss/surrogate_before": trpo["loss_before"],
+            "loss/surrogate_after": trpo["loss_after"],
+            "kl/after": trpo["kl_after"],
+            "cg/residual": trpo["cg_residual"],
+            "line_search/steps": trpo["ls_steps"],
+            "line_search/accepted": float(trpo["accepted"]),
+            "step/norm": trpo["step_norm"],
+            "time/gradient": stats.gradient_s,
+            "time/cg": trpo["cg_s"],
+            "time/line_search": trpo["line_search_s"],
+        }
+    )
     record.update({f"time/{k}": v for k, v in times.items()})
     return record

@@ -10,9 +10,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from dh_maml.algos.maml import adaptation_batches, step_sizes
+from dh_maml.algorithms import EvaluationSettings, Gather, Trainer
 from dh_maml.baseline import LinearFeatureBaseline
 from dh_maml.envs.base import TaskFamily
+from dh_maml.maml.inner import adaptation_batches, step_sizes
 from dh_maml.policies import Params
 from dh_maml.sampling import Sampler
 from dh_maml.seeding import Stream, stream_rng
@@ -30,6 +31,16 @@ class MetaTestResult:
     seed: int
     per_task: list[list[float]]  # [task][step]
 
+    def write(self, out: Path, title: str) -> list[Path]:
+        return write_meta_test(self, out, title)
+
+    def report(self) -> list[str]:
+        lines = [f"after {k} step(s): {m:9.2f} ± {s:.2f}" for k, m, s in zip(self.steps, self.mean, self.se)]
+        return [*lines, f"{self.tasks} held-out tasks (seed {self.seed})"]
+
+    def note(self) -> str:
+        return "meta-test: " + "  ".join(f"{k} step(s) {m:.2f}" for k, m in zip(self.steps, self.mean))
+
 
 @dataclass
 class MetaTestChunk:
@@ -43,16 +54,20 @@ def held_out_chunks(family: TaskFamily, num_tasks: int, seed: int) -> list[MetaT
     """Held-out tasks from their own stream, cut into chunks whose seeds depend only on ``seed`` and position,
     so results do not depend on how many processes share the work."""
     tasks = family.sample_tasks(num_tasks, stream_rng(seed, Stream.META_TEST_TASKS))
-    return [MetaTestChunk(tasks[i:i + CHUNK_TASKS], int(np.random.SeedSequence([seed, i]).generate_state(1)[0]))
-            for i in range(0, len(tasks), CHUNK_TASKS)]
+    return [
+        MetaTestChunk(tasks[i : i + CHUNK_TASKS], int(np.random.SeedSequence([seed, i]).generate_state(1)[0]))
+        for i in range(0, len(tasks), CHUNK_TASKS)
+    ]
 
 
-def meta_test_returns(sampler: Sampler, params: Params, chunk: MetaTestChunk, maml_spec, num_steps: int,
-                      paper_protocol: bool = False) -> np.ndarray:
+def meta_test_returns(
+    sampler: Sampler, params: Params, chunk: MetaTestChunk, maml_spec, num_steps: int, paper_protocol: bool = False
+) -> np.ndarray:
     """Mean return of each task's ``fast_batch_size`` episodes before and after each inner step; [tasks, K+1]."""
     lrs = step_sizes(maml_spec.fast_lr, num_steps, paper_protocol)
-    batches = adaptation_batches(sampler, params, chunk.tasks, maml_spec, lrs, chunk.seed,
-                                 LinearFeatureBaseline(maml_spec.baseline_reg))
+    batches = adaptation_batches(
+        sampler, params, chunk.tasks, maml_spec, lrs, chunk.seed, LinearFeatureBaseline(maml_spec.baseline_reg)
+    )
     return torch.stack([b.task_returns() for b in batches], dim=1).numpy()
 
 
@@ -63,20 +78,30 @@ def summarize(per_task: np.ndarray, seed: int) -> MetaTestResult:
     return MetaTestResult(list(range(k)), per_task.mean(axis=0).tolist(), se.tolist(), n, seed, per_task.tolist())
 
 
-def meta_test_settings(spec: Spec, tasks: int | None = None, steps: int | None = None, seed: int | None = None,
-                       paper_protocol: bool | None = None) -> tuple[int, int, int, bool]:
-    """(tasks, steps, seed, paper_protocol), each from the argument when given, else from the spec's ``meta_test``."""
+def meta_test_settings(spec: Spec, settings: EvaluationSettings) -> tuple[int, int, int, bool]:
+    """(tasks, steps, seed, paper_protocol), each from ``settings`` when given, else from the spec's
+    ``meta_test``."""
     mt = spec.meta_test
-    return (mt.num_tasks if tasks is None else tasks, mt.num_steps if steps is None else steps,
-            mt.seed if seed is None else seed, mt.paper_protocol if paper_protocol is None else paper_protocol)
+    return (
+        mt.num_tasks if settings.tasks is None else settings.tasks,
+        mt.num_steps if settings.steps is None else settings.steps,
+        mt.seed if settings.seed is None else settings.seed,
+        mt.paper_protocol if settings.paper_protocol is None else settings.paper_protocol,
+    )
 
 
-def run_meta_test(spec: Spec, sampler: Sampler, **settings) -> MetaTestResult:
-    """Meta-test the sampler's policy in this process; unset settings come from the spec's ``meta_test``."""
-    tasks, steps, seed, protocol = meta_test_settings(spec, **settings)
-    params = sampler.policy.params()
-    rows = [meta_test_returns(sampler, params, chunk, spec.maml, steps, protocol)
-            for chunk in held_out_chunks(sampler.family, tasks, seed)]
+async def meta_test(gather: Gather, trainer: Trainer, settings: EvaluationSettings) -> MetaTestResult:
+    """The current weights on held-out tasks, one job per chunk of tasks; chunks are seeded by position, so
+    the result does not depend on how many observers share them."""
+    from dh_maml.maml.rollouts import MAMLRollouts  # here: the rollouts import this module
+
+    tasks, steps, seed, protocol = meta_test_settings(trainer.spec, settings)
+    weights = trainer.cpu_weights()
+    rows = await gather(
+        MAMLRollouts.meta_test,
+        held_out_chunks(trainer.family, tasks, seed),
+        lambda chunk: (weights, chunk, steps, protocol),
+    )
     return summarize(np.concatenate(rows), seed)
 
 

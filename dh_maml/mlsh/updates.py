@@ -14,19 +14,20 @@ from __future__ import annotations
 
 import copy
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
 import torch
 from torch import Tensor
 
-from dh_maml.algos.ppo import Samples, ppo_update
 from dh_maml.envs.base import TaskVectorEnv
 from dh_maml.episodes import gae
-from dh_maml.hierarchy_sampling import HierarchyRollout, sample_hierarchy
-from dh_maml.policies.hierarchy import ActorCritic, SubPolicies, make_master
+from dh_maml.mlsh.policies import ActorCritic, SubPolicies, make_master
+from dh_maml.mlsh.ppo import Samples, ppo_update
+from dh_maml.mlsh.sampling import HierarchyRollout, sample_hierarchy
 
 
 @dataclass
@@ -51,8 +52,9 @@ def macro_steps(obs: Tensor, choices: Tensor, rewards: Tensor, mask: Tensor, mac
     return MacroSteps(obs[::macro_len], choices, summed, alive)
 
 
-def advantages_and_returns(rewards: Tensor, values: Tensor, mask: Tensor, gamma: float,
-                           lam: float) -> tuple[Tensor, Tensor]:
+def advantages_and_returns(
+    rewards: Tensor, values: Tensor, mask: Tensor, gamma: float, lam: float
+) -> tuple[Tensor, Tensor]:
     """GAE(γ, λ) over [T, E] and the TD(λ) value targets (advantage + prediction)."""
     adv = gae(rewards[None], values[None], mask[None], gamma, lam)[0]
     return adv, (adv + values) * mask
@@ -73,8 +75,13 @@ def master_samples(roll: HierarchyRollout, macro_len: int, gamma: float, lam: fl
     macro = macro_steps(roll.obs, roll.choices, roll.rewards, roll.mask, macro_len)
     adv, ret = advantages_and_returns(macro.rewards, roll.master_values, macro.mask, gamma, lam)
     keep = macro.mask.reshape(-1) > 0
-    return Samples(macro.obs.reshape(keep.numel(), -1)[keep], macro.choices.reshape(-1)[keep],
-                   roll.master_log_probs.reshape(-1)[keep], adv.reshape(-1)[keep], ret.reshape(-1)[keep])
+    return Samples(
+        macro.obs.reshape(keep.numel(), -1)[keep],
+        macro.choices.reshape(-1)[keep],
+        roll.master_log_probs.reshape(-1)[keep],
+        adv.reshape(-1)[keep],
+        ret.reshape(-1)[keep],
+    )
 
 
 @dataclass
@@ -85,13 +92,16 @@ class Segments:
     owner: Tensor  # [M]
 
     @staticmethod
-    def pooled(parts: Sequence["Segments"]) -> "Segments":
-        return Segments(Samples(*(torch.cat([getattr(p.samples, f.name) for p in parts]) for f in fields(Samples))),
-                        torch.cat([p.owner for p in parts]))
+    def pooled(parts: Sequence[Segments]) -> Segments:
+        return Segments(
+            Samples(*(torch.cat([getattr(p.samples, f.name) for p in parts]) for f in fields(Samples))),
+            torch.cat([p.owner for p in parts]),
+        )
 
 
-def slice_advantages(roll: HierarchyRollout, subpolicies: SubPolicies, macro_len: int, gamma: float,
-                     lam: float) -> tuple[Tensor, Tensor]:
+def slice_advantages(
+    roll: HierarchyRollout, subpolicies: SubPolicies, macro_len: int, gamma: float, lam: float
+) -> tuple[Tensor, Tensor]:
     """GAE(γ, λ) and value targets within each N-step slice, so a sub-policy is credited only with what
     happened while it acted: each slice ends on the acting sub-policy's own value of the next slice's first
     state (0 where the episode ended)."""
@@ -117,8 +127,9 @@ def slice_advantages(roll: HierarchyRollout, subpolicies: SubPolicies, macro_len
     return steps(adv), steps(ret)
 
 
-def subpolicy_segments(roll: HierarchyRollout, macro_len: int, gamma: float, lam: float,
-                       within: SubPolicies | None = None) -> Segments:
+def subpolicy_segments(
+    roll: HierarchyRollout, macro_len: int, gamma: float, lam: float, within: SubPolicies | None = None
+) -> Segments:
     """The steps of a rollout as sub-policy samples. Advantages are GAE over the episode against the acting
     sub-policy's value predictions (the published code's convention), or, given the sub-policies ``within``,
     within each slice (``slice_advantages``)."""
@@ -128,19 +139,29 @@ def subpolicy_segments(roll: HierarchyRollout, macro_len: int, gamma: float, lam
         adv, ret = slice_advantages(roll, within, macro_len, gamma, lam)
     keep = roll.mask.reshape(-1) > 0
     n = keep.numel()
-    flat = Samples(roll.obs.reshape(n, -1)[keep], roll.actions.reshape(n, *roll.actions.shape[2:])[keep],
-                   roll.log_probs.reshape(-1)[keep], adv.reshape(-1)[keep], ret.reshape(-1)[keep])
+    flat = Samples(
+        roll.obs.reshape(n, -1)[keep],
+        roll.actions.reshape(n, *roll.actions.shape[2:])[keep],
+        roll.log_probs.reshape(-1)[keep],
+        adv.reshape(-1)[keep],
+        ret.reshape(-1)[keep],
+    )
     return Segments(flat, owners(roll.choices, macro_len, roll.rewards.shape[0]).reshape(-1)[keep])
 
 
-def learn(spec, evaluate: Callable[[Tensor, Tensor], tuple[Tensor, Tensor]], optimizer: torch.optim.Optimizer,
-          samples: Samples, minibatch: int, generator: torch.Generator) -> None:
+def learn(
+    spec,
+    evaluate: Callable[[Tensor, Tensor], tuple[Tensor, Tensor]],
+    optimizer: torch.optim.Optimizer,
+    samples: Samples,
+    minibatch: int,
+    generator: torch.Generator,
+) -> None:
     """One update by the spec's rule: PPO (``epochs`` passes in minibatches of ``minibatch``), or A2C (one step
     on the whole batch, which is PPO's first step: every ratio is 1 there, so the clipped surrogate's gradient
     is exactly the advantage actor-critic one)."""
     epochs, size = (1, len(samples)) if spec.update == "a2c" else (spec.epochs, minibatch)
     ppo_update(evaluate, optimizer, samples, spec.clip, epochs, size, generator)
-
 
 
 def sub_minibatch(spec, samples: int) -> int:
@@ -157,8 +178,9 @@ class MasterState:
     optimizer: dict[str, Any]
 
 
-def restore_master(observation_space: gym.Space, num_subpolicies: int, policy_spec, lr: float, seed: int,
-                   state: MasterState | None) -> tuple[ActorCritic, torch.optim.Optimizer]:
+def restore_master(
+    observation_space: gym.Space, num_subpolicies: int, policy_spec, lr: float, seed: int, state: MasterState | None
+) -> tuple[ActorCritic, torch.optim.Optimizer]:
     """The task's master and its optimiser: fresh (weights from ``seed``, no Adam moments) when ``state`` is
     None, as every new task starts; otherwise as the task's last iteration left them."""
     master = make_master(observation_space, num_subpolicies, policy_spec, seed)
@@ -170,8 +192,9 @@ def restore_master(observation_space: gym.Space, num_subpolicies: int, policy_sp
 
 
 def master_state(master: ActorCritic, optimizer: torch.optim.Optimizer) -> MasterState:
-    return MasterState({k: v.detach().clone() for k, v in master.state_dict().items()},
-                       copy.deepcopy(optimizer.state_dict()))
+    return MasterState(
+        {k: v.detach().clone() for k, v in master.state_dict().items()}, copy.deepcopy(optimizer.state_dict())
+    )
 
 
 @dataclass
@@ -196,27 +219,60 @@ class SlotResult:
     segments: Segments | None  # joint iterations only: the steps for the shared sub-policies
 
 
-def run_slots(env: TaskVectorEnv, subpolicies: SubPolicies, jobs: Sequence[SlotJob], spec, policy_spec,
-              horizon: int) -> list[SlotResult]:
+@dataclass
+class SlotBatch:
+    """What an observer returns for its share of a round."""
+
+    version: int
+    results: list[SlotResult]
+
+
+def run_slots(
+    env: TaskVectorEnv, subpolicies: SubPolicies, jobs: Sequence[SlotJob], spec, policy_spec, horizon: int
+) -> list[SlotResult]:
     """One iteration of every job's task, all sampled in one vector env (``spec.episodes`` sub-envs each);
     each master takes its PPO update here, and joint iterations hand back their sub-policy segments."""
     space = env.single_observation_space
-    masters = [restore_master(space, len(subpolicies), policy_spec, spec.master_lr, j.master_seed, j.master)
-               for j in jobs]
+    masters = [
+        restore_master(space, len(subpolicies), policy_spec, spec.master_lr, j.master_seed, j.master) for j in jobs
+    ]
     seed = int(np.random.SeedSequence([j.seed for j in jobs]).generate_state(1)[0])
     commit = [spec.joint_commit if j.phase >= spec.warmup else 0.0 for j in jobs]
-    rolls = sample_hierarchy(env, subpolicies, [m for m, _ in masters], [j.task for j in jobs], horizon,
-                             spec.macro_len, spec.epsilon, seed, commit)
+    rolls = sample_hierarchy(
+        env,
+        subpolicies,
+        [m for m, _ in masters],
+        [j.task for j in jobs],
+        horizon,
+        spec.macro_len,
+        spec.epsilon,
+        seed,
+        commit,
+    )
     results = []
     for job, (master, optimizer), roll in zip(jobs, masters, rolls):
-        learn(spec, master.evaluate, optimizer, master_samples(roll, spec.macro_len, spec.gamma, spec.gae_lambda),
-              spec.master_minibatch, torch.Generator().manual_seed(job.seed))
+        learn(
+            spec,
+            master.evaluate,
+            optimizer,
+            master_samples(roll, spec.macro_len, spec.gamma, spec.gae_lambda),
+            spec.master_minibatch,
+            torch.Generator().manual_seed(job.seed),
+        )
         joint = job.phase >= spec.warmup
         within = subpolicies if spec.sub_advantages == "slice" else None
         segments = subpolicy_segments(roll, spec.macro_len, spec.gamma, spec.gae_lambda, within) if joint else None
-        chosen = roll.choices[roll.mask[::spec.macro_len] > 0]
-        results.append(SlotResult(job.slot, master_state(master, optimizer), roll.episode_returns(),
-                                  int(roll.mask.sum()), torch.bincount(chosen, minlength=len(subpolicies)), segments))
+        chosen = roll.choices[roll.mask[:: spec.macro_len] > 0]
+        results.append(
+            SlotResult(
+                job.slot,
+                master_state(master, optimizer),
+                roll.episode_returns(),
+                int(roll.mask.sum()),
+                torch.bincount(chosen, minlength=len(subpolicies)),
+                segments,
+            )
+        )
     return results
 
 
@@ -237,8 +293,9 @@ class SubPolicyLearner:
         parts = split_by_subpolicy(pooled.samples, pooled.owner, len(self.subpolicies))
         for sub, optimizer, samples in zip(self.subpolicies, self.optimizers, parts):
             if len(samples):
-                learn(self.spec, sub.evaluate, optimizer, samples, sub_minibatch(self.spec, len(samples)),
-                      self.generator)
+                learn(
+                    self.spec, sub.evaluate, optimizer, samples, sub_minibatch(self.spec, len(samples)), self.generator
+                )
         return [len(p) for p in parts]
 
     def state_dict(self) -> dict[str, Any]:
@@ -248,5 +305,3 @@ class SubPolicyLearner:
         for optimizer, saved in zip(self.optimizers, state["optimizers"]):
             optimizer.load_state_dict(saved)
         self.generator.set_state(state["generator"])
-
-
