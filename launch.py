@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 EXIT_BAD_INPUT = 2
+MAX_OBSERVERS = 256  # per host; the spec's sampler.observers has the same bound
 
 
 class UsageError(Exception):
@@ -56,7 +57,7 @@ def _check_device(device: str) -> None:
 
 
 def _resolve_run(args: argparse.Namespace):
-    """(spec, run directory, checkpoint state or None) for train, from --spec or --resume."""
+    """(spec, run directory, checkpoint state or None, its path or None) for train, from --spec or --resume."""
     from dh_maml.checkpoint import load_checkpoint
     from dh_maml.run_dir import checkpoint_path, new_run_dir, read_run_spec
     from dh_maml.spec import load_spec, with_overrides
@@ -72,13 +73,23 @@ def _resolve_run(args: argparse.Namespace):
         overrides.append(f"experiment.device={args.device}")
     if args.observers is not None:
         overrides.append(f"sampler.observers={args.observers}")
+    if args.seed is not None:
+        overrides.append(f"experiment.seed={args.seed}")
+    if args.wandb:
+        overrides.append("metrics.wandb.enabled=true")
     if args.resume:
+        if args.spec is not None or args.run_dir is not None:
+            raise UsageError(
+                "--resume RUN_DIR continues a run with its own spec and directory; drop --spec and --run-dir"
+            )
         run_dir = Path(args.resume)
-        return with_overrides(read_run_spec(run_dir), overrides), run_dir, load_checkpoint(checkpoint_path(run_dir))
+        saved = checkpoint_path(run_dir)
+        spec = with_overrides(read_run_spec(run_dir), overrides)
+        return spec, run_dir, load_checkpoint(saved), saved
     if args.spec is None:
         raise UsageError("--spec SPEC is required unless --resume RUN_DIR is given")
     spec = load_spec(args.spec, overrides)
-    return spec, Path(args.run_dir) if args.run_dir else new_run_dir(spec), None
+    return spec, Path(args.run_dir) if args.run_dir else new_run_dir(spec), None, None
 
 
 def _network(net, trusted: bool, multi_host: bool):
@@ -97,12 +108,16 @@ def make_trainer(spec, device: str = "cpu"):
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    import shutil
+
     import torch
 
     from agents.processes import run_agent, start_observers, stop_processes
-    from agents.training import train
+    from agents.progress import shell_command
+    from agents.training import LAUNCH, train
+    from dh_maml.checkpoint import restore
     from dh_maml.metrics import open_sink
-    from dh_maml.run_dir import truncate_metrics, write_spec
+    from dh_maml.run_dir import claim_run_dir, truncate_metrics, write_spec
     from dh_maml.runtime import host_world, torchrun_multi_host, torchrun_world
     from observers.service import serve
 
@@ -110,7 +125,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         raise UsageError(f"--node-rank {args.node_rank}: must be below --nnodes {args.nnodes}")
     if args.nnodes > 1 and args.master_addr is None:
         raise UsageError("--master-addr: required with --nnodes > 1 (the address of the host with --node-rank 0)")
-    spec, run_dir, state = _resolve_run(args)
+    spec, run_dir, state, saved = _resolve_run(args)
     device, timeout_s, observers = spec.experiment.device, spec.sampler.timeout_s, spec.sampler.observers
     rendezvous_s = spec.sampler.rendezvous_timeout_s
     network = _network(spec.network, args.trust_network, args.nnodes > 1 or torchrun_multi_host())
@@ -145,14 +160,29 @@ def cmd_train(args: argparse.Namespace) -> int:
         finally:
             stop_processes(procs)
         return max((p.exitcode or 0) for p in procs)
+    if state is not None and state["iteration"] >= spec.experiment.iterations:
+        done = state["iteration"]
+        more = shell_command("python", LAUNCH, "train", "--resume", run_dir, "--iterations", done + max(done // 2, 1))
+        print(
+            f"{run_dir} is complete ({done} of {spec.experiment.iterations} iterations); nothing to do. To train it "
+            f"further, give a larger total: {more}"
+        )
+        return 0
     torch.set_num_threads(1)  # small tensors: parallel work is split by task instead
     trainer, algorithm = make_trainer(spec, device)
-    write_spec(spec, run_dir)
-    if state is not None:
-        trainer.load_state_dict(state)
-        truncate_metrics(run_dir, trainer.iteration)
-        print(f"resumed {run_dir} at iteration {trainer.iteration}")
-    sink = open_sink(run_dir, spec, resume_at=trainer.iteration if state is not None else None)
+    fresh = state is None and not run_dir.exists()
+    claim_run_dir(run_dir, resuming=state is not None)  # held until this process ends
+    try:
+        if state is not None:
+            restore(trainer, state, saved)
+            truncate_metrics(run_dir, trainer.iteration)
+            print(f"resumed {run_dir} at iteration {trainer.iteration}")
+        sink = open_sink(run_dir, spec, resume_at=trainer.iteration if state is not None else None)
+        write_spec(spec, run_dir)
+    except BaseException:
+        if fresh:  # nothing half-written: a run that could not start leaves no directory
+            shutil.rmtree(run_dir, ignore_errors=True)
+        raise
     return run_agent(trainer, world, local_ranks, lambda agent: train(agent, algorithm, run_dir, sink))
 
 
@@ -162,7 +192,7 @@ def cmd_test(args: argparse.Namespace) -> int:
     from agents.processes import run_agent
     from agents.training import evaluate
     from dh_maml.algorithms import EvaluationSettings
-    from dh_maml.checkpoint import load_checkpoint
+    from dh_maml.checkpoint import load_checkpoint, restore
     from dh_maml.run_dir import checkpoint_path, read_run_spec
     from dh_maml.runtime import host_world
     from dh_maml.spec import with_overrides
@@ -171,9 +201,10 @@ def cmd_test(args: argparse.Namespace) -> int:
     overrides = [] if args.observers is None else [f"sampler.observers={args.observers}"]
     spec = with_overrides(read_run_spec(run_dir), overrides)
     torch.set_num_threads(1)  # small tensors: parallel work is split by task instead
-    state = load_checkpoint(args.checkpoint or checkpoint_path(run_dir))
+    saved = args.checkpoint or checkpoint_path(run_dir)
+    state = load_checkpoint(saved)
     trainer, algorithm = make_trainer(spec)
-    trainer.load_state_dict(state)
+    restore(trainer, state, saved)
     settings = EvaluationSettings(args.tasks, args.steps, args.seed, True if args.paper_protocol else None)
 
     async def body(agent) -> int:
@@ -208,12 +239,21 @@ def cmd_plot(args: argparse.Namespace) -> int:
     return 0
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("dh-maml")
+    except PackageNotFoundError:
+        return "(not installed)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="launch.py",
         description="DH-MAML: distributed meta-reinforcement learning.",
-        epilog="Run 'python launch.py COMMAND --help' for the options of a command.",
+        epilog="Run '%(prog)s COMMAND --help' for the options of a command.",
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     train = sub.add_parser(
@@ -226,10 +266,12 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--spec", help="YAML spec, e.g. specs/navigation-2d.yaml")
     train.add_argument(
         "--observers",
-        type=int,
+        type=_count(0, MAX_OBSERVERS),
         help="observer processes on this host (default sampler.observers; 0 samples inside the agent's process)",
     )
-    train.add_argument("--iterations", type=int, help="meta-iterations (overrides experiment.iterations)")
+    train.add_argument("--iterations", type=_count(1), help="iterations in all (overrides experiment.iterations)")
+    train.add_argument("--seed", type=_count(0), help="training seed (overrides experiment.seed)")
+    train.add_argument("--wandb", action="store_true", help="also log to wandb (metrics.wandb.enabled=true)")
     train.add_argument("--run-dir", help="where to write the run (default runs/<experiment>/<timestamp>)")
     train.add_argument("--device", choices=["cpu", "cuda"], help="device of the learner (observers stay on CPU)")
     train.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its latest checkpoint")
@@ -241,12 +283,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="override a spec value, e.g. --set trpo.max_kl=0.02 (repeatable)",
     )
     hosts = train.add_argument_group("several hosts")
-    hosts.add_argument("--nnodes", type=int, default=1, help="hosts taking part (default 1)")
-    hosts.add_argument("--node-rank", type=int, default=0, help="this host's index; 0 runs the agent")
+    hosts.add_argument("--nnodes", type=_count(1), default=1, help="hosts taking part (default 1)")
+    hosts.add_argument("--node-rank", type=_count(0), default=0, help="this host's index; 0 runs the agent")
     hosts.add_argument("--master-addr", help="address of the host with --node-rank 0")
     hosts.add_argument(
         "--master-port",
-        type=int,
+        type=_count(1, 65535),
         help="its rendezvous port across hosts (default 29500; one host meets in a private file store, with no port)",
     )
     hosts.add_argument(
@@ -279,16 +321,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     test.add_argument("--run", required=True, metavar="RUN_DIR", help="a run directory written by train")
     test.add_argument("--checkpoint", help="checkpoint file (default RUN_DIR/checkpoints/latest.pt)")
-    test.add_argument("--tasks", type=int, help="number of held-out tasks (default meta_test.num_tasks)")
+    test.add_argument("--tasks", type=_count(1), help="number of held-out tasks (default meta_test.num_tasks)")
     test.add_argument(
         "--steps",
-        type=int,
+        type=_count(0),
         help="MAML: inner steps to evaluate after (default meta_test.num_steps); "
         "MLSH: master-adaptation iterations (default mlsh.adaptation_iterations)",
     )
-    test.add_argument("--seed", type=int, help="held-out task seed (default meta_test.seed of the run's spec)")
+    test.add_argument("--seed", type=_count(0), help="held-out task seed (default meta_test.seed of the run's spec)")
     test.add_argument("--paper-protocol", action="store_true", help="inner lr alpha for step 1, alpha/2 after")
-    test.add_argument("--observers", type=int, help="observer processes (default sampler.observers of the run)")
+    test.add_argument(
+        "--observers", type=_count(0, MAX_OBSERVERS), help="observer processes (default sampler.observers of the run)"
+    )
     test.add_argument(
         "--out",
         help="JSON output path (default RUN_DIR/meta_test.json, MLSH: RUN_DIR/adaptation.json; "
@@ -320,26 +364,44 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _positive(name: str, value: int | None) -> None:
-    if value is not None and value < 1:
-        raise SystemExit(f"launch.py: {name} must be a positive integer, got {value}")
+def _count(minimum: int, maximum: int | None = None):
+    """An argparse type: an integer in [minimum, maximum]; argparse reports a bad one with exit code 2."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if value < minimum or (maximum is not None and value > maximum):
+            upper = f" and at most {maximum}" if maximum is not None else ""
+            raise argparse.ArgumentTypeError(f"expected an integer of at least {minimum}{upper}, got {value}")
+        return value
+
+    return parse
 
 
 def main(argv: list[str] | None = None) -> int:
+    from dh_maml.checkpoint import CheckpointError
+    from dh_maml.metrics import MetricsError
     from dh_maml.plots import PlotError
+    from dh_maml.run_dir import RunDirError
     from dh_maml.runtime import WorldError, keep_freed_memory
     from dh_maml.spec import SpecError
 
     args = build_parser().parse_args(argv)
     keep_freed_memory()
-    for flag in ("iterations", "tasks", "nnodes"):
-        _positive(f"--{flag}", getattr(args, flag, None))
-    for flag in ("steps", "observers", "node_rank"):
-        if getattr(args, flag, None) is not None and getattr(args, flag) < 0:
-            raise SystemExit(f"launch.py: --{flag.replace('_', '-')} must be >= 0, got {getattr(args, flag)}")
     try:
         return args.func(args)
-    except (SpecError, FileNotFoundError, UsageError, WorldError, PlotError) as exc:
+    except (
+        SpecError,
+        FileNotFoundError,
+        UsageError,
+        WorldError,
+        PlotError,
+        RunDirError,
+        CheckpointError,
+        MetricsError,
+    ) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import math
+import re
 import types
 import typing
 from collections.abc import Iterable, Mapping
@@ -32,6 +33,10 @@ def bounds(lo: float | None = None, hi: float | None = None, *, lo_open: bool = 
 
 def one_of(*values: str) -> dict:
     return {"choices": values}
+
+
+def matching(pattern: str, described: str) -> dict:
+    return {"pattern": pattern, "described": described}
 
 
 _TYPE_NAMES = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}
@@ -98,14 +103,17 @@ def _convert(value: Any, tp: Any, path: str, problems: list[str]) -> Any:
 
 
 def _check_range(value: Any, meta: Mapping[str, Any], path: str, problems: list[str]) -> None:
+    """A list's items are each checked against the field's bounds or choices."""
     if value is None:
         return
-    if "choices" in meta and isinstance(value, list):
-        if not value:
-            problems.append(f"{path}: expected a non-empty list of {', '.join(meta['choices'])}, got []")
+    if isinstance(value, list):
+        if not value and meta:
+            problems.append(f"{path}: expected a non-empty list, got []")
         for i, item in enumerate(value):
             _check_range(item, meta, f"{path}[{i}]", problems)
         return
+    if "pattern" in meta and not re.fullmatch(meta["pattern"], value):
+        problems.append(f"{path}: expected {meta['described']}, got {value!r}")
     if "choices" in meta and value not in meta["choices"]:
         problems.append(f"{path}: expected one of {', '.join(map(str, meta['choices']))}, got {value!r}")
     lo, hi = meta.get("lo"), meta.get("hi")
@@ -119,7 +127,10 @@ def _check_range(value: Any, meta: Mapping[str, Any], path: str, problems: list[
 def unknown_key_message(path: str, key: str, valid: Iterable[str], what: str = "key") -> str:
     valid = list(valid)
     close = difflib.get_close_matches(key, valid, n=1)
-    hint = f"did you mean '{close[0]}'?" if close else f"valid {what}s: {', '.join(valid)}"
+    if close:
+        hint = f"did you mean '{close[0]}'?"
+    else:
+        hint = f"valid {what}s: {', '.join(valid)}" if valid else f"this takes no {what}s"
     return f"{path}: unknown {what} '{key}' ({hint})"
 
 

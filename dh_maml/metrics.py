@@ -9,6 +9,7 @@ Every backend uses the record's ``iteration`` as its step.
 from __future__ import annotations
 
 import json
+import os
 import queue
 import sys
 import threading
@@ -51,18 +52,37 @@ class TensorBoardBackend:
         self._writer.close()
 
 
+class MetricsError(ValueError):
+    """A metrics backend that cannot start; the message says what to change."""
+
+
 class WandbBackend:
-    def __init__(self, run_dir: Path, project: str, mode: str, name: str, config: dict[str, Any]):
+    def __init__(self, run_dir: Path, wandb_spec: Any, name: str, config: dict[str, Any]):
         try:
             import wandb
-        except ImportError as exc:
-            raise RuntimeError(
+        except ImportError:
+            raise MetricsError(
                 "metrics.wandb.enabled is true but wandb is not installed: "
                 "pip install -e '.[wandb]' or set metrics.wandb.enabled=false"
-            ) from exc
-        self._run = wandb.init(
-            project=project, mode=mode, name=name, dir=str(run_dir), config=config, reinit="create_new"
-        )
+            ) from None
+        chosen = {
+            "project": wandb_spec.project or os.environ.get("WANDB_PROJECT") or "dh-maml",
+            "entity": wandb_spec.entity,
+            "mode": wandb_spec.mode,
+        }
+        try:
+            self._run = wandb.init(
+                name=name,
+                dir=str(run_dir),
+                config=config,
+                reinit="create_new",
+                **{k: v for k, v in chosen.items() if v is not None},
+            )
+        except Exception as exc:  # wandb's own errors (no API key, no network, bad entity) vary by version
+            raise MetricsError(
+                f"metrics.wandb: wandb could not start ({type(exc).__name__}: {str(exc).strip()[:300]}); log in "
+                "with `wandb login`, or run it with WANDB_MODE=offline (or metrics.wandb.mode=offline)"
+            ) from None
 
     def write(self, record: dict[str, Any], step: int) -> None:
         self._run.log({k: v for k, v in record.items() if k != "iteration"}, step=step)
@@ -125,13 +145,10 @@ def open_sink(run_dir: Path, spec, resume_at: int | None = None) -> MetricsSink:
     """
     run_dir.mkdir(parents=True, exist_ok=True)
     purge = None if resume_at is None else resume_at + 1
-    backends: list[Backend] = [
-        JsonlBackend(run_dir / "metrics.jsonl"),
-        TensorBoardBackend(run_dir / "tensorboard", purge),
-    ]
     wb = spec.metrics.wandb
-    if wb.enabled:
-        backends.append(
-            WandbBackend(run_dir, wb.project, wb.mode, f"{spec.experiment.name}/{run_dir.name}", spec.to_dict())
-        )
+    # wandb first: the one that can fail at start, before anything else is written
+    backends: list[Backend] = (
+        [WandbBackend(run_dir, wb, f"{spec.experiment.name}/{run_dir.name}", spec.to_dict())] if wb.enabled else []
+    )
+    backends += [JsonlBackend(run_dir / "metrics.jsonl"), TensorBoardBackend(run_dir / "tensorboard", purge)]
     return MetricsSink(backends, spec.metrics.queue_size)

@@ -1,14 +1,70 @@
-"""Run directories: runs/<experiment>/<timestamp>/ with the resolved spec, metrics, checkpoints, results."""
+"""Run directories: runs/<experiment>/<timestamp>/ with the resolved spec, metrics, checkpoints, results.
+
+A run directory belongs to one run: a new run refuses a directory that already holds files, and the
+process that trains into a directory holds a lock on it, so a second process (a reused ``--run-dir``,
+a ``--resume`` of a run still training) is refused instead of interleaving its records and overwriting
+the checkpoint.
+"""
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
 
+from dh_maml.config import SpecError
 from dh_maml.spec import Spec, spec_from_dict
+
+LOCK_NAME = ".lock"
+
+
+class RunDirError(ValueError):
+    """A run directory that cannot be used as asked; the message names the flag and what to do."""
+
+
+@dataclass
+class RunLock:
+    """An exclusive lock on a run directory, held until this process ends (or ``release``)."""
+
+    path: Path
+    fd: int
+
+    def release(self) -> None:
+        os.close(self.fd)
+
+
+def claim_run_dir(run_dir: Path, resuming: bool) -> RunLock:
+    """Create (a new run) or open (``resuming``) a run directory and lock it for this process."""
+    flag = "--resume" if resuming else "--run-dir"
+    if run_dir.exists() and not run_dir.is_dir():
+        raise RunDirError(f"{flag} {run_dir}: is a file, not a directory")
+    if not resuming and run_dir.is_dir() and any(run_dir.iterdir()):
+        raise RunDirError(
+            f"--run-dir {run_dir}: already holds files, and a run directory belongs to one run; continue that "
+            f"run with --resume {run_dir}, or give a new directory (without --run-dir each run gets its own)"
+        )
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(run_dir / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:
+        raise RunDirError(f"{flag} {run_dir}: cannot write there ({exc.strerror or exc})") from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.read(fd, 32).decode(errors="replace").strip() or "unknown"
+        os.close(fd)
+        raise RunDirError(
+            f"{flag} {run_dir}: another DH-MAML process (pid {holder}) is training into it; wait for it to end "
+            "or stop it first"
+        ) from None
+    os.ftruncate(fd, 0)
+    os.write(fd, str(os.getpid()).encode())
+    return RunLock(run_dir / LOCK_NAME, fd)
 
 
 def new_run_dir(spec: Spec, root: str | Path = "runs") -> Path:
@@ -29,24 +85,40 @@ def write_spec(spec: Spec, run_dir: Path) -> Path:
 
 
 def read_run_spec(run_dir: str | Path) -> Spec:
+    """The spec a run was started with; a missing, empty or damaged one is a ``SpecError`` that says so."""
     path = Path(run_dir) / "spec.yaml"
     if not path.is_file():
         raise FileNotFoundError(f"'{run_dir}' is not a run directory (no spec.yaml in it)")
-    return spec_from_dict(yaml.safe_load(path.read_text()), source=str(path))
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise SpecError([f"the run's spec.yaml is damaged ({str(exc).splitlines()[0][:200]})"], str(path)) from None
+    if not isinstance(data, dict) or not data:
+        raise SpecError(["the run's spec.yaml is empty or not a mapping of sections: the file is damaged"], str(path))
+    return spec_from_dict(data, source=str(path))
 
 
 def checkpoint_path(run_dir: str | Path) -> Path:
     return Path(run_dir) / "checkpoints" / "latest.pt"
 
 
+def _iteration_of(line: str) -> int | None:
+    """The iteration of a metrics line; None for a blank or broken one (a crash's cut-off last line)."""
+    try:
+        record = json.loads(line)
+    except json.JSONDecodeError:
+        return None
+    return int(record.get("iteration", 0)) if isinstance(record, dict) else None
+
+
 def truncate_metrics(run_dir: str | Path, iteration: int) -> int:
-    """Drop metrics records after ``iteration`` (logged after the checkpoint a resume starts from), atomically;
-    returns how many were dropped."""
+    """Drop metrics records after ``iteration`` (logged after the checkpoint a resume starts from) and any
+    broken line, atomically; returns how many were dropped."""
     path = Path(run_dir) / "metrics.jsonl"
     if not path.is_file():
         return 0
-    lines = path.read_text().splitlines(keepends=True)
-    kept = [line for line in lines if line.strip() and json.loads(line).get("iteration", 0) <= iteration]
+    lines = path.read_text(errors="replace").splitlines(keepends=True)
+    kept = [line for line in lines if _iteration_of(line) is not None and _iteration_of(line) <= iteration]
     if len(kept) != len(lines):
         tmp = path.with_suffix(".jsonl.tmp")
         tmp.write_text("".join(kept))

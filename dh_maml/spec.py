@@ -16,16 +16,25 @@ from typing import Any
 import yaml
 
 from dh_maml import algorithms
-from dh_maml.config import SpecError, bounds, build_dataclass, one_of, unknown_key_message
+from dh_maml.config import SpecError, bounds, build_dataclass, matching, one_of, unknown_key_message
 from dh_maml.envs import validate_env_spec
+
+MAX_SEED = 2**32 - 1  # what numpy's and torch's generators take from one integer
+WEEK_S = 7 * 24 * 3600.0  # the longest timeout
 
 
 @dataclass
 class ExperimentSpec:
-    name: str = "experiment"
+    # a folder name under runs/: letters, digits, '.', '_' and '-'
+    name: str = field(
+        default="experiment",
+        metadata=matching(
+            r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}", "a name of letters, digits, '.', '_' and '-' (at most 100)"
+        ),
+    )
     algorithm: str = "maml-trpo"  # a name in dh_maml.algorithms
-    seed: int = field(default=0, metadata=bounds(0))
-    iterations: int = field(default=50, metadata=bounds(1))
+    seed: int = field(default=0, metadata=bounds(0, MAX_SEED))
+    iterations: int = field(default=50, metadata=bounds(1, 10**9))
     device: str = field(default="cpu", metadata=one_of("cpu", "cuda"))
     learner_threads: int = field(default=2, metadata=bounds(1))  # the TRPO step's work runs in this many parts
 
@@ -39,7 +48,7 @@ class EnvSpec:
 
 @dataclass
 class PolicySpec:
-    hidden_sizes: list[int] = field(default_factory=lambda: [64, 64])
+    hidden_sizes: list[int] = field(default_factory=lambda: [64, 64], metadata=bounds(1, 65536))
     nonlinearity: str = field(default="tanh", metadata=one_of("tanh", "relu"))
     init_std: float = field(default=1.0, metadata=bounds(0.0, lo_open=True))
     min_std: float = field(default=1e-6, metadata=bounds(0.0, lo_open=True))
@@ -47,8 +56,8 @@ class PolicySpec:
 
 @dataclass
 class MAMLSpec:
-    meta_batch_size: int = field(default=20, metadata=bounds(1))
-    fast_batch_size: int = field(default=20, metadata=bounds(1))
+    meta_batch_size: int = field(default=20, metadata=bounds(1, 100_000))
+    fast_batch_size: int = field(default=20, metadata=bounds(1, 100_000))
     fast_lr: float = field(default=0.1, metadata=bounds(0.0, lo_open=True))
     num_steps: int = field(default=1, metadata=bounds(1))
     first_order: bool = False
@@ -72,12 +81,14 @@ class TRPOSpec:
 
 @dataclass
 class SamplerSpec:
-    observers: int = field(default=2, metadata=bounds(0))  # per host; 0 samples in the learner's process
+    observers: int = field(default=2, metadata=bounds(0, 256))  # per host; 0 samples in the learner's process
     torch_threads: int = field(default=1, metadata=bounds(1))  # per observer
-    timeout_s: float = field(default=600.0, metadata=bounds(0.0, lo_open=True))  # one RPC call, then dropped
+    timeout_s: float = field(default=600.0, metadata=bounds(0.0, WEEK_S, lo_open=True))  # one RPC call, then dropped
     # how long every process waits for the whole world to join before it gives up
-    rendezvous_timeout_s: float = field(default=300.0, metadata=bounds(0.0, lo_open=True))
-    idle_exit_s: float = field(default=1800.0, metadata=bounds(0.0, lo_open=True))  # observer alone this long exits
+    rendezvous_timeout_s: float = field(default=300.0, metadata=bounds(0.0, WEEK_S, lo_open=True))
+    idle_exit_s: float = field(
+        default=1800.0, metadata=bounds(0.0, WEEK_S, lo_open=True)
+    )  # observer alone this long exits
 
 
 @dataclass
@@ -128,9 +139,13 @@ class NetworkSpec:
 
 @dataclass
 class WandbSpec:
+    """Unset (null) values leave wandb to its own environment variables (WANDB_PROJECT, WANDB_ENTITY,
+    WANDB_MODE); the project is ``dh-maml`` when neither says."""
+
     enabled: bool = False
-    project: str = "dh-maml"
-    mode: str = field(default="online", metadata=one_of("online", "offline", "disabled"))
+    project: str | None = None
+    entity: str | None = None
+    mode: str | None = field(default=None, metadata=one_of("online", "offline", "disabled"))
 
 
 @dataclass
@@ -149,7 +164,7 @@ class MetaTestSpec:
     every: int = field(default=0, metadata=bounds(0))
     num_tasks: int = field(default=100, metadata=bounds(1))
     num_steps: int = field(default=3, metadata=bounds(0))
-    seed: int = field(default=10_000, metadata=bounds(0))
+    seed: int = field(default=10_000, metadata=bounds(0, MAX_SEED))
     paper_protocol: bool = False
 
 
@@ -204,7 +219,11 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise SpecError([f"spec file '{path}' does not exist (expected a YAML file, e.g. specs/navigation-2d.yaml)"])
     try:
-        data = yaml.safe_load(path.read_text())
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SpecError([f"cannot read it as a UTF-8 text file ({exc})"], source=str(path)) from None
+    try:
+        data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -240,14 +259,24 @@ def spec_from_dict(data: Mapping[str, Any], source: str | None = None) -> Spec:
 def load_spec(path: str | Path | None = None, overrides: Iterable[str] = ()) -> Spec:
     """Defaults < YAML file < ``--set`` overrides."""
     data: dict[str, Any] = read_yaml(path) if path is not None else {}
+    overrides = list(overrides)
     for text in overrides:
         data = _merge(data, parse_override(text))
-    return spec_from_dict(data, source=str(path) if path is not None else None)
+    return spec_from_dict(data, source=_source(path, overrides))
+
+
+def _source(path: str | Path | None, overrides: list[str]) -> str | None:
+    """Where a spec's values came from, for its errors: the file, the ``--set`` flags, or both."""
+    flags = " ".join(f"--set {text}" for text in overrides)
+    if path is None:
+        return flags or None
+    return f"{path} with {flags}" if flags else str(path)
 
 
 def with_overrides(spec: Spec, overrides: Iterable[str]) -> Spec:
     """A validated copy of ``spec`` with ``--set`` overrides applied (used when resuming a run)."""
     data = spec.to_dict()
+    overrides = list(overrides)
     for text in overrides:
         data = _merge(data, parse_override(text))
-    return spec_from_dict(data)
+    return spec_from_dict(data, source=_source(None, overrides))

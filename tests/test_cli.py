@@ -147,3 +147,17 @@ def test_show_spec_prints_the_resolved_spec():
     assert shown["sampler"]["rendezvous_timeout_s"] == 300.0  # defaults the YAML file leaves out
     proc = launch("show-spec", ROOT / "specs/navigation-2d.yaml", "--set", "trpo.max_kl=.nan", check=False)
     assert proc.returncode == 2 and "trpo.max_kl: expected a finite number, got nan" in proc.stderr
+
+
+def test_the_console_script_is_the_same_command_line():
+    script = Path(sys.executable).with_name("dh-maml")
+    proc = subprocess.run([str(script), "--version"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and proc.stdout.startswith("dh-maml 0.") and "0." in proc.stdout
+    proc = subprocess.run(
+        [str(script), "check-spec", str(ROOT / "specs/navigation-2d.yaml")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd="/",
+    )
+    assert proc.returncode == 0 and "ok" in proc.stdout, proc.stderr

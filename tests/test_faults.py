@@ -70,8 +70,10 @@ def spawned_children(pid: int) -> list[int]:
     return found
 
 
-@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGKILL])
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGKILL, signal.SIGINT])
 def test_a_launcher_killed_while_observers_start_leaves_no_process(tmp_path, launcher, signum):
+    """SIGTERM and SIGKILL to the launcher alone, as a scheduler would; SIGINT to the whole process group,
+    as a terminal's Ctrl-C does (the observers get it too, which is no observer failure)."""
     launch = launcher("train", "--spec", NAV, "--iterations", 200, "--run-dir", tmp_path / "run", *SMALL)
     deadline = time.monotonic() + 120
     while not spawned_children(launch.proc.pid):
@@ -83,10 +85,14 @@ def test_a_launcher_killed_while_observers_start_leaves_no_process(tmp_path, lau
         seen.update(descendants(launch.proc.pid))
         time.sleep(0.02)
     seen.update(descendants(launch.proc.pid))
-    launch.proc.send_signal(signum)  # the launcher only, as a scheduler or the OOM killer would
+    if signum == signal.SIGINT:
+        os.killpg(launch.proc.pid, signum)
+    else:
+        launch.proc.send_signal(signum)
     code, _, err = launch.wait(timeout=60)
-    if signum == signal.SIGTERM:
-        assert code == 128 + signum and "stopped by SIGTERM before training started" in err, err
+    if signum != signal.SIGKILL:
+        name = signal.Signals(signum).name
+        assert code == 128 + signum and f"stopped by {name} before training started" in err, err
     deadline = time.monotonic() + 30
     while any(alive(pid) for pid in seen) and time.monotonic() < deadline:
         time.sleep(0.2)

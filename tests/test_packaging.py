@@ -74,7 +74,7 @@ def test_dockerfile_is_lint_clean_and_follows_the_rules():
     lint = subprocess.run([tool("hadolint"), "--no-color", str(ROOT / "Dockerfile")], capture_output=True, text=True)
     assert lint.returncode == 0, lint.stdout + lint.stderr
     text = (ROOT / "Dockerfile").read_text()
-    base = re.search(r"^FROM pytorch/pytorch:(\d+\.\d+\.\d+)-cuda[\d.]+-cudnn\d+-runtime$", text, re.M)
+    base = re.search(r"^FROM docker\.io/pytorch/pytorch:(\d+\.\d+\.\d+)-cuda[\d.]+-cudnn\d+-runtime$", text, re.M)
     assert base, "the base must be a pinned official CUDA build of PyTorch"
     torch_bound = requirements(pyproject()["dependencies"])["torch"].specifier
     assert torch_bound.contains(base.group(1))
@@ -85,6 +85,26 @@ def test_dockerfile_is_lint_clean_and_follows_the_rules():
     # The image installs the way the README's `make` does: through install.sh.
     assert re.search(r"^RUN .*\./install\.sh ", text, re.M)
     assert "./install.sh $(VENV)" in (ROOT / "Makefile").read_text()
+
+
+def test_the_image_run_folder_exists_for_its_user_and_dependencies_come_before_the_code():
+    """Read from the Dockerfile's instructions, since no engine runs here."""
+    text = (ROOT / "Dockerfile").read_text().replace("\\\n", " ")
+    lines = [line.strip() for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+    user = re.search(r"useradd .*--uid (\d+) .*?(\w+)\s+&&", text)
+    assert user, "the image creates its own user"
+    uid, name = user.groups()
+    (volume,) = re.findall(r'^VOLUME \["(\S+)"\]', text, re.M)
+    made = re.search(rf"install -d -o {name} -g {name} [^\n]*(?<!\S){re.escape(volume)}(?!\S)", text)
+    assert made, f"{volume} is created and owned by {name} before it becomes a volume"
+    assert made.start() < re.search(r"^VOLUME ", text, re.M).start()
+    assert re.findall(r"^USER (\d+):", text, re.M)[-1] == uid
+    deps = next(i for i, line in enumerate(lines) if re.match(r"RUN .*pip install .*-r docker/constraints\.txt", line))
+    first_code = next(i for i, line in enumerate(lines) if re.match(r"COPY .*\b(dh_maml|README\.md)\b", line))
+    assert deps < first_code, "the dependency layer must not depend on the code or the README"
+    assert [line for line in lines[:deps] if line.startswith("COPY")] == [
+        "COPY --chown=dhmaml:dhmaml docker/constraints.txt docker/"
+    ]
 
 
 def test_compose_file_is_valid_and_describes_one_world():
@@ -105,6 +125,7 @@ def test_compose_file_is_valid_and_describes_one_world():
         assert compose["networks"][network]["internal"] is True  # the trusted network reaches nothing else
         assert service["init"] is True and service["shm_size"]
         command = service["command"]
+        assert "--run-dir" not in command, "a fixed --run-dir would make every `compose up` reuse one run's folder"
         assert (
             command[command.index("--observers") + 1]
             == services[agent]["command"][services[agent]["command"].index("--observers") + 1]
