@@ -112,14 +112,14 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     import torch
 
-    from agents.processes import run_agent, start_observers, stop_processes
-    from agents.progress import shell_command
-    from agents.training import LAUNCH, train
+    from dh_maml.agents.processes import run_agent, start_observers, stop_processes
+    from dh_maml.agents.progress import shell_command
+    from dh_maml.agents.training import LAUNCH, train
     from dh_maml.checkpoint import restore
     from dh_maml.metrics import open_sink
+    from dh_maml.observers.service import serve
     from dh_maml.run_dir import claim_run_dir, truncate_metrics, write_spec
     from dh_maml.runtime import host_world, torchrun_multi_host, torchrun_world
-    from observers.service import serve
 
     if args.node_rank >= args.nnodes:
         raise UsageError(f"--node-rank {args.node_rank}: must be below --nnodes {args.nnodes}")
@@ -189,8 +189,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_test(args: argparse.Namespace) -> int:
     import torch
 
-    from agents.processes import run_agent
-    from agents.training import evaluate
+    from dh_maml.agents.processes import run_agent
+    from dh_maml.agents.training import evaluate
     from dh_maml.algorithms import EvaluationSettings
     from dh_maml.checkpoint import load_checkpoint, restore
     from dh_maml.run_dir import checkpoint_path, read_run_spec

@@ -59,17 +59,17 @@ class RemoteObserver:
         return bridge(rpc.rpc_async(self.name, fn, args=args, timeout=timeout_s or self.timeout_s))
 
     def configure(self, spec_dict: dict) -> asyncio.Future:
-        from observers import service
+        from dh_maml.observers import service
 
         return self._rpc(service.configure, (spec_dict,), None)
 
     def run(self, entry: Callable[..., Any], *args: Any) -> asyncio.Future:
-        from observers import service
+        from dh_maml.observers import service
 
         return self._rpc(service.work, (entry, *args), None)
 
     def stop(self, graceful: bool, timeout_s: float) -> asyncio.Future:
-        from observers import service
+        from dh_maml.observers import service
 
         return self._rpc(service.stop, (graceful,), timeout_s)
 

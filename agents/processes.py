@@ -12,15 +12,15 @@ import threading
 import time
 from collections.abc import Awaitable, Callable
 
-from agents.agent import Agent, Trainer
-from agents.handles import LocalObserver, RemoteObserver
+from dh_maml.agents.agent import Agent, Trainer
+from dh_maml.agents.handles import LocalObserver, RemoteObserver
 from dh_maml.runtime import WorldConfig, join, leave, remove_store_dir
 
 
 def start_observers(world: WorldConfig, ranks: range) -> list[mp.Process]:
     """One spawned process per rank (spawn, not fork: a forked torch runtime is not safe); each exits as
     soon as it finds this process gone."""
-    from observers.service import serve
+    from dh_maml.observers.service import serve
 
     ctx = mp.get_context("spawn")
     procs = []

@@ -12,8 +12,8 @@ import signal
 import sys
 from pathlib import Path
 
-from agents.agent import Agent, NoObserversLeft
-from agents.progress import Progress, shell_command
+from dh_maml.agents.agent import Agent, NoObserversLeft
+from dh_maml.agents.progress import Progress, shell_command
 from dh_maml.algorithms import Algorithm, Evaluation, EvaluationSettings
 from dh_maml.checkpoint import save_checkpoint
 from dh_maml.metrics import MetricsSink

@@ -5,7 +5,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from agents.agent import Agent
+from dh_maml.agents.agent import Agent
 from dh_maml.runtime import Timed
 
 

@@ -2,6 +2,8 @@
 arrows point down only, the processes are blind to which algorithm runs, and RPC stays in its module."""
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -38,12 +40,24 @@ def offenders(paths: list[Path], forbidden: tuple[str, ...]) -> list[str]:
     ]
 
 
+PROCESSES = ("dh_maml.agents", "dh_maml.observers", "agents", "observers")
+
+
 def test_the_library_imports_no_process():
-    assert offenders(sources("dh_maml"), ("agents", "observers")) == []
+    assert offenders(sources("dh_maml"), PROCESSES) == []
 
 
 def test_observers_never_import_the_agent():
-    assert offenders(sources("observers"), ("agents",)) == []
+    assert offenders(sources("observers"), ("dh_maml.agents", "agents")) == []
+
+
+def test_the_processes_install_under_the_project_name_only(tmp_path):
+    """No top-level ``agents`` or ``observers`` module (they would shadow, or be shadowed by, other packages)."""
+    probe = "import importlib.util as u; print([u.find_spec(n) is not None for n in ARGS])".replace(
+        "ARGS", repr(["agents", "observers", "dh_maml.agents", "dh_maml.observers", "launch"])
+    )
+    found = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, capture_output=True, text=True, check=True)
+    assert found.stdout.strip() == "[False, False, True, True, True]"
 
 
 @pytest.mark.parametrize("part", ["launch.py", "agents", "observers", "dh_maml/plots.py", "dh_maml/in_process.py"])
