@@ -44,12 +44,28 @@ async def train(agent: Agent, algorithm: Algorithm, run_dir: Path, sink: Metrics
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, on_signal, signum)
     snapshot = trainer.state_dict()
+    saved = [snapshot["iteration"]] if ckpt.is_file() else []  # the iteration the checkpoint on disk holds
+    resume = shell_command("python", LAUNCH, "train", "--resume", run_dir)
+
+    def save(state: dict) -> None:
+        save_checkpoint(state, ckpt)
+        saved[:] = [state["iteration"]]
 
     def save_now(reason: str) -> None:
-        save_checkpoint(snapshot, ckpt)
+        """The last state, saved; when even that fails (a full disk), say what the disk still holds."""
+        try:
+            save(snapshot)
+        except OSError as exc:
+            held = f"{ckpt} still holds iteration {saved[0]}" if saved else "no checkpoint was ever written"
+            tail = f"; continue from it with: {resume}" if saved else ""
+            print(
+                f"{reason}: could not save iteration {snapshot['iteration']} ({exc.strerror or exc}); {held}{tail}",
+                file=sys.stderr,
+                flush=True,
+            )
+            return
         print(
-            f"{reason}: saved iteration {snapshot['iteration']} to {ckpt}; continue with: "
-            f"{shell_command('python', LAUNCH, 'train', '--resume', run_dir)}",
+            f"{reason}: saved iteration {snapshot['iteration']} to {ckpt}; continue with: {resume}",
             file=sys.stderr,
             flush=True,
         )
@@ -71,13 +87,13 @@ async def train(agent: Agent, algorithm: Algorithm, run_dir: Path, sink: Metrics
             sink.log(record)
             progress.update(record)
             if trainer.iteration % spec.checkpoint.every == 0:
-                await loop.run_in_executor(None, save_checkpoint, snapshot, ckpt)
+                await loop.run_in_executor(None, save, snapshot)
             if spec.meta_test.every and trainer.iteration % spec.meta_test.every == 0:
                 result = await evaluate(agent, algorithm)
                 out = run_dir / algorithm.evaluation_name / f"iter_{trainer.iteration:05d}.json"
                 await loop.run_in_executor(None, result.write, out, f"{spec.experiment.name} @ {trainer.iteration}")
                 progress.note(result.note())
-        save_checkpoint(snapshot, ckpt)
+        save(snapshot)
         print(
             f"done: {trainer.iteration} iterations; checkpoint {ckpt}\n"
             f"metrics: {run_dir / 'metrics.jsonl'}\n"
@@ -95,6 +111,10 @@ async def train(agent: Agent, algorithm: Algorithm, run_dir: Path, sink: Metrics
     except NoObserversLeft as exc:
         print(f"error: {exc}", file=sys.stderr)
         save_now("training cannot go on")
+        return 1
+    except OSError as exc:  # the run's files: a full disk, a folder removed or made read-only under it
+        print(f"error: the run could not write {exc.filename or 'its files'} ({exc.strerror or exc})", file=sys.stderr)
+        save_now("training stopped")
         return 1
     except BaseException:
         save_now(f"training failed during iteration {snapshot['iteration'] + 1}")

@@ -130,3 +130,43 @@ def test_a_metrics_backend_that_cannot_start_leaves_nothing_behind(tmp_path, lau
     finished(*train(launcher, "--iterations", 1, "--run-dir", run, "--wandb"))
     assert list((run / "wandb").glob("offline-run-*"))
     assert json.loads((run / "metrics.jsonl").read_text().splitlines()[0])["iteration"] == 1
+
+
+def test_a_run_that_cannot_write_its_checkpoint_stops_with_a_clear_error(tmp_path, launcher):
+    """What a full disk does to the checkpoint, without filling one: its folder replaced by a file."""
+    import shutil
+
+    from conftest import descendants
+
+    run = tmp_path / "run"
+    launch = launcher(
+        "train",
+        "--spec",
+        NAV,
+        "--iterations",
+        500,
+        "--run-dir",
+        run,
+        "--observers",
+        2,
+        "--set",
+        "maml.meta_batch_size=2",
+        "--set",
+        "maml.fast_batch_size=2",
+        "--set",
+        "checkpoint.every=1",
+    )
+    wait_for_iterations(run, 2)
+    family = descendants(launch.proc.pid)
+    shutil.rmtree(run / "checkpoints")
+    (run / "checkpoints").write_text("not a folder")
+    _, err = finished(*launch.wait(timeout=120), expect=1)
+    assert "error: the run could not write" in err
+    assert "training stopped: could not save iteration" in err and "no checkpoint was ever written" not in err
+    assert f"{run / 'checkpoints/latest.pt'} still holds iteration" in err and "--resume" in err
+    time.sleep(1.0)
+    assert [
+        pid
+        for pid in family
+        if os.path.exists(f"/proc/{pid}") and "Z" not in open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0]
+    ] == []
