@@ -13,7 +13,15 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from dh_maml.agents.agent import Agent
+    from dh_maml.algorithms import Algorithm, Trainer
+    from dh_maml.runtime import Network
+    from dh_maml.spec import NetworkSpec, Spec
 
 EXIT_BAD_INPUT = 2
 MAX_OBSERVERS = 256  # per host; the spec's sampler.observers has the same bound
@@ -56,7 +64,7 @@ def _check_device(device: str) -> None:
         )
 
 
-def _resolve_run(args: argparse.Namespace):
+def _resolve_run(args: argparse.Namespace) -> tuple[Spec, Path, dict | None, Path | None]:
     """(spec, run directory, checkpoint state or None, its path or None) for train, from --spec or --resume."""
     from dh_maml.checkpoint import load_checkpoint
     from dh_maml.run_dir import checkpoint_path, new_run_dir, read_run_spec
@@ -92,14 +100,14 @@ def _resolve_run(args: argparse.Namespace):
     return spec, Path(args.run_dir) if args.run_dir else new_run_dir(spec), None, None
 
 
-def _network(net, trusted: bool, multi_host: bool):
+def _network(net: NetworkSpec, trusted: bool, multi_host: bool) -> Network:
     """The spec's ``network`` section, checked for this host."""
     from dh_maml.runtime import Network
 
     return Network.checked(net.interface, net.transports, net.channels, multi_host, trusted)
 
 
-def make_trainer(spec, device: str = "cpu"):
+def make_trainer(spec: Spec, device: str = "cpu") -> tuple[Trainer, Algorithm]:
     """The learner of the spec's ``experiment.algorithm``, and the algorithm's bundle."""
     from dh_maml.algorithms import get_algorithm
 
@@ -207,7 +215,7 @@ def cmd_test(args: argparse.Namespace) -> int:
     restore(trainer, state, saved)
     settings = EvaluationSettings(args.tasks, args.steps, args.seed, True if args.paper_protocol else None)
 
-    async def body(agent) -> int:
+    async def body(agent: Agent) -> int:
         try:
             await agent.configure()
             result = await evaluate(agent, algorithm, settings)
@@ -364,7 +372,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _count(minimum: int, maximum: int | None = None):
+def _count(minimum: int, maximum: int | None = None) -> Callable[[str], int]:
     """An argparse type: an integer in [minimum, maximum]; argparse reports a bad one with exit code 2."""
 
     def parse(text: str) -> int:

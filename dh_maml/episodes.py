@@ -8,6 +8,7 @@ whole-batch tensor operations.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, fields, replace
 
 import torch
@@ -45,7 +46,7 @@ class EpisodeBatch:
         """Mean undiscounted return of each task's episodes, [N]."""
         return self.episode_returns().mean(-1)
 
-    def _map(self, fn) -> EpisodeBatch:
+    def _map(self, fn: Callable[[Tensor], Tensor]) -> EpisodeBatch:
         return replace(
             self, **{f.name: fn(getattr(self, f.name)) for f in fields(self) if getattr(self, f.name) is not None}
         )

@@ -14,7 +14,10 @@ import queue
 import sys
 import threading
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from dh_maml.spec import Spec
 
 _STOP = object()
 
@@ -137,7 +140,7 @@ class MetricsSink:
             backend.close()
 
 
-def open_sink(run_dir: Path, spec, resume_at: int | None = None) -> MetricsSink:
+def open_sink(run_dir: Path, spec: Spec, resume_at: int | None = None) -> MetricsSink:
     """TensorBoard and JSONL in the run directory always; wandb when the spec enables it.
 
     ``resume_at``: the iteration a resumed run continues from; TensorBoard hides

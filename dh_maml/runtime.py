@@ -366,10 +366,9 @@ def keep_freed_memory() -> None:
     """Let this process reuse the memory it frees instead of handing it back to the kernel at once.
 
     The learner's curvature products allocate and free the same megabyte-sized activations thousands of
-    times per TRPO step. In the agent's process glibc served each of them with a fresh mmap whose pages
-    the kernel then faulted in and zeroed: 1.0M page faults in 8 s, 35-45 % of the TRPO threads' time in
-    the kernel, a navigation TRPO step of 2.2 s against 1.4 s with these thresholds. Fixed thresholds
-    (mmap above 32 MiB only, trim above 256 MiB) keep such blocks in the heap. glibc on Linux only.
+    times per TRPO step. glibc served each of them with a fresh mmap whose pages the kernel then faulted
+    in and zeroed, a large share of the TRPO step (measured in docs/results.md). Fixed thresholds (mmap
+    above 32 MiB only, trim above 256 MiB) keep such blocks in the heap. glibc on Linux only.
     """
     if not sys.platform.startswith("linux"):
         return

@@ -129,7 +129,7 @@ class NetworkSpec:
 
     ``transports`` defaults to TCP (``uv``) alone: the shared-memory transport's
     reactor busy-polls, which took a third of each core from the learner and the
-    observers on a 2-core host (see the README's speed section).
+    observers on a 2-core host (docs/results.md).
     """
 
     interface: str = "lo"  # TP_SOCKET_IFNAME; anything but loopback also needs --trust-network

@@ -6,9 +6,13 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
+
+if TYPE_CHECKING:
+    from dh_maml.spec import TRPOSpec
 
 
 def flat(tensors: Sequence[Tensor]) -> Tensor:
@@ -90,7 +94,7 @@ def trpo_step(
     product: Callable[[Tensor], Tensor],
     old: Tensor,
     evaluate: Callable[[Tensor], tuple[float, float]],
-    trpo_spec,
+    trpo_spec: TRPOSpec,
 ) -> tuple[Tensor, TRPOStats]:
     """Natural-gradient step scaled to ``max_kl`` from the flat parameters ``old``; returns the new ones.
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from dh_maml.config import SpecError, build_dataclass, unknown_key_message
 from dh_maml.envs.bandit import BernoulliBandit
 from dh_maml.envs.base import TaskFamily, TaskVectorEnv, VectorEnvCache
@@ -10,6 +12,9 @@ from dh_maml.envs.movement_bandits import MovementBandits
 from dh_maml.envs.mujoco import AntDir, AntGoal, AntVel, HalfCheetahDir, HalfCheetahVel
 from dh_maml.envs.navigation import Navigation2D
 from dh_maml.envs.tabular import TabularMDP
+
+if TYPE_CHECKING:
+    from dh_maml.spec import EnvSpec
 
 FAMILIES: dict[str, type[TaskFamily]] = {
     cls.name: cls
@@ -32,7 +37,7 @@ FAMILIES: dict[str, type[TaskFamily]] = {
 __all__ = ["FAMILIES", "TaskFamily", "TaskVectorEnv", "VectorEnvCache", "make_family", "validate_env_spec"]
 
 
-def _family_options(env_spec, problems: list[str]):
+def _family_options(env_spec: EnvSpec, problems: list[str]) -> tuple[type[TaskFamily] | None, Any]:
     cls = FAMILIES.get(env_spec.family)
     if cls is None:
         problems.append(unknown_key_message("env.family", env_spec.family, FAMILIES, what="family"))
@@ -40,14 +45,14 @@ def _family_options(env_spec, problems: list[str]):
     return cls, build_dataclass(cls.Options, env_spec.options, "env.options", problems)
 
 
-def validate_env_spec(env_spec) -> list[str]:
+def validate_env_spec(env_spec: EnvSpec) -> list[str]:
     """Problems with ``env.family`` and ``env.options`` (empty when valid)."""
     problems: list[str] = []
     _family_options(env_spec, problems)
     return problems
 
 
-def make_family(env_spec) -> TaskFamily:
+def make_family(env_spec: EnvSpec) -> TaskFamily:
     problems: list[str] = []
     cls, options = _family_options(env_spec, problems)
     if problems:

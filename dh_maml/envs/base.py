@@ -93,7 +93,7 @@ class ArrayVectorEnv(TaskVectorEnv):
     def _step_envs(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Advance every sub-env; return (rewards, terminated)."""
 
-    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict]:
         super().reset(seed=seed)
         if self._tasks is None:
             raise RuntimeError("call set_tasks(...) or reset_task(...) before reset()")
@@ -105,7 +105,7 @@ class ArrayVectorEnv(TaskVectorEnv):
         self._needs_reset[:] = False
         return self._observe(), {}
 
-    def step(self, actions):
+    def step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict]:
         actions = np.asarray(actions)
         restart = np.flatnonzero(self._needs_reset)
         rewards, terminated = self._step_envs(actions)

@@ -87,7 +87,7 @@ class TwoGoalsEnv(MiniGridEnv):
         self.place_agent()
         self.mission = "reach the goal that pays"
 
-    def step(self, action: int):
+    def step(self, action: int) -> tuple[Any, float, bool, bool, dict]:
         if self.task is None:
             raise RuntimeError("TwoGoalsEnv: call reset_task(task) before step()")
         obs, reward, terminated, truncated, info = super().step(action)

@@ -79,7 +79,7 @@ class MujocoVectorEnv(ArrayVectorEnv):
             gym.spaces.Box(low, high, dtype=np.float32),
         )
 
-    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict]:
         if seed is not None or self._rngs is None:
             self._rngs = [
                 gym.utils.seeding.np_random(None if seed is None else seed + i)[0] for i in range(self.num_envs)

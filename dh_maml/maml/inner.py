@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -19,6 +20,9 @@ from dh_maml.baseline import LinearFeatureBaseline, advantages
 from dh_maml.episodes import EpisodeBatch, masked_mean
 from dh_maml.policies import Params, Policy
 from dh_maml.sampling import Sampler
+
+if TYPE_CHECKING:
+    from dh_maml.spec import MAMLSpec
 
 
 @dataclass
@@ -89,7 +93,7 @@ def adapt(
     return params, first_losses
 
 
-def with_advantages(batch: EpisodeBatch, baseline: LinearFeatureBaseline, maml_spec) -> EpisodeBatch:
+def with_advantages(batch: EpisodeBatch, baseline: LinearFeatureBaseline, maml_spec: MAMLSpec) -> EpisodeBatch:
     batch.advantages = advantages(
         batch, baseline, maml_spec.gamma, maml_spec.gae_lambda, maml_spec.normalize_advantages
     )
@@ -100,7 +104,7 @@ def adaptation_batches(
     sampler: Sampler,
     params: Params,
     tasks: Sequence,
-    maml_spec,
+    maml_spec: MAMLSpec,
     lrs: Sequence[float],
     seed: int,
     baseline: LinearFeatureBaseline,
@@ -127,7 +131,7 @@ def sample_group(
     params: Params,
     tasks: Sequence,
     task_ids: Sequence[int],
-    maml_spec,
+    maml_spec: MAMLSpec,
     baseline: LinearFeatureBaseline,
     seed: int,
     version: int = 0,

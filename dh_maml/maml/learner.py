@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -24,6 +25,9 @@ from dh_maml.maml.reference import AutogradBlock
 from dh_maml.maml.task_terms import FlatBatch, ParamLayout, TaskBlock, Values, fast_path_unsupported
 from dh_maml.policies import Policy
 from dh_maml.trpo import TRPOStats, flat, trpo_step
+
+if TYPE_CHECKING:
+    from dh_maml.spec import MAMLSpec, TRPOSpec
 
 
 @dataclass
@@ -59,17 +63,14 @@ class MAMLTRPO:
     Each arriving group becomes blocks of at most ``BLOCK_TASKS`` tasks, a
     multiple of ``threads`` of them (batched products, see ``task_terms``). The
     products are bound by arithmetic and memory traffic, not by Python; the
-    block size trades the matrix products' efficiency against the cache. On
-    navigation (2 threads, medians of 3) the TRPO step took 1.52 s with blocks
-    of 5 against 1.70 s with blocks of 2–3 (two groups of 10 tasks) and 1.41
-    against 1.49 s with blocks of 3–4 (one group of 20); blocks of 10 were no
-    faster than 5, blocks of 1–2 slower. Tasks are independent, so the TRPO
+    block size trades the matrix products' efficiency against the cache (blocks
+    of 5 measured fastest; docs/results.md). Tasks are independent, so the TRPO
     step's work splits into ``threads`` parts of blocks that run side by side
     (matrix products release the GIL). Blocks are summed in task order, so
     results do not depend on thread timing or on the order groups arrived in.
     """
 
-    def __init__(self, policy: Policy, maml_spec, trpo_spec, threads: int = 1):
+    def __init__(self, policy: Policy, maml_spec: MAMLSpec, trpo_spec: TRPOSpec, threads: int = 1):
         self.policy = policy
         self.maml = maml_spec
         self.trpo = trpo_spec

@@ -6,6 +6,7 @@ import csv
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -18,6 +19,9 @@ from dh_maml.policies import Params
 from dh_maml.sampling import Sampler
 from dh_maml.seeding import Stream, stream_rng
 from dh_maml.spec import Spec
+
+if TYPE_CHECKING:
+    from dh_maml.spec import MAMLSpec
 
 CHUNK_TASKS = 20
 
@@ -61,7 +65,12 @@ def held_out_chunks(family: TaskFamily, num_tasks: int, seed: int) -> list[MetaT
 
 
 def meta_test_returns(
-    sampler: Sampler, params: Params, chunk: MetaTestChunk, maml_spec, num_steps: int, paper_protocol: bool = False
+    sampler: Sampler,
+    params: Params,
+    chunk: MetaTestChunk,
+    maml_spec: MAMLSpec,
+    num_steps: int,
+    paper_protocol: bool = False,
 ) -> np.ndarray:
     """Mean return of each task's ``fast_batch_size`` episodes before and after each inner step; [tasks, K+1]."""
     lrs = step_sizes(maml_spec.fast_lr, num_steps, paper_protocol)

@@ -17,6 +17,7 @@ simple, general and about half as fast as the kept passes of ``task_terms``.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
@@ -25,6 +26,9 @@ from torch.distributions import kl_divergence
 from dh_maml.episodes import EpisodeBatch, masked_mean
 from dh_maml.maml.inner import adapt, broadcast
 from dh_maml.policies import Params, Policy
+
+if TYPE_CHECKING:
+    from torch.distributions import Distribution
 
 Values = list[Tensor]  # one tensor per policy parameter, in parameter order
 
@@ -68,7 +72,7 @@ class AutogradBlock:
         adapted, first = adapt(self.policy, frozen, self.train, self.lrs, create_graph=False)
         return {k: start[k] + (adapted[k] - frozen[k]).detach() for k in start}, first  # dθ'/dθ = I
 
-    def _objectives(self, dist) -> tuple[Tensor, Tensor]:
+    def _objectives(self, dist: Distribution) -> tuple[Tensor, Tensor]:
         valid = self.valid
         ratio = torch.exp(dist.log_prob(valid.actions) - self.old.log_prob(valid.actions))
         return -masked_mean(ratio * valid.advantages, valid.mask), masked_mean(

@@ -16,7 +16,7 @@ import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import gymnasium as gym
 import numpy as np
@@ -28,6 +28,9 @@ from dh_maml.mlsh.policies import SubPolicies, make_master
 from dh_maml.mlsh.sampling import sample_hierarchy
 from dh_maml.mlsh.updates import SlotJob, learn, run_slots, sub_minibatch, subpolicy_segments
 from dh_maml.seeding import Stream, stream_rng
+
+if TYPE_CHECKING:
+    from dh_maml.spec import MLSHSpec, PolicySpec
 
 METHODS = ("mlsh", "flat-ppo", "untrained-subpolicies")
 
@@ -52,7 +55,7 @@ def _iteration_seed(seed: int, i: int) -> int:
 
 
 def seeded_subpolicies(
-    observation_space: gym.Space, action_space: gym.Space, num: int, policy_spec, seed: int
+    observation_space: gym.Space, action_space: gym.Space, num: int, policy_spec: PolicySpec, seed: int
 ) -> SubPolicies:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
@@ -64,8 +67,8 @@ def master_adaptation(
     subpolicies: SubPolicies,
     tasks: Sequence,
     seeds: Sequence[int],
-    mlsh_spec,
-    policy_spec,
+    mlsh_spec: MLSHSpec,
+    policy_spec: PolicySpec,
     horizon: int,
     iterations: int,
 ) -> Curves:
@@ -87,8 +90,8 @@ def flat_ppo(
     env: TaskVectorEnv,
     tasks: Sequence,
     seeds: Sequence[int],
-    mlsh_spec,
-    policy_spec,
+    mlsh_spec: MLSHSpec,
+    policy_spec: PolicySpec,
     horizon: int,
     iterations: int,
     lr: float,
@@ -120,8 +123,8 @@ def run_adaptation(
     family: TaskFamily,
     trained: SubPolicies,
     job: AdaptationJob,
-    mlsh_spec,
-    policy_spec,
+    mlsh_spec: MLSHSpec,
+    policy_spec: PolicySpec,
     iterations: int,
     flat_lr: float,
 ) -> Curves:

@@ -10,12 +10,16 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import gymnasium as gym
 import torch
 from torch import Tensor, nn
 
 from dh_maml.policies.mlp import make_policy, mlp_layers
+
+if TYPE_CHECKING:
+    from dh_maml.spec import PolicySpec
 
 
 @dataclass
@@ -30,7 +34,7 @@ class Acted:
 class ActorCritic(nn.Module):
     """A Gaussian or categorical MLP policy (matching the action space) and a value MLP beside it."""
 
-    def __init__(self, observation_space: gym.Space, action_space: gym.Space, policy_spec):
+    def __init__(self, observation_space: gym.Space, action_space: gym.Space, policy_spec: PolicySpec):
         super().__init__()
         obs_dim = math.prod(observation_space.shape)
         self.actor = make_policy(observation_space, action_space, policy_spec)
@@ -48,7 +52,7 @@ class ActorCritic(nn.Module):
         return Acted(actions, dist.log_prob(actions), self.critic(obs).squeeze(-1))
 
 
-def make_master(observation_space: gym.Space, num_subpolicies: int, policy_spec, seed: int) -> ActorCritic:
+def make_master(observation_space: gym.Space, num_subpolicies: int, policy_spec: PolicySpec, seed: int) -> ActorCritic:
     """A task's fresh master, its initial weights drawn from ``seed`` alone."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
@@ -73,7 +77,9 @@ def choose(master: ActorCritic, obs: Tensor, epsilon: float, forced: Tensor | No
 class SubPolicies(nn.Module):
     """The K shared sub-policies: what meta-learning keeps across tasks."""
 
-    def __init__(self, observation_space: gym.Space, action_space: gym.Space, num_subpolicies: int, policy_spec):
+    def __init__(
+        self, observation_space: gym.Space, action_space: gym.Space, num_subpolicies: int, policy_spec: PolicySpec
+    ):
         super().__init__()
         if num_subpolicies < 1:
             raise ValueError(f"num_subpolicies: expected at least 1, got {num_subpolicies}")

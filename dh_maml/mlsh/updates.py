@@ -16,7 +16,7 @@ import copy
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import gymnasium as gym
 import numpy as np
@@ -28,6 +28,9 @@ from dh_maml.episodes import gae
 from dh_maml.mlsh.policies import ActorCritic, SubPolicies, make_master
 from dh_maml.mlsh.ppo import Samples, ppo_update
 from dh_maml.mlsh.sampling import HierarchyRollout, sample_hierarchy
+
+if TYPE_CHECKING:
+    from dh_maml.spec import MLSHSpec, PolicySpec
 
 
 @dataclass
@@ -150,7 +153,7 @@ def subpolicy_segments(
 
 
 def learn(
-    spec,
+    spec: MLSHSpec,
     evaluate: Callable[[Tensor, Tensor], tuple[Tensor, Tensor]],
     optimizer: torch.optim.Optimizer,
     samples: Samples,
@@ -164,7 +167,7 @@ def learn(
     ppo_update(evaluate, optimizer, samples, spec.clip, epochs, size, generator)
 
 
-def sub_minibatch(spec, samples: int) -> int:
+def sub_minibatch(spec: MLSHSpec, samples: int) -> int:
     """Sub-policy minibatches: the batch cut into ``sub_minibatches`` parts, as the published code does."""
     return math.ceil(samples / spec.sub_minibatches)
 
@@ -179,7 +182,12 @@ class MasterState:
 
 
 def restore_master(
-    observation_space: gym.Space, num_subpolicies: int, policy_spec, lr: float, seed: int, state: MasterState | None
+    observation_space: gym.Space,
+    num_subpolicies: int,
+    policy_spec: PolicySpec,
+    lr: float,
+    seed: int,
+    state: MasterState | None,
 ) -> tuple[ActorCritic, torch.optim.Optimizer]:
     """The task's master and its optimiser: fresh (weights from ``seed``, no Adam moments) when ``state`` is
     None, as every new task starts; otherwise as the task's last iteration left them."""
@@ -228,7 +236,12 @@ class SlotBatch:
 
 
 def run_slots(
-    env: TaskVectorEnv, subpolicies: SubPolicies, jobs: Sequence[SlotJob], spec, policy_spec, horizon: int
+    env: TaskVectorEnv,
+    subpolicies: SubPolicies,
+    jobs: Sequence[SlotJob],
+    spec: MLSHSpec,
+    policy_spec: PolicySpec,
+    horizon: int,
 ) -> list[SlotResult]:
     """One iteration of every job's task, all sampled in one vector env (``spec.episodes`` sub-envs each);
     each master takes its PPO update here, and joint iterations hand back their sub-policy segments."""
@@ -280,7 +293,7 @@ class SubPolicyLearner:
     """The shared sub-policies' optimisers: PPO on the segments pooled from every joint iteration of a round,
     each sub-policy on the steps it took."""
 
-    def __init__(self, subpolicies: SubPolicies, spec, seed: int):
+    def __init__(self, subpolicies: SubPolicies, spec: MLSHSpec, seed: int):
         self.subpolicies, self.spec = subpolicies, spec
         self.optimizers = [torch.optim.Adam(sub.parameters(), lr=spec.sub_lr) for sub in subpolicies]
         self.generator = torch.Generator().manual_seed(seed)

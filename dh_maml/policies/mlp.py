@@ -18,11 +18,15 @@ import functools
 import itertools
 import math
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import gymnasium as gym
 import torch
 from torch import Tensor, nn
 from torch.distributions import Categorical, Distribution, Independent, Normal
+
+if TYPE_CHECKING:
+    from dh_maml.spec import PolicySpec
 
 Params = dict[str, Tensor]
 
@@ -180,7 +184,7 @@ class CategoricalMLPPolicy(Policy):
         return Categorical(logits=out, validate_args=False)
 
 
-def make_policy(observation_space: gym.Space, action_space: gym.Space, policy_spec) -> Policy:
+def make_policy(observation_space: gym.Space, action_space: gym.Space, policy_spec: PolicySpec) -> Policy:
     """The policy matching a family's spaces: Gaussian for Box actions, categorical for Discrete."""
     obs_dim = int(math.prod(observation_space.shape))
     if isinstance(action_space, gym.spaces.Discrete):
