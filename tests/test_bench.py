@@ -47,3 +47,27 @@ def test_the_iteration_split_gives_the_physics_bound_and_the_prediction_for_more
     assert summary["TRPO share of the iteration"] == 0.2
     # 12 s of observers' computing over 4 cores, 0.5 s transfer, a tail of 1 s from 2 groups halved, 2 s TRPO
     assert summary["predicted s"][4] == 3.0 + 0.5 + 0.5 + 2.0
+
+
+def test_the_gpu_check_runs_its_cpu_path_and_writes_its_figures(tmp_path):
+    """bench/gpu_check.sh on a machine without CUDA: the CUDA tests skip, the CPU is timed, GPU skipped."""
+    import json
+    import os
+    import subprocess
+
+    env = {
+        **os.environ,
+        "OUT": str(tmp_path),
+        "GPU_CHECK_VENV": str(Path(sys.executable).parents[1]),
+        "GPU_CHECK_QUICK": "1",
+    }
+    proc = subprocess.run(
+        ["bash", str(ROOT / "bench/gpu_check.sh")], env=env, capture_output=True, text=True, timeout=600
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    figures = json.loads((tmp_path / "gpu_check.json").read_text())
+    assert sorted(figures) == ["halfcheetah-vel", "navigation-2d"]
+    for family in figures.values():
+        assert family["devices"]["cpu"]["median_trpo_s"] > 0
+        if not family.get("gpu"):
+            assert family["devices"]["cuda"] == {"skipped": "CUDA is not available here"}
