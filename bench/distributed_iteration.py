@@ -6,8 +6,9 @@
 
 Runs ``launch.py train`` into a temporary run directory for each observer count and reads its metrics:
 medians over the iterations after the first (which includes warm-up). Before each run it measures the
-family's raw env throughput on one core (as ``bench/env_throughput.py`` does), so the physics bound of an
-iteration (its env steps / (observers x raw steps/s per core)) comes from the same run.
+family's physics bound on one core (``bench/env_throughput.py``'s ``bound_steps_per_s``: bare
+``mj_step`` on the family's model for MuJoCo, the env itself otherwise), so the bound of an iteration (its
+env steps / (observers x bound steps/s per core)) comes from the same run.
 
 The split: each observer's computing (sampling, the first-order inner steps, advantages), the slowest
 job's transfer (its round trip less its computing), the learner building graphs while groups arrive,
@@ -32,7 +33,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.env_throughput import observer_envs, raw_steps_per_s  # noqa: E402
+from bench.env_throughput import bound_steps_per_s, observer_envs  # noqa: E402
 from dh_maml.spec import load_spec  # noqa: E402
 
 PHASES = [
@@ -63,7 +64,7 @@ def summarize(records: list[dict], observers: int, raw: float) -> dict:
     computing = sorted(k for k in steady[0] if k.startswith("time/observer/"))
     summary.update({f"median {key}": median_of(steady, key) for key in computing})
     iteration, steps = summary["median time/iteration"], summary["median env_steps"]
-    summary["raw env steps/s per core"] = raw
+    summary["bound steps/s per core"] = raw
     summary["physics bound s"] = steps / (max(observers, 1) * raw)
     summary["iteration / physics bound"] = iteration / summary["physics bound s"]
     summary["TRPO share of the iteration"] = summary["median time/trpo"] / iteration
@@ -149,7 +150,7 @@ def main() -> None:
     spec = load_spec(ROOT / args.spec, args.set)
     summaries = []
     for observers in counts:
-        raw = raw_steps_per_s(spec, observer_envs(spec, observers))
+        raw = bound_steps_per_s(spec, observer_envs(spec, observers))
         summaries.append(summarize(run_training(args.spec, observers, args.iterations, args.set), observers, raw))
     print_table(summaries)
     out = ROOT / args.out

@@ -1,13 +1,15 @@
 #!/usr/bin/env python
-"""Raw environment throughput of each task family: vectorised, random actions, no policy, one core.
+"""Raw environment throughput of each task family: vectorised, random actions, no policy, one core; and,
+for the MuJoCo families, the bare physics beside it.
 
     python bench/env_throughput.py                       # every spec in specs/
     python bench/env_throughput.py --spec specs/halfcheetah-vel.yaml --envs 400 --seconds 5
 
-The number of sub-envs defaults to what one of two observers steps together in
-a meta-iteration of the spec (meta batch / 2 tasks x fast batch episodes), so
-the figure is the physics bound an observer can approach. Prints a table and
-writes JSON next to it.
+The number of sub-envs defaults to what one of two observers steps together in a meta-iteration of the
+spec (meta batch / 2 tasks x fast batch episodes). The physics bound of a MuJoCo family is bare
+``mujoco.mj_step(model, data, nstep=frame_skip)`` over that many ``MjData`` of the family's own model,
+measured in the same run: no observation, reward, reset or Python of ours. For the other families the
+env itself is the bound. Prints a table and writes JSON next to it.
 """
 
 from __future__ import annotations
@@ -57,6 +59,44 @@ def raw_steps_per_s(spec: Spec, num_envs: int, seconds: float = 3.0, seed: int =
         env.close()
 
 
+def bare_physics_steps_per_s(spec: Spec, num_envs: int, seconds: float = 3.0, seed: int = 0) -> float | None:
+    """Env steps per second of bare ``mj_step`` on the family's model and frame skip, one core, random
+    controls drawn ahead of time and changed every step as the env's are (constant controls press the
+    joints against their limits, which steps slower); None for a family without MuJoCo physics. Every
+    ``horizon`` steps the data is reset, untimed, as episodes restart."""
+    import mujoco
+
+    family = make_family(spec.env)
+    env = family.make_vector_env(num_envs)
+    try:
+        model, datas = getattr(env, "model", None), getattr(env, "data", None)
+        if not isinstance(model, mujoco.MjModel):
+            return None
+        low, high = model.actuator_ctrlrange.T
+        controls = np.random.default_rng(seed).uniform(low, high, size=(64, num_envs, model.nu))
+        steps, elapsed = 0, 0.0
+        while elapsed < seconds:
+            for data in datas:
+                mujoco.mj_resetData(model, data)
+            start = time.perf_counter()
+            for t in range(family.horizon):
+                for data, ctrl in zip(datas, controls[t % len(controls)]):
+                    data.ctrl[:] = ctrl  # new random controls every step, as the env gets them
+                    mujoco.mj_step(model, data, nstep=env.frame_skip)
+            elapsed += time.perf_counter() - start
+            steps += family.horizon
+        return steps * num_envs / elapsed
+    finally:
+        env.close()
+
+
+def bound_steps_per_s(spec: Spec, num_envs: int, seconds: float = 3.0) -> float:
+    """The physics bound an observer's sampling can approach: bare MuJoCo where there is MuJoCo, else the
+    env's own raw throughput."""
+    bare = bare_physics_steps_per_s(spec, num_envs, seconds)
+    return bare if bare is not None else raw_steps_per_s(spec, num_envs, seconds)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--spec", action="append", help="spec(s) to measure (default: every spec in specs/)")
@@ -72,13 +112,28 @@ def main() -> None:
         spec = load_spec(ROOT / path)
         envs = args.envs or observer_envs(spec)
         rate = raw_steps_per_s(spec, envs, args.seconds)
+        bare = bare_physics_steps_per_s(spec, envs, args.seconds)
         rows.append(
-            {"spec": path, "family": spec.env.family, "envs": envs, "steps_per_s": rate, "us_per_env_step": 1e6 / rate}
+            {
+                "spec": path,
+                "family": spec.env.family,
+                "envs": envs,
+                "steps_per_s": rate,
+                "us_per_env_step": 1e6 / rate,
+                "bare_physics_steps_per_s": bare,
+                "env time / bare physics time": None if bare is None else bare / rate,
+            }
         )
     print(f"\nraw env throughput, one core ({platform.machine()}, {os.cpu_count()} cores), random actions\n")
-    print("| spec | family | sub-envs | env steps/s | µs per env step |\n|---|---|---|---|---|")
+    print("| spec | family | sub-envs | env steps/s | µs per env step | bare mj_step steps/s | env time ÷ bare |")
+    print("|---|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['spec']} | {r['family']} | {r['envs']} | {r['steps_per_s']:,.0f} | {r['us_per_env_step']:.2f} |")
+        bare = "" if r["bare_physics_steps_per_s"] is None else f"{r['bare_physics_steps_per_s']:,.0f}"
+        ratio = "" if r["env time / bare physics time"] is None else f"{r['env time / bare physics time']:.2f}"
+        print(
+            f"| {r['spec']} | {r['family']} | {r['envs']} | {r['steps_per_s']:,.0f} | {r['us_per_env_step']:.2f} "
+            f"| {bare} | {ratio} |"
+        )
     out = ROOT / args.out
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"machine": f"{platform.machine()}, {os.cpu_count()} cores", "rows": rows}, indent=2))

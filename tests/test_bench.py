@@ -8,7 +8,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.env_throughput import observer_envs, raw_steps_per_s  # noqa: E402
+from bench.env_throughput import bare_physics_steps_per_s, observer_envs, raw_steps_per_s  # noqa: E402
 from dh_maml.spec import load_spec  # noqa: E402
 
 
@@ -16,6 +16,12 @@ from dh_maml.spec import load_spec  # noqa: E402
 def test_raw_throughput_steps_the_family(name):
     spec = load_spec(ROOT / f"specs/{name}.yaml")
     assert raw_steps_per_s(spec, num_envs=4, seconds=0.05) > 0
+
+
+def test_the_physics_bound_is_bare_mujoco_where_there_is_mujoco():
+    cheetah = load_spec(ROOT / "specs/halfcheetah-vel.yaml")
+    assert bare_physics_steps_per_s(cheetah, num_envs=4, seconds=0.05) > 0
+    assert bare_physics_steps_per_s(load_spec(ROOT / "specs/navigation-2d.yaml"), num_envs=4, seconds=0.05) is None
 
 
 def test_observer_envs_is_one_observers_share_of_the_meta_batch():
