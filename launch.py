@@ -144,10 +144,15 @@ def cmd_train(args: argparse.Namespace) -> int:
         raise UsageError("--observers 0 (sampling in the agent's process) works on one host only")
     if args.node_rank == 0:
         _check_device(device)
-    if torchrun is not None:
-        world, local_ranks = torchrun, range(0)
-    elif observers:
-        world, local_ranks = host_world(
+
+    def this_hosts_world() -> tuple:
+        """(world, the observer ranks this host starts); made last, as a one-host world's store folder
+        is created here and removed by ``run_agent``."""
+        if torchrun is not None:
+            return torchrun, range(0)
+        if not observers:
+            return None, range(0)
+        return host_world(
             observers,
             timeout_s,
             network,
@@ -158,10 +163,9 @@ def cmd_train(args: argparse.Namespace) -> int:
             device,
             rendezvous_s,
         )
-    else:
-        world, local_ranks = None, range(0)
+
     if torchrun is None and args.node_rank > 0:  # a host with observers only: the agent configures them
-        procs = start_observers(world, local_ranks)
+        procs = start_observers(*this_hosts_world())
         try:
             for proc in procs:
                 proc.join()
@@ -191,7 +195,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         if fresh:  # nothing half-written: a run that could not start leaves no directory
             shutil.rmtree(run_dir, ignore_errors=True)
         raise
-    return run_agent(trainer, world, local_ranks, lambda agent: train(agent, algorithm, run_dir, sink))
+    return run_agent(trainer, *this_hosts_world(), lambda agent: train(agent, algorithm, run_dir, sink))
 
 
 def cmd_test(args: argparse.Namespace) -> int:

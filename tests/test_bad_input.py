@@ -2,7 +2,9 @@
 
 import json
 import os
+import tempfile
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -31,9 +33,11 @@ def test_a_run_directory_belongs_to_one_run(tmp_path, launcher):
     _, err = finished(*train(launcher, "--iterations", 1, "--run-dir", run), expect=2)
     assert f"--run-dir {run}: already holds files" in err and f"--resume {run}" in err
     assert (run / "metrics.jsonl").read_text() == before  # nothing of the second run got in
-    out, _ = finished(*launcher("train", "--resume", run).wait())
+    stores = set(Path(tempfile.gettempdir()).glob("dh-maml-rendezvous-*"))
+    out, _ = finished(*launcher("train", "--resume", run, "--observers", 2).wait())
     assert "is complete (2 of 2 iterations); nothing to do" in out and "--resume" in out and "--iterations 3" in out
-    assert "observer" not in out  # nothing was started
+    assert "observer" not in out  # nothing was started, and no rendezvous folder left behind:
+    assert set(Path(tempfile.gettempdir()).glob("dh-maml-rendezvous-*")) == stores
     finished(*launcher("train", "--resume", run, "--iterations", 3).wait())
     assert [r["iteration"] for r in metrics(run)] == [1, 2, 3]
 
