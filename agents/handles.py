@@ -46,6 +46,14 @@ def _settle(out: asyncio.Future, value: Any, error: BaseException | None) -> Non
         out.set_result(value)
 
 
+def _service() -> Any:
+    """The observers' entry-point module, imported when a remote world is used (an in-process run never
+    loads RPC)."""
+    from dh_maml.observers import service
+
+    return service
+
+
 class RemoteObserver:
     """An observer process, reached through the entry points of ``observers.service``."""
 
@@ -59,19 +67,13 @@ class RemoteObserver:
         return bridge(rpc.rpc_async(self.name, fn, args=args, timeout=timeout_s or self.timeout_s))
 
     def configure(self, spec_dict: dict) -> asyncio.Future:
-        from dh_maml.observers import service
-
-        return self._rpc(service.configure, (spec_dict,), None)
+        return self._rpc(_service().configure, (spec_dict,), None)
 
     def run(self, entry: Callable[..., Any], *args: Any) -> asyncio.Future:
-        from dh_maml.observers import service
-
-        return self._rpc(service.work, (entry, *args), None)
+        return self._rpc(_service().work, (entry, *args), None)
 
     def stop(self, graceful: bool, timeout_s: float) -> asyncio.Future:
-        from dh_maml.observers import service
-
-        return self._rpc(service.stop, (graceful,), timeout_s)
+        return self._rpc(_service().stop, (graceful,), timeout_s)
 
 
 class LocalObserver:

@@ -92,8 +92,9 @@ def main(argv: list[str] | None = None) -> dict:
     torch.set_num_threads(1)  # as the agent runs: its learner threads split the work by task
     keep_freed_memory()
     spec = load_spec(args.spec, args.set)
-    groups = sample_groups(spec, MetaTrainer(spec), args.shards)
-    weights = MetaTrainer(spec).cpu_weights()
+    first = MetaTrainer(spec)
+    weights = first.cpu_weights()
+    groups = sample_groups(spec, first, args.shards)
     results = {
         "spec": args.spec,
         "set": args.set,

@@ -12,7 +12,6 @@ import fcntl
 import json
 import os
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
@@ -27,19 +26,10 @@ class RunDirError(ValueError):
     """A run directory that cannot be used as asked; the message names the flag and what to do."""
 
 
-@dataclass
-class RunLock:
-    """An exclusive lock on a run directory, held until this process ends (or ``release``)."""
-
-    path: Path
-    fd: int
-
-    def release(self) -> None:
-        os.close(self.fd)
-
-
-def claim_run_dir(run_dir: Path, resuming: bool) -> RunLock:
-    """Create (a new run) or open (``resuming``) a run directory and lock it for this process."""
+def claim_run_dir(run_dir: Path, resuming: bool) -> None:
+    """Create (a new run) or open (``resuming``) a run directory and lock it for this process: the lock is
+    an open descriptor that the process holds until it ends, however it ends (observers are spawned, so
+    they do not inherit it)."""
     flag = "--resume" if resuming else "--run-dir"
     if run_dir.exists() and not run_dir.is_dir():
         raise RunDirError(f"{flag} {run_dir}: is a file, not a directory")
@@ -64,7 +54,6 @@ def claim_run_dir(run_dir: Path, resuming: bool) -> RunLock:
         ) from None
     os.ftruncate(fd, 0)
     os.write(fd, str(os.getpid()).encode())
-    return RunLock(run_dir / LOCK_NAME, fd)
 
 
 def new_run_dir(spec: Spec, root: str | Path = "runs") -> Path:
