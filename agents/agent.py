@@ -10,6 +10,7 @@ in while other observers are still sampling.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import json
 import sys
 import time
@@ -54,6 +55,45 @@ class ObserverHandle(Protocol):
     def stop(self, graceful: bool, timeout_s: float) -> asyncio.Future: ...
 
 
+class HolderSet:
+    """``algorithms.Holders`` for one iteration: who returned which job. Calls come from the learner thread
+    and run on the event loop, so the loop keeps serving while observers compute."""
+
+    def __init__(self, agent: Agent, loop: asyncio.AbstractEventLoop):
+        self.agent, self.loop = agent, loop
+        self.held: list[tuple[ObserverHandle, Any]] = []
+        self.compute_s = 0.0  # the slowest holder's computing in each call, summed over the calls
+        self._pending: set[concurrent.futures.Future] = set()
+
+    def call(self, entry: Callable[..., Any], args_of: Callable[[Any], tuple]) -> list[tuple[Any, Any]]:
+        future = asyncio.run_coroutine_threadsafe(self._call(entry, args_of), self.loop)
+        self._pending.add(future)
+        try:
+            return future.result()
+        finally:
+            self._pending.discard(future)
+
+    async def _call(self, entry: Callable[..., Any], args_of: Callable[[Any], tuple]) -> list[tuple[Any, Any]]:
+        asked = [(o, job) for o, job in self.held if o in self.agent.live]
+        replies = await asyncio.gather(*(o.run(entry, *args_of(job)) for o, job in asked), return_exceptions=True)
+        out = [(job, None) for o, job in self.held if o not in self.agent.live]
+        slowest = 0.0
+        for (observer, job), reply in zip(asked, replies):
+            if isinstance(reply, BaseException):
+                self.agent._drop(observer, reply)
+                out.append((job, None))
+            else:
+                out.append((job, reply.result))
+                slowest = max(slowest, reply.compute_s)
+        self.compute_s += slowest
+        self.held = [(o, job) for o, job in self.held if o in self.agent.live]
+        return out
+
+    def cancel(self) -> None:
+        for future in list(self._pending):
+            future.cancel()
+
+
 class Agent:
     def __init__(self, trainer: Trainer, observers: Sequence[ObserverHandle]):
         self.trainer = trainer
@@ -62,6 +102,7 @@ class Agent:
         self.world_intact = True  # no observer lost: everyone can shut down gracefully
         self.identities: dict[str, dict] = {}
         self._learner = ThreadPoolExecutor(1, thread_name_prefix="learner")
+        self._holders: HolderSet | None = None  # the update's, while one runs
 
     async def compute(self, fn: Callable, *args: Any) -> Any:
         """Run learner work off the event loop, on the one learner thread."""
@@ -96,9 +137,10 @@ class Agent:
         jobs: list,
         call: Callable[[ObserverHandle, Any], asyncio.Future],
         split: Callable[[Any, int], list],
-        consume: Callable[[Any, Any], Awaitable[None]],
+        consume: Callable[[Any, Any, ObserverHandle], Awaitable[None]],
     ) -> ScatterTimes:
-        """Run ``jobs`` on the live observers (job i on observer i mod n) and consume results as they arrive.
+        """Run ``jobs`` on the live observers (job i on observer i mod n) and consume results as they arrive
+        (``consume(job, result, observer)``).
 
         A job whose observer fails or times out is split over the survivors and
         the observer is dropped. Returns where the time went.
@@ -123,7 +165,7 @@ class Agent:
                 done: Timed = future.result()
                 times.add(observer.name, done.compute_s, round_trip)
                 try:
-                    await consume(job, done.result)
+                    await consume(job, done.result, observer)
                     continue
                 except StaleResult as exc:
                     error = exc
@@ -148,20 +190,26 @@ class Agent:
         plan = trainer.plan(len(self.live))
         weights = trainer.cpu_weights()
         last_arrival = t0
+        holders = HolderSet(self, asyncio.get_running_loop())
 
         def call(observer: ObserverHandle, job: Any) -> asyncio.Future:
             return observer.run(trainer.entry, *trainer.call_args(plan, job, weights))
 
-        async def consume(job: Any, result: Any) -> None:
+        async def consume(job: Any, result: Any, observer: ObserverHandle) -> None:
             nonlocal last_arrival
             last_arrival = time.perf_counter()
             if result.version != plan.version:
                 raise StaleResult(f"result of version {result.version} during version {plan.version}")
             await self.compute(trainer.consume, plan, job, result)
+            holders.held.append((observer, job))
 
         times = await self.scatter(plan.jobs, call, trainer.split, consume)
         t1 = time.perf_counter()
-        stats = await self.compute(trainer.update, plan)
+        self._holders = holders
+        try:
+            stats = await self.compute(trainer.update, plan, holders)
+        finally:
+            self._holders = None
         t2 = time.perf_counter()
         record = trainer.record(
             plan,
@@ -174,6 +222,8 @@ class Agent:
             transfer=times.transfer_s,
             **{f"observer/{name}": s for name, s in times.compute_s.items()},
         )
+        if holders.compute_s:
+            record["time/holders"] = holders.compute_s
         record["observers/alive"] = len(self.live)
         return record
 
@@ -185,7 +235,7 @@ class Agent:
         def call(observer: ObserverHandle, item: tuple[int, Any]) -> asyncio.Future:
             return observer.run(entry, *call_args(item[1]))
 
-        async def consume(item: tuple[int, Any], result: Any) -> None:
+        async def consume(item: tuple[int, Any], result: Any, observer: ObserverHandle) -> None:
             results[item[0]] = result
 
         await self.scatter(list(enumerate(jobs)), call, lambda item, parts: [item], consume)
@@ -194,6 +244,8 @@ class Agent:
     async def close(self, timeout_s: float = 5.0) -> None:
         """Tell every live observer to leave (a dead or slow one is not waited for beyond ``timeout_s``)
         and release the learner thread."""
+        if self._holders is not None:  # an update waiting on observers now waits no more
+            self._holders.cancel()
         calls = [asyncio.wait_for(o.stop(self.world_intact, timeout_s), timeout_s) for o in self.live]
         replies = await asyncio.gather(*calls, return_exceptions=True)
         self.world_intact = self.world_intact and not any(isinstance(r, BaseException) for r in replies)

@@ -13,9 +13,12 @@ env steps / (observers x bound steps/s per core)) comes from the same run.
 The split: each observer's computing (sampling, the first-order inner steps, advantages), the slowest
 job's transfer (its round trip less its computing), the learner building graphs while groups arrive,
 the tail after the last arrival, and the TRPO step (meta-gradient, conjugate gradient, line search).
+With ``trpo.products: observers`` the step's computing on the observers is measured too (the slowest
+holder of each call, summed: ``time/holders``), and what is left of the step is the agent's own.
 Several counts give the measured scaling; every run also predicts the iteration for more observers,
 each on a core of its own with the agent on its own: observers' computing / m + transfer + the tail
-shrinking with the last group + the TRPO step, which does not depend on the observers.
+shrinking with the last group + the TRPO step, whose holders' part shrinks as m grows (on the agent, the
+step does not depend on the observers).
 """
 
 from __future__ import annotations
@@ -46,10 +49,11 @@ PHASES = [
     "time/gradient",
     "time/cg",
     "time/line_search",
+    "time/holders",
     "env_steps_per_s",
     "env_steps",
 ]
-PREDICT_FOR = (4, 8, 16, 32)
+PREDICT_FOR = (8, 32, 128)
 
 
 def median_of(records: list[dict], key: str) -> float:
@@ -71,8 +75,14 @@ def summarize(records: list[dict], observers: int, raw: float) -> dict:
     total_computing = sum(summary[f"median {key}"] for key in computing)
     tail = max(iteration - summary["median time/sampling"] - summary["median time/trpo"], 0.0)
     groups = max(observers, 1)
+    held = summary["median time/holders"]
     summary["predicted s"] = {
-        m: total_computing / m + summary["median time/transfer"] + tail * groups / m + summary["median time/trpo"]
+        m: total_computing / m
+        + summary["median time/transfer"]
+        + tail * groups / m
+        + summary["median time/trpo"]
+        - held
+        + held * groups / m
         for m in PREDICT_FOR
     }
     summary["final_pre"], summary["final_post"] = records[-1].get("returns/pre"), records[-1].get("returns/post")

@@ -32,9 +32,20 @@ REGISTRY: dict[str, str] = {
 PLUGINS_VARIABLE = "DH_MAML_ALGORITHMS"
 
 
+class Holders(Protocol):
+    """The observers that returned an iteration's results, each still holding what it computed them from,
+    for an update that asks them for more. ``call`` runs ``entry(rollouts, *args_of(job))`` on every job's
+    holder side by side and blocks until all answered (updates run on the learner thread, never the event
+    loop); a job whose holder failed (now or earlier) comes back once with None, its holder dropped, and is
+    neither asked nor returned again."""
+
+    def call(self, entry: Callable[..., Any], args_of: Callable[[Any], tuple]) -> list[tuple[Any, Any]]: ...
+
+
 class Trainer(Protocol):
     """The learner the agent drives, the same loop for every algorithm: plan an iteration's jobs, send them
-    with the weights to ``entry`` on the observers, consume each result as it arrives, update."""
+    with the weights to ``entry`` on the observers, consume each result as it arrives, update (``holders``:
+    None where nobody holds anything, as in ``in_process``)."""
 
     spec: Any
     family: Any
@@ -46,7 +57,7 @@ class Trainer(Protocol):
     def call_args(self, plan: Any, job: Any, weights: dict[str, Any]) -> tuple: ...
     def split(self, job: Any, parts: int) -> list: ...
     def consume(self, plan: Any, job: Any, result: Any) -> None: ...
-    def update(self, plan: Any) -> Any: ...
+    def update(self, plan: Any, holders: Holders | None = None) -> Any: ...
     def record(self, plan: Any, stats: Any, wall: float, **times: float) -> dict[str, Any]: ...
     def state_dict(self) -> dict[str, Any]: ...
     def load_state_dict(self, state: dict[str, Any]) -> None: ...

@@ -8,6 +8,7 @@ whole-batch tensor operations.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, fields, replace
 
@@ -58,6 +59,13 @@ class EpisodeBatch:
     def tasks(self, start: int, stop: int) -> EpisodeBatch:
         """Tasks ``start`` to ``stop - 1``, trimmed to their longest episode."""
         return self._map(lambda v: v[start:stop]).trimmed()
+
+    def first_episodes(self, fraction: float) -> EpisodeBatch:
+        """Each task's first ceil(``fraction`` x episodes) episodes (at least one), trimmed. A batch's episodes
+        are independent draws (each sub-environment its own seed and action noise), so its first few are a
+        uniform random subsample, and the same one on every rerun."""
+        k = max(1, math.ceil(fraction * self.mask.shape[-1]))
+        return self if k == self.mask.shape[-1] else self._map(lambda v: v[:, :, :k]).trimmed()
 
     def trimmed(self) -> EpisodeBatch:
         """Drop trailing time steps where no episode is alive (compact copies, cheap to send)."""

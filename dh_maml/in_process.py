@@ -5,10 +5,21 @@ transport is gone."""
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 from dh_maml.algorithms import get_algorithm
 from dh_maml.spec import Spec
+
+
+class OneHolder:
+    """``algorithms.Holders`` in this process: its one rollout service holds every job."""
+
+    def __init__(self, rollouts: Any, jobs: list):
+        self.rollouts, self.jobs = rollouts, jobs
+
+    def call(self, entry: Callable[..., Any], args_of: Callable[[Any], tuple]) -> list[tuple[Any, Any]]:
+        return [(job, entry(self.rollouts, *args_of(job))) for job in self.jobs]
 
 
 class InProcess:
@@ -28,7 +39,7 @@ class InProcess:
         for job, result in results:
             trainer.consume(plan, job, result)
         t2 = time.perf_counter()
-        stats = trainer.update(plan)
+        stats = trainer.update(plan, OneHolder(self.rollouts, plan.jobs))
         t3 = time.perf_counter()
         return trainer.record(plan, stats, wall=t3 - t0, sampling=t1 - t0, consume=t2 - t1, update=t3 - t2)
 

@@ -29,7 +29,7 @@ def scatter(observers, jobs):
     agent = Agent(SimpleNamespace(spec=None), observers)
     got = []
 
-    async def consume(job, result):
+    async def consume(job, result, observer):
         got.append((job, result))
 
     async def main():

@@ -51,8 +51,11 @@ def test_the_iteration_split_gives_the_physics_bound_and_the_prediction_for_more
     assert summary["first_iteration_s"] == 30.0 and summary["median time/iteration"] == 10.0
     assert summary["physics bound s"] == 5.0 and summary["iteration / physics bound"] == 2.0
     assert summary["TRPO share of the iteration"] == 0.2
-    # 12 s of observers' computing over 4 cores, 0.5 s transfer, a tail of 1 s from 2 groups halved, 2 s TRPO
-    assert summary["predicted s"][4] == 3.0 + 0.5 + 0.5 + 2.0
+    # 12 s of observers' computing over 8 cores, 0.5 s transfer, a tail of 1 s from 2 groups at 2/8, 2 s TRPO
+    assert summary["predicted s"][8] == pytest.approx(1.5 + 0.5 + 0.25 + 2.0)
+    # with the step's products on the observers: 1.6 s of the step on 2 holders shrinks to 2/8 of it
+    held = summarize([{**r, "time/holders": 1.6} for r in (record, record)], observers=2, raw=1000.0)
+    assert held["predicted s"][8] == pytest.approx(1.5 + 0.5 + 0.25 + 0.4 + 0.4)
 
 
 def test_the_gpu_check_runs_its_cpu_path_and_writes_its_figures(tmp_path):

@@ -7,6 +7,7 @@ from dh_maml.episodes import EpisodeBatch, concat_tasks, masked_mean
 from dh_maml.in_process import InProcess
 from dh_maml.maml.inner import TaskGroup, adapt, broadcast, inner_loss, step_sizes
 from dh_maml.maml.learner import MAMLTRPO
+from dh_maml.maml.reference import AutogradBlock
 from dh_maml.maml.task_terms import FlatBatch, Head, adapt_block, head_distribution
 from dh_maml.policies import CategoricalMLPPolicy, GaussianMLPPolicy
 from dh_maml.spec import MAMLSpec, TRPOSpec, load_spec
@@ -202,9 +203,8 @@ def test_adapt_is_one_sgd_step_per_batch_for_each_task_alone(float64):
             torch.testing.assert_close(got[k][i], p2[k])
         # the learner's adaptation (kept passes, no autograd graph) lands on the same parameters
         flat_batches = [FlatBatch.of(b) for b in (b1, b2)]
-        learner_side, _, learner_first = adapt_block(
-            policy, learner.layout, learner.params(), flat_batches, [0.5, 0.25], keep=False
-        )
+        adaptation = adapt_block(policy, learner.layout, learner.params(), flat_batches, [0.5, 0.25], keep=False)
+        learner_side, learner_first = adaptation.params, adaptation.first_losses
         assert learner_first.item() == pytest.approx(first[i].item(), rel=1e-12)
         for k, value in zip(params, learner_side):
             torch.testing.assert_close(value[0], p2[k])
@@ -318,6 +318,64 @@ def test_the_autograd_reference_agrees_with_the_fast_path(float64, make, num_ste
     moved = [p + 0.01 * v for p, v in zip(fast.params(), values)]
     for x, y in zip(a.scores(moved), b.scores(moved)):
         torch.testing.assert_close(x, y, rtol=1e-10, atol=1e-13)
+
+
+def with_fraction(learner, fraction):
+    learner.trpo = TRPOSpec(curvature_fraction=fraction)
+    return learner
+
+
+@pytest.mark.parametrize("num_steps,first_order", [(1, False), (2, False), (1, True)])
+def test_the_reference_chain_on_every_episode_is_the_exact_curvature(float64, num_steps, first_order):
+    """The autograd chain Jᵀ F J (one double backward per factor), fed every episode, equals the double
+    backward through the whole graph: the chain that estimates the curvature on fewer episodes is right."""
+    policy, group, _ = relu_gaussian_setup(num_steps, first_order)
+    reference = reference_learner(policy, num_steps, first_order)
+    (exact,) = reference.objective(group).blocks
+    chain = AutogradBlock(
+        group.task_ids,
+        policy,
+        reference.params(),
+        group.train,
+        group.valid,
+        reference.lrs,
+        not first_order,
+        (group.train, group.valid),
+    )
+    gen = torch.Generator().manual_seed(4)
+    for _ in range(2):
+        values = reference.layout.split(torch.randn(flat_params(policy).numel(), generator=gen, dtype=torch.float64))
+        torch.testing.assert_close(
+            flat(chain.curvature_vp(values)), flat(exact.curvature_vp(values)), rtol=1e-9, atol=1e-12
+        )
+
+
+@pytest.mark.parametrize(
+    "make", [setup, categorical_setup, relu_gaussian_setup], ids=["gaussian-tanh", "categorical-relu", "gaussian-relu"]
+)
+@pytest.mark.parametrize("num_steps,first_order", [(1, False), (2, False), (1, True)])
+def test_curvature_on_fewer_episodes_agrees_between_the_paths_and_leaves_the_rest_exact(
+    float64, make, num_steps, first_order
+):
+    """trpo.curvature_fraction: both paths estimate the same products on each task's first episodes, the
+    estimate differs from the product on every episode, and losses, gradient and scores are untouched."""
+    policy, group, fast = make(num_steps, first_order)
+    full = fast.objective(group).blocks[0]
+    reference = with_fraction(reference_learner(policy, num_steps, first_order), 0.5)
+    reference.lrs = fast.lrs
+    (a,), (b,) = with_fraction(fast, 0.5).objective(group).blocks, reference.objective(group).blocks
+    assert group.valid.first_episodes(0.5).mask.shape[-1] == 2 and group.valid.first_episodes(1.0) is group.valid
+    gen = torch.Generator().manual_seed(2)
+    for _ in range(2):
+        values = fast.layout.split(torch.randn(flat_params(policy).numel(), generator=gen, dtype=torch.float64))
+        estimate = flat(a.curvature_vp(values))
+        torch.testing.assert_close(estimate, flat(b.curvature_vp(values)), rtol=1e-9, atol=1e-12)
+        assert (estimate - flat(full.curvature_vp(values))).norm() > 1e-3 * estimate.norm()
+    torch.testing.assert_close(a.losses, full.losses, rtol=0, atol=0)
+    torch.testing.assert_close(flat(a.gradient()), flat(full.gradient()), rtol=0, atol=0)
+    moved = [p + 0.01 * v for p, v in zip(fast.params(), values)]
+    for x, y in zip(a.scores(moved), full.scores(moved)):
+        torch.testing.assert_close(x, y, rtol=0, atol=0)
 
 
 def test_a_trpo_step_with_the_reference_lands_where_the_fast_path_does(float64):

@@ -72,7 +72,7 @@ class ToyTrainer(TrainingProgress):
     def consume(self, plan, job, result):
         plan.errors.update(zip(job, result.errors))
 
-    def update(self, plan):
+    def update(self, plan, holders=None):
         self.w += 0.5 * (TARGET - self.w)
         self.iteration += 1
         return sum(plan.errors[t] for t in sorted(plan.errors))

@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 import torch
@@ -103,14 +103,22 @@ class MAMLTRPO:
         """Every task's terms at ``params`` (default: the policy's); second order unless ``first_order``."""
         params = self.params() if params is None else params
         n = len(group.task_ids)
+        second_order = not self.maml.first_order
+        fraction = self.trpo.curvature_fraction
         blocks = []
         for ids in split_evenly(range(n), self.threads * math.ceil(n / (self.threads * BLOCK_TASKS))):
             lo, hi = ids[0], ids[-1] + 1
             train, valid = [b.tasks(lo, hi) for b in group.train], group.valid.tasks(lo, hi)
-            second_order = not self.maml.first_order
+            fewer = [b.first_episodes(fraction) for b in (*train, valid)]
+            curvature = None if all(f is b for f, b in zip(fewer, (*train, valid))) else (fewer[:-1], fewer[-1])
             if self.curvature == "autograd":
-                block = AutogradBlock(group.task_ids[lo:hi], self.policy, params, train, valid, self.lrs, second_order)
+                block = AutogradBlock(
+                    group.task_ids[lo:hi], self.policy, params, train, valid, self.lrs, second_order, curvature
+                )
             else:
+                flat_curvature = (
+                    None if curvature is None else ([FlatBatch.of(b) for b in fewer[:-1]], FlatBatch.of(fewer[-1]))
+                )
                 block = TaskBlock(
                     group.task_ids[lo:hi],
                     self.policy,
@@ -120,34 +128,96 @@ class MAMLTRPO:
                     FlatBatch.of(valid),
                     self.lrs,
                     second_order,
+                    flat_curvature,
                 )
             blocks.append(block)
         return GroupObjective(group, blocks)
 
+    def terms(self, objectives: Sequence[GroupObjective]) -> LocalTerms:
+        return LocalTerms([b for o in objectives for b in o.blocks], self.layout, self.threads, self._map)
+
     def step(self, objectives: Sequence[GroupObjective]) -> MetaStepStats:
         """TRPO on the mean over every task of every group; writes the accepted parameters into the policy."""
-        blocks = sorted((b for o in objectives for b in o.blocks), key=lambda b: b.task_ids[0])
-        n = sum(len(b) for b in blocks)
-        parts = [[blocks[j] for j in part] for part in split_evenly(range(len(blocks)), self.threads)]
+        return self.take_step(self.terms(objectives))
 
-        def mean_of(fn: Callable[[TaskBlock], Tensor]) -> Tensor:
-            return sum(self._map(lambda part: sum(fn(b) for b in part), parts)) / n
-
-        def product(v: Tensor) -> Tensor:
-            values = self.layout.split(v)
-            return mean_of(lambda b: flat(b.curvature_vp(values)))
-
-        def evaluate(vector: Tensor) -> tuple[float, float]:
-            candidate = self.layout.split(vector)
-            sums = self._map(lambda part: np.sum([b.score(candidate) for b in part], axis=0), parts)
-            loss, kl = np.sum(sums, axis=0) / n
-            return float(loss), float(kl)
-
+    def take_step(self, terms: Terms) -> MetaStepStats:
+        """TRPO on the mean of ``terms`` over their tasks, wherever they are computed; writes the accepted
+        parameters into the policy."""
         params = list(self.policy.parameters())
         t0 = time.perf_counter()
-        grads = mean_of(lambda b: flat(b.gradient()))
+        start = terms.start()
+        n = start.tasks
         gradient_s = time.perf_counter() - t0
-        loss = float(sum(b.losses.sum().item() for b in blocks) / n)
-        new, stats = trpo_step(grads, loss, product, flat(self.params()), evaluate, self.trpo)
+        old = flat(self.params())
+
+        def evaluate(vector: Tensor) -> tuple[float, float]:
+            loss, kl = terms.score(vector) / n
+            return float(loss), float(kl)
+
+        new, stats = trpo_step(
+            start.gradient / n, start.loss / n, lambda v: terms.product(v) / n, old, evaluate, self.trpo
+        )
         torch.nn.utils.vector_to_parameters(new, params)
-        return MetaStepStats(stats, float(torch.cat([b.inner_losses for b in blocks]).mean()), gradient_s)
+        return MetaStepStats(stats, start.inner_loss / n, gradient_s)
+
+
+@dataclass
+class Sums:
+    """Terms summed over some tasks at the start of the TRPO step: their count, surrogate gradient (flat),
+    surrogate and first inner loss. Sums add up, so holders of different tasks report their own."""
+
+    tasks: int
+    gradient: Tensor
+    loss: float
+    inner_loss: float
+
+    def __add__(self, other: Sums) -> Sums:
+        return Sums(
+            self.tasks + other.tasks,
+            self.gradient + other.gradient,
+            self.loss + other.loss,
+            self.inner_loss + other.inner_loss,
+        )
+
+    def to(self, device: torch.device | str) -> Sums:
+        return Sums(self.tasks, self.gradient.to(device), self.loss, self.inner_loss)
+
+
+class Terms(Protocol):
+    """Every task's terms as the TRPO step sees them, summed over the tasks in task order: here on the
+    learner (``LocalTerms``), or on the observers that sampled them (``held_terms``)."""
+
+    def start(self) -> Sums: ...
+    def product(self, v: Tensor) -> Tensor: ...  # Σ over tasks of the KL's Hessian times the flat v
+    def score(self, vector: Tensor) -> np.ndarray: ...  # [Σ surrogate, Σ KL] after adapting from the flat vector
+
+
+class LocalTerms:
+    """Blocks of task terms computed in this process, in ``threads`` parts that run side by side (matrix
+    products release the GIL); blocks are summed in task order, so the results do not depend on thread
+    timing or on the order their groups arrived in."""
+
+    def __init__(self, blocks: Sequence[TaskBlock], layout: ParamLayout, threads: int, map_: Callable):
+        self.blocks = sorted(blocks, key=lambda b: b.task_ids[0])
+        self.layout = layout
+        self.parts = [[self.blocks[j] for j in part] for part in split_evenly(range(len(self.blocks)), threads)]
+        self._map = map_
+
+    def _sum(self, fn: Callable[[TaskBlock], Any]) -> Any:
+        return sum(self._map(lambda part: sum(fn(b) for b in part), self.parts))
+
+    def start(self) -> Sums:
+        return Sums(
+            sum(len(b) for b in self.blocks),
+            self._sum(lambda b: flat(b.gradient())),
+            float(sum(b.losses.sum().item() for b in self.blocks)),
+            float(sum(b.inner_losses.sum().item() for b in self.blocks)),
+        )
+
+    def product(self, v: Tensor) -> Tensor:
+        values = self.layout.split(v)
+        return self._sum(lambda b: flat(b.curvature_vp(values)))
+
+    def score(self, vector: Tensor) -> np.ndarray:
+        candidate = self.layout.split(vector)
+        return self._sum(lambda b: np.asarray(b.score(candidate)))

@@ -25,11 +25,12 @@ from dh_maml.policies.mlp import activate, affine
 Layer = tuple[Tensor, Tensor]
 
 
-def _slope_and_curvature(z: Tensor, h: Tensor, activation: str) -> tuple[Tensor, Tensor | None]:
-    """f'(z) and f''(z) of the activation, from its input z and output h (None when f'' vanishes)."""
+def _slope_and_curvature(z: Tensor, h: Tensor, activation: str, curvature: bool) -> tuple[Tensor, Tensor | None]:
+    """f'(z) and, with ``curvature``, f''(z) of the activation, from its input z and output h (None when f''
+    vanishes or is not asked for)."""
     if activation == "tanh":
         slope = 1.0 - h * h
-        return slope, -2.0 * h * slope
+        return slope, -2.0 * h * slope if curvature else None
     if activation == "relu":
         return (z > 0).to(z.dtype), None
     raise ValueError(f"unsupported activation {activation!r}: expected 'tanh' or 'relu'")
@@ -86,25 +87,34 @@ class MLPPass:
     slopes: list[Tensor]  # f'(z) of each hidden layer
     curvatures: list[Tensor | None]  # f''(z) of each hidden layer
     out: Tensor
+    order: int  # the derivatives the pass keeps what they need for (see run)
 
     @staticmethod
-    def run(layers: Sequence[Layer], x: Tensor, activation: str) -> MLPPass:
-        inputs, slopes, curvatures = [x], [], []
+    def run(layers: Sequence[Layer], x: Tensor, activation: str, order: int = 2) -> MLPPass:
+        """The pass on ``x``, keeping what derivatives of ``order`` need: 0 the output alone, 1 also the
+        slopes (gradients, tangents, products without the network's own curvature), 2 also the curvatures
+        (second-order backward). The activation's derivatives cost about a third of a pass."""
+        inputs: list[Tensor] = [x]
+        slopes: list[Tensor] = []
+        curvatures: list[Tensor | None] = []
         h = x
         for k, (w, b) in enumerate(layers):
             z = affine(h, w, b)
             if k == len(layers) - 1:
-                return MLPPass([w for w, _ in layers], inputs, slopes, curvatures, z)
+                return MLPPass([w for w, _ in layers], inputs, slopes, curvatures, z, order)
             h = activate(z, activation)
-            slope, curvature = _slope_and_curvature(z, h, activation)
             inputs.append(h)
-            slopes.append(slope)
-            curvatures.append(curvature)
+            if order > 0:
+                slope, curvature = _slope_and_curvature(z, h, activation, order > 1)
+                slopes.append(slope)
+                curvatures.append(curvature)
         raise ValueError("an MLP needs at least one layer")
 
     def backward(self, d_out: Tensor, second_order: bool = False) -> tuple[list[Layer], Backprop]:
         """Gradients of every layer for the output cotangent ``d_out`` [M, out]; ``second_order`` also keeps
         what ``tangent_backward`` needs from this pass."""
+        if self.order < (2 if second_order else 1):
+            raise ValueError(f"a pass run with order={self.order} cannot take a backward with {second_order=}")
         n = len(self.weights)
         grads: list[Layer] = [None] * n  # type: ignore[list-item]
         dz_all: list[Tensor] = [None] * n  # type: ignore[list-item]

@@ -202,31 +202,98 @@ def body_and_head_grads(
     return layout.join(body, head.gradient[1:]), backprop
 
 
+def kept_step(
+    policy: Policy, layout: ParamLayout, params: Values, batch: FlatBatch, lr: float, keep: bool
+) -> tuple[InnerStep, Values]:
+    """One inner step's primal pass at ``params`` on ``batch`` and its gradient; ``keep`` makes the pass ready
+    for Hessian products (second order)."""
+    pass_ = MLPPass.run(layout.body_of(params), batch.obs, policy.activation, order=2 if keep else 1)
+    head = Head(
+        policy,
+        pass_.out,
+        layout.head_of(params),
+        _log_likelihood(batch.actions, batch.weights * batch.advantages),
+        second_order=keep,
+    )
+    grads, backprop = body_and_head_grads(layout, pass_, head, second_order=keep)
+    return InnerStep(lr, layout, pass_, head, backprop), grads
+
+
+@dataclass
+class Adaptation:
+    """A block's inner steps: the per-task adapted parameters, the kept steps (second order), the first
+    step's losses [N], and the kept steps on the curvature's episodes (the Jacobian of the curvature
+    products when they are estimated on fewer episodes)."""
+
+    params: Values
+    steps: list[InnerStep]
+    first_losses: Tensor
+    curvature_steps: list[InnerStep]
+
+
 def adapt_block(
-    policy: Policy, layout: ParamLayout, params: Values, batches: Sequence[FlatBatch], lrs: Sequence[float], keep: bool
-) -> tuple[Values, list[InnerStep], Tensor]:
+    policy: Policy,
+    layout: ParamLayout,
+    params: Values,
+    batches: Sequence[FlatBatch],
+    lrs: Sequence[float],
+    keep: bool,
+    curvature_batches: Sequence[FlatBatch] = (),
+) -> Adaptation:
     """Inner SGD steps of every task of a block from the shared ``params``; with ``keep`` each step's pass is
-    kept for Jacobian products. Returns the per-task adapted parameters, the kept steps and the first step's
-    losses [N]."""
-    steps, first_losses = [], None
+    kept for Jacobian products, and with ``curvature_batches`` also its pass on those batches at the same
+    parameters."""
+    steps, curvature_steps, first_losses = [], [], None
     # the body stays shared until the first step (one matrix product for the block); the head's parameters
     # get their task axis at once, so the head's gradients are per task
     params = layout.join(layout.body_of(params), per_task(layout.head_of(params), batches[0].weights.shape[0]))
-    for batch, lr in zip(batches, lrs):
-        pass_ = MLPPass.run(layout.body_of(params), batch.obs, policy.activation)
-        head = Head(
-            policy,
-            pass_.out,
-            layout.head_of(params),
-            _log_likelihood(batch.actions, batch.weights * batch.advantages),
-            second_order=keep,
-        )
-        grads, backprop = body_and_head_grads(layout, pass_, head, second_order=keep)
-        first_losses = head.values if first_losses is None else first_losses
+    for k, (batch, lr) in enumerate(zip(batches, lrs)):
+        step, grads = kept_step(policy, layout, params, batch, lr, keep)
+        first_losses = step.head.values if first_losses is None else first_losses
         if keep:
-            steps.append(InnerStep(lr, layout, pass_, head, backprop))
+            steps.append(step)
+            if curvature_batches:
+                curvature_steps.append(kept_step(policy, layout, params, curvature_batches[k], lr, keep)[0])
         params = [p - lr * g for p, g in zip(params, grads)]
-    return params, steps, first_losses
+    return Adaptation(params, steps, first_losses, curvature_steps)
+
+
+def jacobian_vp(steps: Sequence[InnerStep], v: Values) -> Values:
+    """J v, J the adaptation's Jacobian through the kept ``steps`` (the identity without any)."""
+    for step in steps:
+        v = step.jacobian_vp(v)
+    return v
+
+
+def jacobian_tvp(steps: Sequence[InnerStep], v: Values) -> Values:
+    """Jᵀ v: each step's factor is symmetric, so the same products in the opposite order."""
+    for step in reversed(steps):
+        v = step.jacobian_vp(v)
+    return v
+
+
+@dataclass
+class Curvature:
+    """Σ Jᵀ F J's pieces for a block: the inner steps' kept passes (J) and the KL's head on the validation
+    pass at the adapted parameters (F), on all of the episodes or on the first few of each task's."""
+
+    steps: list[InnerStep]
+    layout: ParamLayout
+    valid_pass: MLPPass
+    kl: Head
+
+    def fisher_vp(self, u: Values) -> Values:
+        """The KL's Hessian in the adapted parameters times ``u``; its gradient is zero here, so only the
+        head's curvature enters, through the body's Jacobian."""
+        return hessian_vp(self.layout, self.valid_pass, self.kl, None, u)
+
+    def vp(self, v: Values) -> Values:
+        """Σ Jᵀ F J v over the block's tasks."""
+        return [g.sum(0) for g in jacobian_tvp(self.steps, self.fisher_vp(jacobian_vp(self.steps, v)))]
+
+
+def _kl_to(batch: FlatBatch, old: Distribution) -> Callable[[Distribution], Tensor]:
+    return lambda dist: (batch.weights * kl_divergence(dist, old)).sum(-1)
 
 
 class TaskBlock:
@@ -234,7 +301,12 @@ class TaskBlock:
     curvature products.
 
     ``second_order`` keeps the inner steps' passes, so J is the true adaptation
-    Jacobian; first-order MAML treats J as the identity.
+    Jacobian; first-order MAML treats J as the identity. ``curvature``, when
+    given, holds fewer episodes of each batch (train batches, then validation):
+    the curvature products are then estimated on them, with J's inner-step
+    Hessians and F taken at the same parameters as on the whole batches, while
+    the gradient and the scores still use every episode (the TRPO paper's
+    subsampled Fisher-vector products).
     """
 
     def __init__(
@@ -247,18 +319,28 @@ class TaskBlock:
         valid: FlatBatch,
         lrs: Sequence[float],
         second_order: bool,
+        curvature: tuple[Sequence[FlatBatch], FlatBatch] | None = None,
     ):
         self.task_ids, self.policy, self.layout = list(task_ids), policy, layout
         self.train, self.valid, self.lrs = list(train), valid, list(lrs)
-        adapted, self.steps, self.inner_losses = adapt_block(policy, layout, params, self.train, self.lrs, second_order)
-        pass_ = MLPPass.run(layout.body_of(adapted), valid.obs, policy.activation)
-        self.old = head_distribution(policy, pass_.out.detach(), [h.detach() for h in layout.head_of(adapted)])
+        curvature_train, curvature_valid = curvature if curvature is not None else ((), valid)
+        adaptation = adapt_block(policy, layout, params, self.train, self.lrs, second_order, curvature_train)
+        adapted, self.steps, self.inner_losses = adaptation.params, adaptation.steps, adaptation.first_losses
+        heads = layout.head_of(adapted)
+        pass_ = MLPPass.run(layout.body_of(adapted), valid.obs, policy.activation, order=1)
+        self.old = head_distribution(policy, pass_.out.detach(), [h.detach() for h in heads])
         self.old_log_prob = self.old.log_prob(valid.actions)
-        surrogate = Head(policy, pass_.out, layout.head_of(adapted), self._surrogate, second_order=False)
+        surrogate = Head(policy, pass_.out, heads, self._surrogate, second_order=False)
         self.losses = surrogate.values
         self._adapted_grad, _ = body_and_head_grads(layout, pass_, surrogate)
-        self._valid_pass = pass_
-        self._kl = Head(policy, pass_.out, layout.head_of(adapted), self._kl_objective, second_order=True)
+        if curvature is None:
+            kl = Head(policy, pass_.out, heads, _kl_to(valid, self.old), second_order=True)
+            self.curvature = Curvature(self.steps, layout, pass_, kl)
+        else:
+            sub = MLPPass.run(layout.body_of(adapted), curvature_valid.obs, policy.activation, order=1)
+            old = head_distribution(policy, sub.out.detach(), [h.detach() for h in heads])
+            kl = Head(policy, sub.out, heads, _kl_to(curvature_valid, old), second_order=True)
+            self.curvature = Curvature(adaptation.curvature_steps, layout, sub, kl)
 
     def __len__(self) -> int:
         return len(self.task_ids)
@@ -267,38 +349,21 @@ class TaskBlock:
         ratio = torch.exp(dist.log_prob(self.valid.actions) - self.old_log_prob)
         return -(self.valid.weights * ratio * self.valid.advantages).sum(-1)
 
-    def _kl_objective(self, dist: Distribution) -> Tensor:
-        return (self.valid.weights * kl_divergence(dist, self.old)).sum(-1)
-
-    def jacobian_vp(self, v: Values) -> Values:
-        for step in self.steps:
-            v = step.jacobian_vp(v)
-        return v
-
-    def jacobian_tvp(self, v: Values) -> Values:
-        for step in reversed(self.steps):
-            v = step.jacobian_vp(v)
-        return v
-
-    def fisher_vp(self, u: Values) -> Values:
-        """The KL's Hessian in the adapted parameters times ``u``; its gradient is zero here, so only the
-        head's curvature enters, through the body's Jacobian."""
-        return hessian_vp(self.layout, self._valid_pass, self._kl, None, u)
-
     def gradient(self) -> Values:
-        """The sum over the block's tasks of each surrogate's gradient in the meta-parameters."""
-        return [g.sum(0) for g in self.jacobian_tvp(self._adapted_grad)]
+        """The sum over the block's tasks of each surrogate's gradient in the meta-parameters: Σ Jᵀ ∇L(θ')
+        with the exact J of the whole batches."""
+        return [g.sum(0) for g in jacobian_tvp(self.steps, self._adapted_grad)]
 
     def curvature_vp(self, v: Values) -> Values:
         """The sum over the block's tasks of each KL's Hessian in the meta-parameters times ``v``: Σ Jᵀ F J v."""
-        return [g.sum(0) for g in self.jacobian_tvp(self.fisher_vp(self.jacobian_vp(v)))]
+        return self.curvature.vp(v)
 
     def scores(self, params: Values) -> tuple[Tensor, Tensor]:
         """Each task's surrogate and KL to its old adapted policy after adapting from ``params``; [N] each."""
-        adapted, _, _ = adapt_block(self.policy, self.layout, params, self.train, self.lrs, keep=False)
-        out = MLPPass.run(self.layout.body_of(adapted), self.valid.obs, self.policy.activation).out
+        adapted = adapt_block(self.policy, self.layout, params, self.train, self.lrs, keep=False).params
+        out = MLPPass.run(self.layout.body_of(adapted), self.valid.obs, self.policy.activation, order=0).out
         dist = head_distribution(self.policy, out, self.layout.head_of(adapted))
-        return self._surrogate(dist), self._kl_objective(dist)
+        return self._surrogate(dist), _kl_to(self.valid, self.old)(dist)
 
     def score(self, params: Values) -> tuple[float, float]:
         """The block's summed surrogate and KL after adapting from ``params`` (values only)."""

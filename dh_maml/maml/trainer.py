@@ -12,8 +12,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from dh_maml.algorithms import split_evenly
+from dh_maml.algorithms import Holders, split_evenly
 from dh_maml.envs import make_family
+from dh_maml.maml.held_terms import HeldTerms
 from dh_maml.maml.inner import TaskGroup
 from dh_maml.maml.learner import MAMLTRPO, GroupObjective, MetaStepStats
 from dh_maml.maml.rollouts import MAMLRollouts
@@ -68,14 +69,21 @@ class MetaTrainer(TrainingProgress):
         seeds = [int(s) for s in self.sample_rng.integers(2**31, size=len(shards))]
         return IterationPlan(self.iteration, tasks, [Shard(ids, seed) for ids, seed in zip(shards, seeds)])
 
+    @property
+    def held(self) -> bool:
+        """Whether the observers compute the TRPO step's terms of the groups they sample."""
+        return self.spec.trpo.products == "observers"
+
     def call_args(self, plan: IterationPlan, shard: Shard, weights: dict[str, torch.Tensor]) -> tuple:
-        return plan.version, weights, [plan.tasks[i] for i in shard.ids], shard.ids, shard.seed
+        return plan.version, weights, [plan.tasks[i] for i in shard.ids], shard.ids, shard.seed, self.held
 
     split = staticmethod(split_shard)
 
     def consume(self, plan: IterationPlan, shard: Shard, group: TaskGroup) -> None:
-        """Build the arriving group's second-order terms at once, while other groups are still sampling."""
-        plan.objectives.append(self.objective(group))
+        """Build the arriving group's second-order terms at once, while other groups are still sampling
+        (unless its observer holds them)."""
+        if not self.held:
+            plan.objectives.append(self.objective(group))
         plan.groups.append(group)
 
     def cpu_weights(self) -> dict[str, torch.Tensor]:
@@ -86,8 +94,14 @@ class MetaTrainer(TrainingProgress):
         """One group's second-order graph; build it as soon as the group arrives."""
         return self.learner.objective(group.to(self.device))
 
-    def update(self, plan: IterationPlan) -> MetaStepStats:
-        stats = self.learner.step(plan.objectives)
+    def update(self, plan: IterationPlan, holders: Holders | None = None) -> MetaStepStats:
+        """The TRPO step on the groups' terms: those built here as groups arrived, or those the observers
+        hold (``trpo.products: observers``), asked for through ``holders``."""
+        if self.held and holders is not None:
+            terms = HeldTerms(plan.version, plan.groups, holders, self.learner, self.objective, self.device)
+        else:
+            terms = self.learner.terms(plan.objectives or [self.objective(g) for g in plan.groups])
+        stats = self.learner.take_step(terms)
         self.iteration += 1
         return stats
 

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from dh_maml.algorithms import split_evenly
+from dh_maml.algorithms import Holders, split_evenly
 from dh_maml.config import SpecError
 from dh_maml.envs import make_family
 from dh_maml.mlsh.policies import SubPolicies
@@ -100,7 +100,7 @@ class MLSHTrainer(TrainingProgress):
     def consume(self, plan: RoundPlan, jobs: list[SlotJob], batch: SlotBatch) -> None:
         plan.results.extend(batch.results)
 
-    def update(self, plan: RoundPlan) -> RoundStats:
+    def update(self, plan: RoundPlan, holders: Holders | None = None) -> RoundStats:
         """Every slot's master moves on; the sub-policies learn from the joint iterations' segments."""
         results = sorted(plan.results, key=lambda r: r.slot)
         for r in results:
