@@ -13,6 +13,8 @@ from dh_maml.policies import CategoricalMLPPolicy, GaussianMLPPolicy
 from dh_maml.spec import MAMLSpec, TRPOSpec, load_spec
 from dh_maml.trpo import flat
 
+EXACT = TRPOSpec(curvature_fraction=1.0)  # curvature on every episode: the exact Hessian of the KL
+
 
 def synthetic_batch(gen, n=2, t_steps=6, b=4, obs_dim=2, act_dim=2):
     mask = torch.ones(n, t_steps, b)
@@ -32,7 +34,7 @@ def setup(num_steps, first_order):
     torch.manual_seed(0)
     policy = GaussianMLPPolicy(2, 2, (8,), init_std=0.8).double()
     result = TaskGroup([0, 1], [synthetic_batch(gen) for _ in range(num_steps)], synthetic_batch(gen))
-    learner = MAMLTRPO(policy, MAMLSpec(fast_lr=0.5, num_steps=num_steps, first_order=first_order), TRPOSpec())
+    learner = MAMLTRPO(policy, MAMLSpec(fast_lr=0.5, num_steps=num_steps, first_order=first_order), EXACT)
     return policy, result, learner
 
 
@@ -107,7 +109,7 @@ def categorical_setup(num_steps, first_order):
     return (
         policy,
         group,
-        MAMLTRPO(policy, MAMLSpec(fast_lr=0.5, num_steps=num_steps, first_order=first_order), TRPOSpec()),
+        MAMLTRPO(policy, MAMLSpec(fast_lr=0.5, num_steps=num_steps, first_order=first_order), EXACT),
     )
 
 
@@ -260,7 +262,7 @@ def test_trpo_work_split_over_threads_matches_the_serial_work(float64):
     results = []
     for threads in (1, 2):
         policy, group, _ = setup(1, False)
-        learner = MAMLTRPO(policy, MAMLSpec(fast_lr=0.5, num_steps=1), TRPOSpec(), threads=threads)
+        learner = MAMLTRPO(policy, MAMLSpec(fast_lr=0.5, num_steps=1), EXACT, threads=threads)
         stats = learner.step([learner.objective(group)])
         assert stats.trpo.accepted and stats.trpo.loss_after < stats.trpo.loss_before
         results.append(flat_params(policy))
@@ -282,7 +284,7 @@ def test_in_process_navigation_post_adaptation_return_improves():
 
 def reference_learner(policy, num_steps, first_order):
     spec = MAMLSpec(fast_lr=0.5, num_steps=num_steps, first_order=first_order, curvature="autograd")
-    return MAMLTRPO(policy, spec, TRPOSpec())
+    return MAMLTRPO(policy, spec, EXACT)
 
 
 def relu_gaussian_setup(num_steps, first_order):
@@ -293,7 +295,7 @@ def relu_gaussian_setup(num_steps, first_order):
     return (
         policy,
         group,
-        MAMLTRPO(policy, MAMLSpec(fast_lr=0.05, num_steps=num_steps, first_order=first_order), TRPOSpec()),
+        MAMLTRPO(policy, MAMLSpec(fast_lr=0.05, num_steps=num_steps, first_order=first_order), EXACT),
     )
 
 
@@ -382,7 +384,7 @@ def test_a_trpo_step_with_the_reference_lands_where_the_fast_path_does(float64):
     landed = []
     for curvature in ("fast", "autograd"):
         policy, group, _ = setup(1, False)  # two inner steps at this lr make conjugate gradient ill-conditioned
-        learner = MAMLTRPO(policy, MAMLSpec(fast_lr=0.5, num_steps=1, curvature=curvature), TRPOSpec(), threads=2)
+        learner = MAMLTRPO(policy, MAMLSpec(fast_lr=0.5, num_steps=1, curvature=curvature), EXACT, threads=2)
         stats = learner.step([learner.objective(group)])
         assert stats.trpo.accepted
         landed.append(flat_params(policy))
@@ -397,7 +399,7 @@ def test_a_policy_the_fast_path_cannot_take_apart_falls_back_to_autograd(float64
 
     torch.manual_seed(0)
     policy = Custom(2, 2, (8,), init_std=0.8).double()
-    learner = MAMLTRPO(policy, MAMLSpec(fast_lr=0.5), TRPOSpec())
+    learner = MAMLTRPO(policy, MAMLSpec(fast_lr=0.5), EXACT)
     assert learner.curvature == "autograd"
     assert "maml.curvature=fast cannot take this policy apart (Custom is not one of" in capsys.readouterr().err
     gen = torch.Generator().manual_seed(0)

@@ -61,8 +61,9 @@ def test_agent_and_two_observers_train_and_log(tmp_path, launcher):
     assert [e.value for e in events.Scalars("returns/post")] == pytest.approx([r["returns/post"] for r in records])
 
 
-def test_resume_reproduces_the_uninterrupted_distributed_run(tmp_path, launcher):
-    small = [*SMALL, "--set", "checkpoint.every=1"]
+@pytest.mark.parametrize("products", ["agent", "observers"])
+def test_resume_reproduces_the_uninterrupted_distributed_run(tmp_path, launcher, products):
+    small = [*SMALL, "--set", "checkpoint.every=1", "--set", f"trpo.products={products}"]
     for name, iterations in (("full", 3), ("part", 2)):
         code, out, err = launcher(
             "train", "--spec", NAV, "--iterations", iterations, "--run-dir", tmp_path / name, *small
