@@ -68,6 +68,10 @@ class MAMLTRPO:
     step's work splits into ``threads`` parts of blocks that run side by side
     (matrix products release the GIL). Blocks are summed in task order, so
     results do not depend on thread timing or on the order groups arrived in.
+    With ``trpo.curvature_fraction`` < 1 each block also gets the first share of
+    its tasks' episodes, on which its curvature products are estimated. The step
+    itself (``take_step``) only sees ``Terms``: these blocks (``LocalTerms``), or
+    the same blocks held by the observers (``held_terms``).
     """
 
     def __init__(self, policy: Policy, maml_spec: MAMLSpec, trpo_spec: TRPOSpec, threads: int = 1):
