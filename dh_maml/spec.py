@@ -78,9 +78,10 @@ class TRPOSpec:
     ls_max_steps: int = field(default=15, metadata=bounds(1))
     ls_backtrack_ratio: float = field(default=0.8, metadata=bounds(0.0, 1.0, lo_open=True))
     # share of each task's episodes (every batch, at least one episode) the conjugate gradient's curvature
-    # products are estimated on; the gradient and the line search always use all of them. 0.25 learns as
-    # 1.0 does on navigation (7 seeds) with a conjugate gradient 3.6x cheaper (docs/results.md)
-    curvature_fraction: float = field(default=0.25, metadata=bounds(0.0, 1.0, lo_open=True))
+    # products are estimated on; the gradient and the line search always use all of them. 1.0 is the exact
+    # curvature; 0.25 learned as well on navigation (specs/navigation-2d.yaml) but slower on halfcheetah-dir
+    # (docs/results.md)
+    curvature_fraction: float = field(default=1.0, metadata=bounds(0.0, 1.0, lo_open=True))
     # where the step's gradient, curvature products and line-search scores are computed: by each observer
     # on the tasks it sampled (the agent only adds their sums; the step shrinks as observers are added),
     # or on the agent (its learner threads, or its GPU)
