@@ -80,7 +80,7 @@ class HolderSet:
         slowest = 0.0
         for (observer, job), reply in zip(asked, replies):
             if isinstance(reply, BaseException):
-                self.agent._drop(observer, reply)
+                self.agent.drop(observer, reply)
                 out.append((job, None))
             else:
                 out.append((job, reply.result))
@@ -114,14 +114,14 @@ class Agent:
         replies = await asyncio.gather(*(o.configure(spec_dict) for o in self.live), return_exceptions=True)
         for observer, reply in zip(list(self.live), replies):
             if isinstance(reply, BaseException):
-                self._drop(observer, reply)
+                self.drop(observer, reply)
             else:
                 self.identities[observer.name] = reply
         if not self.live:
             raise NoObserversLeft("no observer could be configured")
         return self.identities
 
-    def _drop(self, observer: ObserverHandle, error: BaseException) -> None:
+    def drop(self, observer: ObserverHandle, error: BaseException) -> None:
         self.world_intact = False
         if observer in self.live:
             self.live.remove(observer)
@@ -170,7 +170,7 @@ class Agent:
                 except StaleResult as exc:
                     error = exc
             if not isinstance(error, StaleResult):
-                self._drop(observer, error)
+                self.drop(observer, error)
             if not self.live:
                 raise NoObserversLeft(f"no observer left (the last error: {type(error).__name__}: {error})")
             for i, part in enumerate(split(job, len(self.live))):

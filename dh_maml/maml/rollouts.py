@@ -49,7 +49,9 @@ class MAMLRollouts:
         if hold:
             if self.learner is None:
                 self.learner = MAMLTRPO(self.policy, self.spec.maml, self.spec.trpo)
-            self.held[(version, tuple(group.task_ids))] = self.learner.terms([self.learner.objective(group)])
+            # the terms keep the parameters they were built at: a copy, so no later load can change them
+            params = [p.detach().clone() for p in self.policy.parameters()]
+            self.held[(version, tuple(group.task_ids))] = self.learner.terms([self.learner.objective(group, params)])
         return group
 
     def _terms(self, version: int, task_ids: Sequence[int]) -> LocalTerms:
