@@ -13,7 +13,6 @@ import operator
 from collections.abc import Callable
 from typing import Any
 
-import numpy as np
 import torch
 from torch import Tensor
 
@@ -58,10 +57,7 @@ class HeldTerms:
             if key not in self.local:
                 self.local[key] = self.learner.terms([self.objective(self.groups[key])])
             parts[key] = here(self.local[key])
-        values = [parts[key] for key in sorted(parts)]
-        if isinstance(values[0], np.ndarray):
-            return functools.reduce(operator.add, values)
-        return functools.reduce(operator.add, (v.to(self.device) for v in values))
+        return functools.reduce(operator.add, (parts[key].to(self.device) for key in sorted(parts)))
 
     def start(self) -> Sums:
         return self._ask(MAMLRollouts.held_start, (), LocalTerms.start)
@@ -69,5 +65,5 @@ class HeldTerms:
     def product(self, v: Tensor) -> Tensor:
         return self._ask(MAMLRollouts.held_product, (v.detach().cpu(),), lambda t: t.product(v))
 
-    def score(self, vector: Tensor) -> np.ndarray:
+    def score(self, vector: Tensor) -> Tensor:
         return self._ask(MAMLRollouts.held_score, (vector.detach().cpu(),), lambda t: t.score(vector))

@@ -15,7 +15,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
-import numpy as np
 import torch
 from torch import Tensor
 
@@ -193,7 +192,7 @@ class Terms(Protocol):
 
     def start(self) -> Sums: ...
     def product(self, v: Tensor) -> Tensor: ...  # Σ over tasks of the KL's Hessian times the flat v
-    def score(self, vector: Tensor) -> np.ndarray: ...  # [Σ surrogate, Σ KL] after adapting from the flat vector
+    def score(self, vector: Tensor) -> Tensor: ...  # [Σ surrogate, Σ KL] after adapting from the flat vector
 
 
 class LocalTerms:
@@ -222,6 +221,6 @@ class LocalTerms:
         values = self.layout.split(v)
         return self._sum(lambda b: flat(b.curvature_vp(values)))
 
-    def score(self, vector: Tensor) -> np.ndarray:
+    def score(self, vector: Tensor) -> Tensor:
         candidate = self.layout.split(vector)
-        return self._sum(lambda b: np.asarray(b.score(candidate)))
+        return self._sum(lambda b: torch.tensor(b.score(candidate), dtype=torch.float64))

@@ -68,7 +68,7 @@ class MAMLRollouts:
         """Σ over the held tasks of their KL's Hessian times ``v``."""
         return self._terms(version, task_ids).product(v)
 
-    def held_score(self, version: int, task_ids: Sequence[int], vector: torch.Tensor) -> np.ndarray:
+    def held_score(self, version: int, task_ids: Sequence[int], vector: torch.Tensor) -> torch.Tensor:
         """The held tasks' summed surrogate and KL after adapting from the flat parameters ``vector``."""
         return self._terms(version, task_ids).score(vector)
 
