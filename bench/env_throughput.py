@@ -37,13 +37,22 @@ def observer_envs(spec: Spec, observers: int = 2) -> int:
     return max(1, spec.maml.meta_batch_size // observers) * spec.maml.fast_batch_size
 
 
+def observer_tasks(spec: Spec, num_envs: int, seed: int = 0) -> list:
+    """The tasks of those sub-envs: the first observer's share of a meta-batch (contiguous, as the agent
+    shards it), each repeated for its episodes, cycled to ``num_envs``."""
+    family = make_family(spec.env)
+    tasks = family.sample_tasks(spec.maml.meta_batch_size, np.random.default_rng(seed))
+    share = tasks[: max(1, len(tasks) // 2)]
+    per_task = max(1, num_envs // len(share))
+    return [share[(i // per_task) % len(share)] for i in range(num_envs)]
+
+
 def raw_steps_per_s(spec: Spec, num_envs: int, seconds: float = 3.0, seed: int = 0) -> float:
     """Env steps per second of the spec's family on this core, random actions drawn ahead of time."""
     family = make_family(spec.env)
-    rng = np.random.default_rng(seed)
     env = family.make_vector_env(num_envs)
     try:
-        env.set_tasks(family.sample_tasks(num_envs, rng))
+        env.set_tasks(observer_tasks(spec, num_envs, seed))
         env.reset(seed=seed)
         env.action_space.seed(seed)
         actions = [env.action_space.sample() for _ in range(64)]
@@ -69,18 +78,20 @@ def bare_physics_steps_per_s(spec: Spec, num_envs: int, seconds: float = 3.0, se
     family = make_family(spec.env)
     env = family.make_vector_env(num_envs)
     try:
-        model, datas = getattr(env, "model", None), getattr(env, "data", None)
-        if not isinstance(model, mujoco.MjModel):
+        if not hasattr(env, "physics"):
             return None
-        low, high = model.actuator_ctrlrange.T
-        controls = np.random.default_rng(seed).uniform(low, high, size=(64, num_envs, model.nu))
+        rng = np.random.default_rng(seed)
+        env.set_tasks(observer_tasks(spec, num_envs, seed))
+        env.reset(seed=seed)
+        physics = env.physics()
+        low, high = physics[0][0].actuator_ctrlrange.T
+        controls = rng.uniform(low, high, size=(64, num_envs, len(low)))
         steps, elapsed = 0, 0.0
         while elapsed < seconds:
-            for data in datas:
-                mujoco.mj_resetData(model, data)
+            env.restart_physics()
             start = time.perf_counter()
             for t in range(family.horizon):
-                for data, ctrl in zip(datas, controls[t % len(controls)]):
+                for (model, data), ctrl in zip(physics, controls[t % len(controls)]):
                     data.ctrl[:] = ctrl  # new random controls every step, as the env gets them
                     mujoco.mj_step(model, data, nstep=env.frame_skip)
             elapsed += time.perf_counter() - start

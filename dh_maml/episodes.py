@@ -25,6 +25,7 @@ class EpisodeBatch:
     rewards: Tensor  # [N, T, E] float32
     mask: Tensor  # [N, T, E] float32: 1 where the step belongs to an episode
     advantages: Tensor | None = None  # [N, T, E] float32, filled on the sampler side
+    successes: Tensor | None = None  # [N, T, E] float32: 1 at steps the family reports a success (Meta-World)
 
     @property
     def num_tasks(self) -> int:
@@ -46,6 +47,12 @@ class EpisodeBatch:
     def task_returns(self) -> Tensor:
         """Mean undiscounted return of each task's episodes, [N]."""
         return self.episode_returns().mean(-1)
+
+    def task_success_rates(self) -> Tensor | None:
+        """Share of each task's episodes that succeeded at some step, [N]; None where the family reports none."""
+        if self.successes is None:
+            return None
+        return (self.successes * self.mask).amax(TIME).mean(-1)
 
     def _map(self, fn: Callable[[Tensor], Tensor]) -> EpisodeBatch:
         return replace(

@@ -48,6 +48,7 @@ class Sampler:
         act_buf = np.zeros((n_tasks, horizon, eps, *act_shape), dtype=np.int64 if self.discrete else np.float32)
         rew_buf = np.zeros((n_tasks, horizon, eps), dtype=np.float32)
         mask_buf = np.zeros((n_tasks, horizon, eps), dtype=np.float32)
+        success_buf = None
         alive = np.ones((n_tasks, eps), dtype=bool)
         obs, _ = env.reset(seed=seed)
         with torch.random.fork_rng(devices=[]):
@@ -59,8 +60,12 @@ class Sampler:
                 outputs = self.policy.task_outputs(params, obs_t, per_task_params)
                 actions = self.policy.distribution(outputs).sample().numpy()
                 act_buf[:, t] = actions
-                obs, rewards, terminated, truncated, _ = env.step(actions.reshape(n_tasks * eps, *act_shape))
+                obs, rewards, terminated, truncated, info = env.step(actions.reshape(n_tasks * eps, *act_shape))
                 rew_buf[:, t] = rewards.reshape(n_tasks, eps) * alive
+                if "success" in info:
+                    if success_buf is None:
+                        success_buf = np.zeros_like(rew_buf)
+                    success_buf[:, t] = info["success"].reshape(n_tasks, eps) * alive
                 alive &= ~(terminated | truncated).reshape(n_tasks, eps)
                 if not alive.any():
                     break
@@ -69,4 +74,5 @@ class Sampler:
             actions=torch.from_numpy(act_buf),
             rewards=torch.from_numpy(rew_buf),
             mask=torch.from_numpy(mask_buf),
+            successes=None if success_buf is None else torch.from_numpy(success_buf),
         ).trimmed()

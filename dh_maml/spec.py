@@ -175,6 +175,9 @@ class MetaTestSpec:
     num_steps: int = field(default=3, metadata=bounds(0))
     seed: int = field(default=10_000, metadata=bounds(0, MAX_SEED))
     paper_protocol: bool = False
+    # episodes scored per task after each inner step with the adapted policy (Meta-World's protocol: 3);
+    # 0 scores the fast_batch_size episodes the next step adapts on
+    eval_episodes: int = field(default=0, metadata=bounds(0, 100_000))
 
 
 @dataclass

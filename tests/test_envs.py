@@ -23,7 +23,8 @@ def rollout(family, tasks, seed, steps, actions=None):
     return out
 
 
-@pytest.mark.parametrize("name", sorted(FAMILIES))
+# Meta-World's ML10/ML45 draw multiples of their class counts; tests/test_metaworld.py covers them
+@pytest.mark.parametrize("name", sorted(set(FAMILIES) - {"metaworld-ml10", "metaworld-ml45"}))
 def test_seeded_determinism_of_tasks_and_rollouts(name):
     family = FAMILIES[name]()
     t1 = family.sample_tasks(3, np.random.default_rng(7))

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from dh_maml.config import SpecError, build_dataclass, unknown_key_message
+from dh_maml.envs import metaworld
 from dh_maml.envs.bandit import BernoulliBandit
 from dh_maml.envs.base import TaskFamily, TaskVectorEnv, VectorEnvCache
 from dh_maml.envs.minigrid import MiniGridFourRooms, MiniGridPlain, MiniGridTwoGoals
@@ -31,6 +32,7 @@ FAMILIES: dict[str, type[TaskFamily]] = {
         MiniGridTwoGoals,
         MiniGridFourRooms,
         MiniGridPlain,
+        *metaworld.FAMILIES,
     )
 }
 
@@ -42,7 +44,16 @@ def _family_options(env_spec: EnvSpec, problems: list[str]) -> tuple[type[TaskFa
     if cls is None:
         problems.append(unknown_key_message("env.family", env_spec.family, FAMILIES, what="family"))
         return None, None
-    return cls, build_dataclass(cls.Options, env_spec.options, "env.options", problems)
+    if cls.max_horizon is not None and env_spec.horizon is not None and env_spec.horizon > cls.max_horizon:
+        problems.append(
+            f"env.horizon: expected a value <= {cls.max_horizon} ({cls.name}'s own episodes end there), "
+            f"got {env_spec.horizon}"
+        )
+    count = len(problems)
+    options = build_dataclass(cls.Options, env_spec.options, "env.options", problems)
+    if len(problems) == count:
+        problems.extend(cls.option_problems(options))
+    return cls, options
 
 
 def validate_env_spec(env_spec: EnvSpec) -> list[str]:

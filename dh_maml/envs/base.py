@@ -93,6 +93,10 @@ class ArrayVectorEnv(TaskVectorEnv):
     def _step_envs(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Advance every sub-env; return (rewards, terminated)."""
 
+    def _info(self) -> dict[str, np.ndarray]:
+        """Per-sub-env arrays a family reports beside rewards (e.g. Meta-World's ``success``); none by default."""
+        return {}
+
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict]:
         super().reset(seed=seed)
         if self._tasks is None:
@@ -103,7 +107,7 @@ class ArrayVectorEnv(TaskVectorEnv):
         self._reset_envs(every)
         self._t[:] = 0
         self._needs_reset[:] = False
-        return self._observe(), {}
+        return self._observe(), self._info()
 
     def step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict]:
         actions = np.asarray(actions)
@@ -118,7 +122,7 @@ class ArrayVectorEnv(TaskVectorEnv):
             terminated[restart] = False
             truncated[restart] = False
         self._needs_reset = terminated | truncated
-        return self._observe(), rewards, terminated, truncated, {}
+        return self._observe(), rewards, terminated, truncated, self._info()
 
 
 class TaskFamily(ABC):
@@ -126,6 +130,7 @@ class TaskFamily(ABC):
 
     name: ClassVar[str]
     default_horizon: ClassVar[int]
+    max_horizon: ClassVar[int | None] = None  # where the family's own environments end every episode
     Options: ClassVar[type] = NoOptions
     Task: ClassVar[type]  # the frozen dataclass of its tasks: ``Task(**dataclasses.asdict(task))`` rebuilds one
 
@@ -136,6 +141,21 @@ class TaskFamily(ABC):
     @abstractmethod
     def sample_tasks(self, n: int, rng: np.random.Generator) -> list[Any]:
         """Draw ``n`` tasks; all randomness comes from ``rng``."""
+
+    def held_out_tasks(self, n: int, rng: np.random.Generator) -> list[Any]:
+        """Tasks to evaluate adaptation on: fresh draws from the training distribution, unless the family
+        keeps a separate test set (Meta-World's test goals and classes)."""
+        return self.sample_tasks(n, rng)
+
+    @property
+    def tasks_multiple(self) -> int:
+        """Task counts a batch draws must be multiples of (a benchmark covering its classes equally)."""
+        return 1
+
+    @classmethod
+    def option_problems(cls, options: Any) -> list[str]:
+        """Problems with option values that field metadata cannot state (empty when valid)."""
+        return []
 
     @abstractmethod
     def make_vector_env(self, num_envs: int) -> TaskVectorEnv:

@@ -96,6 +96,15 @@ class MujocoVectorEnv(ArrayVectorEnv):
             mujoco.mj_forward(self.model, data)
             self._read(i)
 
+    def physics(self) -> list[tuple[mujoco.MjModel, mujoco.MjData]]:
+        """Each sub-env's model and data, for the bare-physics bound the benchmarks measure."""
+        return [(self.model, data) for data in self.data]
+
+    def restart_physics(self) -> None:
+        """Every sub-env's physics at an episode start (the benchmarks' bound restarts them untimed)."""
+        for data in self.data:
+            mujoco.mj_resetData(self.model, data)
+
     def _allocate(self, num_envs: int) -> None:
         """The batch arrays ``_read`` fills."""
         self._qpos = np.zeros((num_envs, self.model.nq))

@@ -8,7 +8,7 @@ second-order terms from the ``TaskGroup`` it returns.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -100,6 +100,32 @@ def with_advantages(batch: EpisodeBatch, baseline: LinearFeatureBaseline, maml_s
     return batch
 
 
+def adaptation_steps(
+    sampler: Sampler,
+    params: Params,
+    tasks: Sequence,
+    maml_spec: MAMLSpec,
+    lrs: Sequence[float],
+    seed: int,
+    baseline: LinearFeatureBaseline,
+) -> Iterator[tuple[EpisodeBatch, Params, bool]]:
+    """Sample before each first-order inner step and after the last: ``len(lrs) + 1`` batches with advantages,
+    each with the parameters it was sampled with (``per_task``: whether they carry a leading task axis)."""
+    rng = np.random.default_rng(seed)
+    policy, eps, n = sampler.policy, maml_spec.fast_batch_size, len(tasks)
+    current, per_task = detached(params), False
+    for k in range(len(lrs) + 1):
+        batch = sampler.sample(current, list(tasks), eps, int(rng.integers(2**31)), per_task_params=per_task)
+        batch = with_advantages(batch, baseline, maml_spec)
+        yield batch, current, per_task
+        if k < len(lrs):
+            start = current if per_task else broadcast(current, n)
+            start = {name: v.detach().requires_grad_() for name, v in start.items()}
+            with torch.enable_grad():
+                current = detached(adapt(policy, start, [batch], [lrs[k]], create_graph=False)[0])
+            per_task = True
+
+
 def adaptation_batches(
     sampler: Sampler,
     params: Params,
@@ -109,21 +135,8 @@ def adaptation_batches(
     seed: int,
     baseline: LinearFeatureBaseline,
 ) -> list[EpisodeBatch]:
-    """Sample before each first-order inner step and after the last: ``len(lrs) + 1`` batches with advantages."""
-    rng = np.random.default_rng(seed)
-    policy, eps, n = sampler.policy, maml_spec.fast_batch_size, len(tasks)
-    current, per_task = detached(params), False
-    batches = []
-    for k in range(len(lrs) + 1):
-        batch = sampler.sample(current, list(tasks), eps, int(rng.integers(2**31)), per_task_params=per_task)
-        batches.append(with_advantages(batch, baseline, maml_spec))
-        if k < len(lrs):
-            start = current if per_task else broadcast(current, n)
-            start = {name: v.detach().requires_grad_() for name, v in start.items()}
-            with torch.enable_grad():
-                current = detached(adapt(policy, start, [batch], [lrs[k]], create_graph=False)[0])
-            per_task = True
-    return batches
+    """The batches of ``adaptation_steps``."""
+    return [batch for batch, _, _ in adaptation_steps(sampler, params, tasks, maml_spec, lrs, seed, baseline)]
 
 
 def sample_group(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -14,7 +15,7 @@ import torch
 from dh_maml.algorithms import EvaluationSettings, Gather, Trainer
 from dh_maml.baseline import LinearFeatureBaseline
 from dh_maml.envs.base import TaskFamily
-from dh_maml.maml.inner import adaptation_batches, step_sizes
+from dh_maml.maml.inner import adaptation_steps, step_sizes
 from dh_maml.policies import Params
 from dh_maml.sampling import Sampler
 from dh_maml.seeding import Stream, stream_rng
@@ -34,16 +35,30 @@ class MetaTestResult:
     tasks: int
     seed: int
     per_task: list[list[float]]  # [task][step]
+    # families that report success (Meta-World): the share of episodes that succeeded at some step
+    success: list[float] | None = None  # mean over tasks, per step
+    success_se: list[float] | None = None
+    per_task_success: list[list[float]] | None = None  # [task][step]
+    success_by_latent: dict[str, list[float]] | None = None  # per task class (latent), per step
+    scored_episodes: int = 0  # per task and step; 0: the episodes the next step adapts on
 
     def write(self, out: Path, title: str) -> list[Path]:
         return write_meta_test(self, out, title)
 
     def report(self) -> list[str]:
         lines = [f"after {k} step(s): {m:9.2f} ± {s:.2f}" for k, m, s in zip(self.steps, self.mean, self.se)]
+        if self.success is not None:
+            lines += [
+                f"success after {k} step(s): {100 * m:5.1f} % ± {100 * s:.1f}"
+                for k, m, s in zip(self.steps, self.success, self.success_se)
+            ]
         return [*lines, f"{self.tasks} held-out tasks (seed {self.seed})"]
 
     def note(self) -> str:
-        return "meta-test: " + "  ".join(f"{k} step(s) {m:.2f}" for k, m in zip(self.steps, self.mean))
+        note = "meta-test: " + "  ".join(f"{k} step(s) {m:.2f}" for k, m in zip(self.steps, self.mean))
+        if self.success is not None:
+            note += "  success " + " / ".join(f"{100 * m:.1f} %" for m in self.success)
+        return note
 
 
 @dataclass
@@ -57,34 +72,75 @@ class MetaTestChunk:
 def held_out_chunks(family: TaskFamily, num_tasks: int, seed: int) -> list[MetaTestChunk]:
     """Held-out tasks from their own stream, cut into chunks whose seeds depend only on ``seed`` and position,
     so results do not depend on how many processes share the work."""
-    tasks = family.sample_tasks(num_tasks, stream_rng(seed, Stream.META_TEST_TASKS))
+    tasks = family.held_out_tasks(num_tasks, stream_rng(seed, Stream.META_TEST_TASKS))
     return [
         MetaTestChunk(tasks[i : i + CHUNK_TASKS], int(np.random.SeedSequence([seed, i]).generate_state(1)[0]))
         for i in range(0, len(tasks), CHUNK_TASKS)
     ]
 
 
-def meta_test_returns(
+@dataclass
+class ChunkScores:
+    """A chunk's [tasks, K+1] mean returns and success rates (None where the family reports no success)."""
+
+    returns: np.ndarray
+    successes: np.ndarray | None
+
+
+def meta_test_scores(
     sampler: Sampler,
     params: Params,
     chunk: MetaTestChunk,
     maml_spec: MAMLSpec,
     num_steps: int,
     paper_protocol: bool = False,
-) -> np.ndarray:
-    """Mean return of each task's ``fast_batch_size`` episodes before and after each inner step; [tasks, K+1]."""
+    eval_episodes: int = 0,
+) -> ChunkScores:
+    """Each task's mean return and success rate before and after each inner step: over the
+    ``fast_batch_size`` episodes the next step adapts on, or over ``eval_episodes`` more sampled with the
+    adapted policy (their seeds from a stream of their own, so adaptation is the same either way)."""
     lrs = step_sizes(maml_spec.fast_lr, num_steps, paper_protocol)
-    batches = adaptation_batches(
-        sampler, params, chunk.tasks, maml_spec, lrs, chunk.seed, LinearFeatureBaseline(maml_spec.baseline_reg)
+    baseline = LinearFeatureBaseline(maml_spec.baseline_reg)
+    steps = adaptation_steps(sampler, params, chunk.tasks, maml_spec, lrs, chunk.seed, baseline)
+    scoring_rng = np.random.default_rng([chunk.seed, 1])
+    scored = []
+    for batch, current, per_task in steps:
+        if eval_episodes:
+            seed = int(scoring_rng.integers(2**31))
+            batch = sampler.sample(current, list(chunk.tasks), eval_episodes, seed, per_task_params=per_task)
+        scored.append(batch)
+    successes = [b.task_success_rates() for b in scored]
+    return ChunkScores(
+        torch.stack([b.task_returns() for b in scored], dim=1).numpy(),
+        None if any(s is None for s in successes) else torch.stack(successes, dim=1).numpy(),
     )
-    return torch.stack([b.task_returns() for b in batches], dim=1).numpy()
 
 
-def summarize(per_task: np.ndarray, seed: int) -> MetaTestResult:
-    """Mean and standard error over tasks of a [tasks, K+1] matrix of returns."""
+def _mean_se(per_task: np.ndarray) -> tuple[list[float], list[float]]:
     n, k = per_task.shape
     se = per_task.std(axis=0, ddof=1) / np.sqrt(n) if n > 1 else np.zeros(k)
-    return MetaTestResult(list(range(k)), per_task.mean(axis=0).tolist(), se.tolist(), n, seed, per_task.tolist())
+    return per_task.mean(axis=0).tolist(), se.tolist()
+
+
+def summarize(
+    per_task: np.ndarray,
+    seed: int,
+    successes: np.ndarray | None = None,
+    latents: Sequence[str] = (),
+    scored_episodes: int = 0,
+) -> MetaTestResult:
+    """Mean and standard error over tasks of [tasks, K+1] returns (and success rates, also per latent)."""
+    n, k = per_task.shape
+    mean, se = _mean_se(per_task)
+    result = MetaTestResult(list(range(k)), mean, se, n, seed, per_task.tolist(), scored_episodes=scored_episodes)
+    if successes is not None:
+        result.success, result.success_se = _mean_se(successes)
+        result.per_task_success = successes.tolist()
+        labels = np.array([str(latent) for latent in latents])
+        result.success_by_latent = {
+            label: successes[labels == label].mean(axis=0).tolist() for label in dict.fromkeys(labels)
+        }
+    return result
 
 
 def meta_test_settings(spec: Spec, settings: EvaluationSettings) -> tuple[int, int, int, bool]:
@@ -106,12 +162,16 @@ async def meta_test(gather: Gather, trainer: Trainer, settings: EvaluationSettin
 
     tasks, steps, seed, protocol = meta_test_settings(trainer.spec, settings)
     weights = trainer.cpu_weights()
-    rows = await gather(
-        MAMLRollouts.meta_test,
-        held_out_chunks(trainer.family, tasks, seed),
-        lambda chunk: (weights, chunk, steps, protocol),
+    chunks = held_out_chunks(trainer.family, tasks, seed)
+    scores = await gather(MAMLRollouts.meta_test, chunks, lambda chunk: (weights, chunk, steps, protocol))
+    successes = [s.successes for s in scores]
+    return summarize(
+        np.concatenate([s.returns for s in scores]),
+        seed,
+        None if any(s is None for s in successes) else np.concatenate(successes),
+        [trainer.family.latent(task) for chunk in chunks for task in chunk.tasks],
+        trainer.spec.meta_test.eval_episodes,
     )
-    return summarize(np.concatenate(rows), seed)
 
 
 def write_meta_test(result: MetaTestResult, out: str | Path, title: str = "meta-test") -> list[Path]:
@@ -139,4 +199,28 @@ def write_meta_test(result: MetaTestResult, out: str | Path, title: str = "meta-
     fig.tight_layout()
     fig.savefig(png_path, dpi=120)
     plt.close(fig)
-    return [out, csv_path, png_path]
+    if result.success_by_latent is None:
+        return [out, csv_path, png_path]
+    return [out, csv_path, png_path, write_success_chart(result, out.with_name(f"{out.stem}_success.png"), title)]
+
+
+def write_success_chart(result: MetaTestResult, png_path: Path, title: str) -> Path:
+    """Success rate per task class, one bar per number of inner steps."""
+    import matplotlib.pyplot as plt
+
+    labels = list(result.success_by_latent)
+    width = 0.8 / len(result.steps)
+    fig, ax = plt.subplots(figsize=(max(5, 0.6 * len(labels) + 2), 3.8))
+    for j, k in enumerate(result.steps):
+        values = [100 * result.success_by_latent[label][j] for label in labels]
+        ax.bar(np.arange(len(labels)) + j * width, values, width, label=f"after {k} step(s)")
+    ax.set_xticks(np.arange(len(labels)) + width * (len(result.steps) - 1) / 2, labels, rotation=45, ha="right")
+    ax.set_ylabel("success rate (%)")
+    ax.set_ylim(0, 100)
+    ax.set_title(f"{title}: success per class ({result.tasks} held-out tasks)")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3, axis="y")
+    fig.tight_layout()
+    fig.savefig(png_path, dpi=120)
+    plt.close(fig)
+    return png_path

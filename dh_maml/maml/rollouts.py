@@ -5,14 +5,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import numpy as np
 import torch
 
 from dh_maml.baseline import LinearFeatureBaseline
 from dh_maml.envs import make_family
 from dh_maml.maml.inner import TaskGroup, sample_group
 from dh_maml.maml.learner import MAMLTRPO, LocalTerms, Sums
-from dh_maml.maml.meta_test import MetaTestChunk, meta_test_returns
+from dh_maml.maml.meta_test import ChunkScores, MetaTestChunk, meta_test_scores
 from dh_maml.policies import make_policy
 from dh_maml.sampling import Sampler
 from dh_maml.spec import Spec
@@ -74,10 +73,14 @@ class MAMLRollouts:
 
     def meta_test(
         self, weights: dict[str, torch.Tensor], chunk: MetaTestChunk, num_steps: int, paper_protocol: bool
-    ) -> np.ndarray:
-        """The chunk's returns before and after each inner step, [tasks, K+1]."""
+    ) -> ChunkScores:
+        """The chunk's returns (and success rates) before and after each inner step, [tasks, K+1]."""
         self.policy.load_state_dict(weights)
-        return meta_test_returns(self.sampler, self.policy.params(), chunk, self.spec.maml, num_steps, paper_protocol)
+        mt = self.spec.meta_test
+        params = self.policy.params()
+        return meta_test_scores(
+            self.sampler, params, chunk, self.spec.maml, num_steps, paper_protocol, mt.eval_episodes
+        )
 
     def close(self) -> None:
         self.sampler.close()

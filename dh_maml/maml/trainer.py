@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from dh_maml.algorithms import Holders, split_evenly
+from dh_maml.config import SpecError
 from dh_maml.envs import make_family
 from dh_maml.maml.held_terms import HeldTerms
 from dh_maml.maml.inner import TaskGroup
@@ -60,6 +61,14 @@ class MetaTrainer(TrainingProgress):
         super().__init__(spec)
         self.device = torch.device(device)
         self.family = make_family(spec.env)
+        multiple = self.family.tasks_multiple
+        if spec.maml.meta_batch_size % multiple:
+            raise SpecError(
+                [
+                    f"maml.meta_batch_size: {self.family.name} draws every meta-batch evenly over its {multiple} "
+                    f"train classes; expected a multiple of {multiple}, got {spec.maml.meta_batch_size}"
+                ]
+            )
         self.policy = make_policy(self.family.observation_space, self.family.action_space, spec.policy).to(self.device)
         self.learner = MAMLTRPO(self.policy, spec.maml, spec.trpo, spec.experiment.learner_threads)
 
@@ -140,6 +149,10 @@ def iteration_record(
         "env_steps_per_s": steps / total if total > 0 else 0.0,
         "time/iteration": total,
     }
+    for key, batches in (("success/pre", [g.train[0] for g in groups]), ("success/post", [g.valid for g in groups])):
+        rates = [b.task_success_rates() for b in batches]
+        if all(r is not None for r in rates):
+            record[key] = torch.cat(rates).mean().item()
     trpo = asdict(stats.trpo)
     record.update(
         {

@@ -157,7 +157,7 @@ def run_adaptation(
 def held_out(family: TaskFamily, num_tasks: int, seed: int) -> tuple[list, list[int]]:
     """Held-out tasks and their seeds, from the meta-test stream (never the training one)."""
     rng = stream_rng(seed, Stream.META_TEST_TASKS)
-    tasks = family.sample_tasks(num_tasks, rng)
+    tasks = family.held_out_tasks(num_tasks, rng)
     return tasks, [int(s) for s in rng.integers(2**31, size=num_tasks)]
 
 

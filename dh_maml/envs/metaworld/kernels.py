@@ -1,0 +1,689 @@
+"""Meta-World's observations and v2 rewards, per class, over all sub-envs of one task at once.
+
+Each kernel is a port of one Meta-World class's ``_get_pos_objects`` / ``_get_quat_objects`` and
+``compute_reward`` / ``evaluate_state`` to arrays with a leading sub-env axis, keeping Meta-World's
+operations and their order so that results agree to rounding (tested step for step against
+Meta-World's own environments in ``tests/test_metaworld.py``). Constants that Meta-World's reset
+computes (initial object and hand positions, the target) are read from its environment after reset.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import mujoco
+import numpy as np
+
+ROBOT_BODIES = ("hand", "rightclaw", "leftclaw", "leftpad", "rightpad")
+TCP_SITES = ("rightEndEffector", "leftEndEffector")
+VALUE_AT_MARGIN = 0.1  # Meta-World's default for every sigmoid it uses
+
+
+def tolerance(x: np.ndarray, bounds: tuple[Any, Any], margin: Any, sigmoid: str = "long_tail") -> np.ndarray:
+    """``reward_utils.tolerance(x, bounds, margin, sigmoid)`` for arrays of ``x``, bounds and ``margin``
+    (the long-tail and gaussian sigmoids, the two Meta-World's rewards use)."""
+    lower, upper = bounds
+    in_bounds = np.logical_and(lower <= x, x <= upper)
+    zero = margin == 0
+    d = np.where(x < lower, lower - x, x - upper) / np.where(zero, 1.0, margin)
+    if sigmoid == "long_tail":
+        scale = np.sqrt(1 / VALUE_AT_MARGIN - 1)
+        falloff = 1 / ((d * scale) ** 2 + 1)
+    else:
+        scale = np.sqrt(-2 * np.log(VALUE_AT_MARGIN))
+        falloff = np.exp(-0.5 * (d * scale) ** 2)
+    value = np.where(in_bounds, 1.0, falloff)
+    return np.where(zero, np.where(in_bounds, 1.0, 0.0), value)
+
+
+def rect_prism_tolerance(curr: np.ndarray, zero: np.ndarray, one: np.ndarray) -> np.ndarray:
+    """``reward_utils.rect_prism_tolerance``: inside the box from ``zero`` to ``one``, the product of the
+    relative coordinates; 1 outside."""
+    low, high = np.minimum(zero, one), np.maximum(zero, one)
+    inside = np.all((low <= curr) & (curr <= high), axis=-1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        scales = (curr - zero) / (one - zero)
+    return np.where(inside, scales[:, 0] * scales[:, 1] * scales[:, 2], 1.0)
+
+
+def hamacher_product(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    denominator = a + b - (a * b)
+    positive = denominator > 0
+    return np.where(positive, (a * b) / np.where(positive, denominator, 1.0), 0.0)
+
+
+def matrix_to_quat(matrix: np.ndarray) -> np.ndarray:
+    """``scipy.spatial.transform.Rotation.from_matrix(matrix).as_quat()`` for orthonormal ``[k, 3, 3]``
+    matrices (MuJoCo's are): scipy's case split on the largest of the diagonal and the trace, without
+    its per-call checks, which cost more than the rest of a step's observation."""
+    m = matrix
+    trace = m[:, 0, 0] + m[:, 1, 1] + m[:, 2, 2]
+    choice = np.argmax(np.stack((m[:, 0, 0], m[:, 1, 1], m[:, 2, 2], trace), axis=-1), axis=-1)
+    cases = np.stack(
+        (
+            np.stack(
+                (1 - trace + 2 * m[:, 0, 0], m[:, 1, 0] + m[:, 0, 1], m[:, 2, 0] + m[:, 0, 2], m[:, 2, 1] - m[:, 1, 2]),
+                -1,
+            ),
+            np.stack(
+                (m[:, 1, 0] + m[:, 0, 1], 1 - trace + 2 * m[:, 1, 1], m[:, 2, 1] + m[:, 1, 2], m[:, 0, 2] - m[:, 2, 0]),
+                -1,
+            ),
+            np.stack(
+                (m[:, 2, 0] + m[:, 0, 2], m[:, 2, 1] + m[:, 1, 2], 1 - trace + 2 * m[:, 2, 2], m[:, 1, 0] - m[:, 0, 1]),
+                -1,
+            ),
+            np.stack((m[:, 2, 1] - m[:, 1, 2], m[:, 0, 2] - m[:, 2, 0], m[:, 1, 0] - m[:, 0, 1], 1 + trace), -1),
+        ),
+        axis=1,
+    )
+    quat = cases[np.arange(len(m)), choice]
+    return quat / np.linalg.norm(quat, axis=-1, keepdims=True)
+
+
+def norm(x: np.ndarray) -> np.ndarray:
+    return np.linalg.norm(x, axis=-1)
+
+
+# What a kernel reads from MjData: the field, the kind of object its rows belong to
+FIELDS = {
+    "xpos": mujoco.mjtObj.mjOBJ_BODY,  # body positions (Meta-World's get_body_com)
+    "xquat": mujoco.mjtObj.mjOBJ_BODY,
+    "site_xpos": mujoco.mjtObj.mjOBJ_SITE,
+    "site_xmat": mujoco.mjtObj.mjOBJ_SITE,
+    "geom_xpos": mujoco.mjtObj.mjOBJ_GEOM,
+    "geom_xmat": mujoco.mjtObj.mjOBJ_GEOM,
+    "qpos": mujoco.mjtObj.mjOBJ_JOINT,  # a hinge or slide joint's position
+}
+ROBOT_READS = (
+    *(("xpos", body) for body in ("hand", "rightclaw", "leftclaw", "leftpad", "rightpad")),
+    *(("site_xpos", site) for site in TCP_SITES),
+)
+
+
+@dataclass
+class Reads:
+    """Rows of MjData fields to copy after each step: ``index[field]`` into the field, ``names[field]``."""
+
+    index: dict[str, np.ndarray]
+    names: dict[str, tuple[str, ...]]
+
+
+@dataclass
+class Readings:
+    """A step's copies of the read rows, ``values[field][name]`` with a leading sub-env axis."""
+
+    values: dict[str, dict[str, np.ndarray]]
+
+    @classmethod
+    def of(cls, reads: Reads, buffers: dict[str, np.ndarray]) -> Readings:
+        """From ``buffers[field]``: [k, rows, ...] per field."""
+        return cls({field: dict(zip(reads.names[field], np.moveaxis(buffers[field], 1, 0))) for field in reads.names})
+
+    def body(self, name: str) -> np.ndarray:
+        return self.values["xpos"][name]
+
+    def site(self, name: str) -> np.ndarray:
+        return self.values["site_xpos"][name]
+
+    def geom(self, name: str) -> np.ndarray:
+        return self.values["geom_xpos"][name]
+
+    def joint(self, name: str) -> np.ndarray:
+        return self.values["qpos"][name]
+
+    def body_quat(self, name: str) -> np.ndarray:
+        return self.values["xquat"][name]
+
+    def geom_quat(self, name: str) -> np.ndarray:
+        """The quaternion (x, y, z, w) of a geom's orientation, as Meta-World observes it (scipy's)."""
+        return matrix_to_quat(self.values["geom_xmat"][name].reshape(-1, 3, 3))
+
+    def site_quat(self, name: str) -> np.ndarray:
+        return matrix_to_quat(self.values["site_xmat"][name].reshape(-1, 3, 3))
+
+    @property
+    def tcp(self) -> np.ndarray:
+        """Meta-World's ``tcp_center``: midway between the two fingertips."""
+        return (self.site("rightEndEffector") + self.site("leftEndEffector")) / 2.0
+
+
+class Kernel:
+    """One class's observed objects and reward; subclasses name what they read and which constants."""
+
+    reads: ClassVar[tuple[tuple[str, str], ...]] = ()  # (field, name) pairs beside the robot's
+    constant_names: ClassVar[tuple[str, ...]] = ()  # attributes of Meta-World's env after reset
+
+    def ids(self, model: mujoco.MjModel) -> Reads:
+        names: dict[str, tuple[str, ...]] = {}
+        for field, name in (*ROBOT_READS, *self.reads):
+            names[field] = (*names.get(field, ()), name)
+        index = {}
+        for field, rows in names.items():
+            ids = np.array([mujoco.mj_name2id(model, FIELDS[field], name) for name in rows], dtype=np.int64)
+            index[field] = model.jnt_qposadr[ids] if field == "qpos" else ids
+        return Reads(index, names)
+
+    def constants(self, env: Any) -> dict[str, Any]:
+        return {name: np.array(getattr(env, name), dtype=np.float64) for name in self.constant_names}
+
+    def objects(self, r: Readings) -> np.ndarray:
+        """Observed object positions and quaternions, object by object, [k, 7 * objects]."""
+        raise NotImplementedError
+
+    def reward(
+        self, r: Readings, obs: np.ndarray, actions: np.ndarray, c: dict[str, Any]
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(reward, success) per sub-env."""
+        raise NotImplementedError
+
+
+def gripper_caging(
+    r: Readings,
+    actions: np.ndarray,
+    obj: np.ndarray,
+    c: dict[str, Any],
+    *,
+    obj_radius: float,
+    pad_success_thresh: float,
+    object_reach_radius: float,
+    xz_thresh: float,
+    desired_gripper_effort: float = 1.0,
+    high_density: bool = False,
+    medium_density: bool = False,
+) -> np.ndarray:
+    """``SawyerXYZEnv._gripper_caging_reward``: the pads around the object (y), the fingertips at it (x, z)."""
+    pad_y_lr = np.stack((r.body("leftpad")[:, 1], r.body("rightpad")[:, 1]), axis=-1)
+    pad_to_obj_lr = np.abs(pad_y_lr - obj[:, 1:2])
+    pad_to_objinit_lr = np.abs(pad_y_lr - c["obj_init_pos"][:, 1:2])
+    caging_lr_margin = np.abs(pad_to_objinit_lr - pad_success_thresh)
+    caging_lr = tolerance(pad_to_obj_lr, (obj_radius, pad_success_thresh), caging_lr_margin)
+    caging_y = hamacher_product(caging_lr[:, 0], caging_lr[:, 1])
+    tcp, xz = r.tcp, [0, 2]
+    caging_xz_margin = norm(c["obj_init_pos"][:, xz] - c["init_tcp"][:, xz]) - xz_thresh
+    caging_xz = tolerance(norm(tcp[:, xz] - obj[:, xz]), (0, xz_thresh), caging_xz_margin)
+    gripper_closed = np.minimum(np.maximum(0, actions[:, -1]), desired_gripper_effort) / desired_gripper_effort
+    caging = hamacher_product(caging_y, caging_xz)
+    gripping = np.where(caging > 0.97, gripper_closed, 0.0)
+    caging_and_gripping = hamacher_product(caging, gripping)
+    if high_density:
+        caging_and_gripping = (caging_and_gripping + caging) / 2
+    if medium_density:
+        tcp_to_obj = norm(obj - tcp)
+        tcp_to_obj_init = norm(c["obj_init_pos"] - c["init_tcp"])
+        reach_margin = np.abs(tcp_to_obj_init - object_reach_radius)
+        reach = tolerance(tcp_to_obj, (0, object_reach_radius), reach_margin)
+        caging_and_gripping = (caging_and_gripping + reach) / 2
+    return caging_and_gripping
+
+
+class ObjectBody(Kernel):
+    """Classes observing one object: the position of body ``obj`` and the orientation of geom ``objGeom``."""
+
+    reads = (("xpos", "obj"), ("geom_xmat", "objGeom"))
+
+    def objects(self, r: Readings) -> np.ndarray:
+        return np.concatenate((r.body("obj"), r.geom_quat("objGeom")), axis=-1)
+
+
+class Reach(ObjectBody):
+    """reach-v3: the fingertips to the goal."""
+
+    constant_names = ("_target_pos", "hand_init_pos")
+
+    def reward(self, r: Readings, obs: np.ndarray, actions: np.ndarray, c: dict[str, Any]) -> tuple:
+        target = c["_target_pos"]
+        tcp_to_target = norm(r.tcp - target)
+        in_place_margin = norm(c["hand_init_pos"] - target)
+        in_place = tolerance(tcp_to_target, (0, 0.05), in_place_margin)
+        return 10 * in_place, tcp_to_target <= 0.05
+
+
+class Push(ObjectBody):
+    """push-v3: the puck to the goal on the table."""
+
+    constant_names = ("_target_pos", "obj_init_pos", "init_tcp")
+
+    def reward(self, r: Readings, obs: np.ndarray, actions: np.ndarray, c: dict[str, Any]) -> tuple:
+        obj, tcp_opened, target = obs[:, 4:7], obs[:, 3], c["_target_pos"]
+        tcp_to_obj = norm(obj - r.tcp)
+        target_to_obj = norm(obj - target)
+        target_to_obj_init = norm(c["obj_init_pos"] - target)
+        in_place = tolerance(target_to_obj, (0, 0.05), target_to_obj_init)
+        object_grasped = gripper_caging(
+            r,
+            actions,
+            obj,
+            c,
+            object_reach_radius=0.01,
+            obj_radius=0.015,
+            pad_success_thresh=0.05,
+            xz_thresh=0.005,
+            high_density=True,
+        )
+        reward = 2 * object_grasped
+        reward = np.where((tcp_to_obj < 0.02) & (tcp_opened > 0), reward + (1.0 + reward + 5.0 * in_place), reward)
+        reward = np.where(target_to_obj < 0.05, 10.0, reward)
+        return reward, target_to_obj <= 0.05
+
+
+class PickPlace(ObjectBody):
+    """pick-place-v3: grasp the puck and carry it to a goal in the air."""
+
+    constant_names = ("_target_pos", "obj_init_pos", "init_tcp")
+
+    @staticmethod
+    def _caging(r: Readings, actions: np.ndarray, obj: np.ndarray, c: dict[str, Any]) -> np.ndarray:
+        """``SawyerPickPlaceEnvV3._gripper_caging_reward``, which differs from the base class's.
+
+        Meta-World's ``init_left_pad`` / ``init_right_pad`` are views of the live body positions
+        (``get_body_com`` returns one), so its caging margins use the pads' current positions: kept.
+        """
+        pad_success_margin, x_z_success_margin, obj_radius = 0.05, 0.005, 0.015
+        tcp, left_pad, right_pad = r.tcp, r.body("leftpad"), r.body("rightpad")
+        delta_object_y_left_pad = left_pad[:, 1] - obj[:, 1]
+        delta_object_y_right_pad = obj[:, 1] - right_pad[:, 1]
+        right_caging_margin = np.abs(np.abs(obj[:, 1] - right_pad[:, 1]) - pad_success_margin)
+        left_caging_margin = np.abs(np.abs(obj[:, 1] - left_pad[:, 1]) - pad_success_margin)
+        bounds = (obj_radius, pad_success_margin)
+        right_caging = tolerance(delta_object_y_right_pad, bounds, right_caging_margin)
+        left_caging = tolerance(delta_object_y_left_pad, bounds, left_caging_margin)
+        y_caging = hamacher_product(left_caging, right_caging)
+        without_y = np.array([1.0, 0.0, 1.0])
+        tcp_obj_norm_x_z = norm(tcp * without_y - obj * without_y)
+        tcp_obj_x_z_margin = norm(c["obj_init_pos"] * without_y - c["init_tcp"] * without_y) - x_z_success_margin
+        x_z_caging = tolerance(tcp_obj_norm_x_z, (0, x_z_success_margin), tcp_obj_x_z_margin)
+        gripper_closed = np.minimum(np.maximum(0, actions[:, -1]), 1)
+        caging = hamacher_product(y_caging, x_z_caging)
+        gripping = np.where(caging > 0.97, gripper_closed, 0.0)
+        caging_and_gripping = hamacher_product(caging, gripping)
+        return (caging_and_gripping + caging) / 2
+
+    def reward(self, r: Readings, obs: np.ndarray, actions: np.ndarray, c: dict[str, Any]) -> tuple:
+        obj, tcp_opened, target = obs[:, 4:7], obs[:, 3], c["_target_pos"]
+        obj_to_target = norm(obj - target)
+        tcp_to_obj = norm(obj - r.tcp)
+        in_place_margin = norm(c["obj_init_pos"] - target)
+        in_place = tolerance(obj_to_target, (0, 0.05), in_place_margin)
+        object_grasped = self._caging(r, actions, obj, c)
+        reward = hamacher_product(object_grasped, in_place)
+        lifted = (tcp_to_obj < 0.02) & (tcp_opened > 0) & (obj[:, 2] - 0.01 > c["obj_init_pos"][:, 2])
+        reward = np.where(lifted, reward + (1.0 + 5.0 * in_place), reward)
+        reward = np.where(obj_to_target < 0.05, 10.0, reward)
+        return reward, obj_to_target <= 0.07
+
+
+def zero_y(x: np.ndarray) -> np.ndarray:
+    """A point's x and z, its y set to 0 (Meta-World's ``p + [0, -p[1], 0]``)."""
+    return x * np.array([1.0, 0.0, 1.0])
+
+
+def lifted(
+    obj: np.ndarray, tcp_to_obj: np.ndarray, tcp_opened: np.ndarray, c: dict[str, Any], reach: float
+) -> np.ndarray:
+    """The grasp bonus's condition shared by the pick-and-carry classes: fingertips at the object, gripper
+    open and the object lifted 1 cm above its start."""
+    return (tcp_to_obj < reach) & (tcp_opened > 0) & (obj[:, 2] - 0.01 > c["obj_init_pos"][:, 2])
+
+
+def sweep_caging(
+    r: Readings, obj: np.ndarray, c: dict[str, Any], obj_radius: Any, grip_margin: float, x_z_margin: float
+) -> np.ndarray:
+    """The sweep classes' ``_gripper_caging_reward`` (they override the base class's): caging, and gripping
+    once caged."""
+    pad_success_margin = 0.05
+    tcp, left_pad, right_pad = r.tcp, r.body("leftpad"), r.body("rightpad")
+    delta_object_y_left_pad = left_pad[:, 1] - obj[:, 1]
+    delta_object_y_right_pad = obj[:, 1] - right_pad[:, 1]
+    right_caging_margin = np.abs(np.abs(obj[:, 1] - right_pad[:, 1]) - pad_success_margin)
+    left_caging_margin = np.abs(np.abs(obj[:, 1] - left_pad[:, 1]) - pad_success_margin)
+    right_caging = tolerance(delta_object_y_right_pad, (obj_radius, pad_success_margin), right_caging_margin)
+    left_caging = tolerance(delta_object_y_left_pad, (obj_radius, pad_success_margin), left_caging_margin)
+    right_gripping = tolerance(delta_object_y_right_pad, (obj_radius, grip_margin), right_caging_margin)
+    left_gripping = tolerance(delta_object_y_left_pad, (obj_radius, grip_margin), left_caging_margin)
+    y_caging = hamacher_product(right_caging, left_caging)
+    y_gripping = hamacher_product(right_gripping, left_gripping)
+    tcp_obj_norm_x_z = norm(zero_y(tcp) - zero_y(obj))
+    tcp_obj_x_z_margin = norm(zero_y(c["obj_init_pos"]) - zero_y(c["init_tcp"])) - x_z_margin
+    x_z_caging = tolerance(tcp_obj_norm_x_z, (0, x_z_margin), tcp_obj_x_z_margin)
+    caging = hamacher_product(y_caging, x_z_caging)
+    gripping = np.where(caging > 0.95, y_gripping, 0.0)
+    return (caging + gripping) / 2
+
+
+class Door(Kernel):
+    """The door classes observe the handle geom."""
+
+    reads = (("geom_xpos", "handle"), ("geom_xmat", "handle"), ("qpos", "doorjoint"))
+
+    def objects(self, r: Readings) -> np.ndarray:
+        return np.concatenate((r.geom("handle"), r.geom_quat("handle")), axis=-1)
+
+
+class DoorOpen(Door):
+    """door-open-v3: swing the door open by its handle."""
+
+    constant_names = ("_target_pos",)
+
+    def reward(self, r: Readings, obs: np.ndarray, actions: np.ndarray, c: dict[str, Any]) -> tuple:
+        theta = r.joint("doorjoint")
+        reward_grab = ((np.clip(actions[:, 3], -1, 1) + 1.0) / 2.0).astype(np.float64)
+        hand, door = obs[:, :3], obs[:, 4:7] + np.array([-0.05, 0, 0])
+        threshold = 0.12
+        radius = norm(hand[:, :2] - door[:, :2])
+        floor = np.where(radius <= threshold, 0.0, 0.04 * np.log(np.maximum(radius - threshold, 1e-300)) + 0.4)
+        above_floor = np.where(hand[:, 2] >= floor, 1.0, tolerance(floor - hand[:, 2], (0.0, 0.01), floor / 2.0))
+        in_place = tolerance(norm(hand - door - np.array([0.05, 0.03, -0.01])), (0, threshold / 2.0), 0.5)
+        ready_to_open = hamacher_product(above_floor, in_place)
+        door_angle = -theta
+        opened = 0.2 * (theta < -np.pi / 90.0) + 0.8 * tolerance(
+            np.pi / 2.0 + np.pi / 6 - door_angle, (0, 0.5), np.pi / 3.0
+        )
+        reward = 0 + 2.0 * hamacher_product(ready_to_open, reward_grab) + 8.0 * opened
+        success = np.abs(obs[:, 4] - c["_target_pos"][:, 0]) <= 0.08
+        return np.where(success, 10.0, reward), success
+
+
+class DoorClose(Door):
+    """door-close-v3: push the open door shut."""
+
+    constant_names = ("_target_pos", "obj_init_pos", "hand_init_pos")
+
+    def reward(self, r: Readings, obs: np.ndarray, actions: np.ndarray, c: dict[str, Any]) -> tuple:
+        obj, target = obs[:, 4:7], c["_target_pos"]
+        tcp_to_target = norm(r.tcp - target)
+        obj_to_target = norm(obj - target)
+        in_place = tolerance(obj_to_target, (0, 0.05), norm(c["obj_init_pos"] - target), "gaussian")
+        hand_margin = norm(c["hand_init_pos"] - obj) + 0.1
+        hand_in_place = tolerance(tcp_to_target, (0, 0.25 * 0.05), hand_margin, "gaussian")
+        reward = 3 * hand_in_place + 6 * in_place
+        return np.where(obj_to_target < 0.05, 10.0, reward), obj_to_target <= 0.08
+
+
+class DrawerClose(Kernel):
+    """drawer-close-v3: push the drawer shut."""
+
+    reads = (("xpos", "drawer_link"),)
+    constant_names = ("_target_pos", "obj_init_pos", "init_tcp", "TARGET_RADIUS")
+
+    def objects(self, r: Readings) -> np.ndarray:
+        return np.concatenate((r.body("drawer_link") + np.array([0.0, -0.16, 0.05]), np.zeros((len(r.tcp), 4))), -1)
+
+    def reward(self, r: Readings, obs: np.ndarray, actions: np.ndarray, c: dict[str, Any]) -> tuple:
+        obj, target, radius = obs[:, 4:7], c["_target_pos"], c["TARGET_RADIUS"]
+        target_to_obj = norm(obj - target)
+        target_to_obj_init = norm(c["obj_init_pos"] - target)
+        in_place = tolerance(target_to_obj, (0, radius), np.abs(target_to_obj_init - radius))
+        handle_reach_radius = 0.005
+        tcp_to_obj = norm(obj - r.tcp)
+        tcp_to_obj_init = norm(c["obj_init_pos"] - c["init_tcp"])
+        reach = tolerance(
+            tcp_to_obj, (0, handle_reach_radius), np.abs(tcp_to_obj_init - handle_reach_radius), "gaussian"
+        )
+        reach = hamacher_product(reach, np.minimum(np.maximum(0, actions[:, -1]), 1))
+        reward = hamacher_product(reach, in_place)
+        success = target_to_obj <= radius + 0.015
+        return np.where(success, 1.0, reward) * 10, success
+
+
+class DrawerOpen(Kernel):
+    """drawer-open-v3: pull the drawer out by its handle."""
+
+    reads = (("xpos", "drawer_link"), ("xquat", "drawer_link"))
+    constant_names = ("_target_pos", "maxDist", "init_tcp")
+
+    def objects(self, r: Readings) -> np.ndarray:
+        position = r.body("drawer_link") + np.array([0.0, -0.16, 0.0])
+        return np.concatenate((position, r.body_quat("drawer_link")), axis=-1)
+
+    def reward(self, r: Readings, obs: np.ndarray, actions: np.ndarray, c: dict[str, Any]) -> tuple:
+        gripper, handle, target, max_dist = obs[:, :3], obs[:, 4:7], c["_target_pos"], c["maxDist"]
+        handle_error = norm(handle - target)
+        reward_for_opening = tolerance(handle_error, (0, 0.02), max_dist)
+        handle_pos_init = target + np.stack((np.zeros_like(max_dist), max_dist, np.zeros_like(max_dist)), axis=-1)
+        scale = np.array([3.0, 3.0, 1.0])
+        gripper_error = (handle - gripper) * scale
+        gripper_error_init = (handle_pos_init - c["init_tcp"]) * scale
+        reward_for_caging = tolerance(norm(gripper_error), (0, 0.01), norm(gripper_error_init))
+        return (reward_for_caging + reward_for_opening) * 5.0, handle_error <= 0.03
+
+
+class ButtonPressTopdown(Kernel):
+    """button-press-topdown-v3: press the button down from above."""
+
+    reads = (("xpos", "button"), ("xquat", "button"))
+    constant_names = ("_target_pos", "init_tcp", "_obj_to_target_init")
+
+    def objects(self, r: Readings) -> np.ndarray:
+        return np.concatenate((r.body("button") + np.array([0.0, 0.0, 0.193]), r.body_quat("button")), axis=-1)
+
+    def reward(self, r: Readings, obs: np.ndarray, actions: np.ndarray, c: dict[str, Any]) -> tuple:
+        obj = obs[:, 4:7]
+        tcp_to_obj = norm(obj - r.tcp)
+        tcp_to_obj_init = norm(obj - c["init_tcp"])
+        obj_to_target = np.abs(c["_target_pos"][:, 2] - obj[:, 2])
+        tcp_closed = 1 - obs[:, 3]
+        near_button = tolerance(tcp_to_obj, (0, 0.01), tcp_to_obj_init)
+        button_pressed = tolerance(obj_to_target, (0, 0.005), c["_obj_to_target_init"])
+        reward = 5 * hamacher_product(tcp_closed, near_button)
+        reward = np.where(tcp_to_obj <= 0.03, reward + 5 * button_pressed, reward)
+        return reward, obj_to_target <= 0.024
+
+
+class WindowOpen(Kernel):
+    """window-open-v3: slide the window open by its handle."""
+
+    reads = (("site_xpos", "handleOpenStart"),)
+    constant_names = ("_target_pos", "obj_init_pos", "window_handle_pos_init", "init_tcp", "TARGET_RADIUS")
+
+    def objects(self, r: Readings) -> np.ndarray:
+        return np.concatenate((r.site("handleOpenStart"), np.zeros((len(r.tcp), 4))), axis=-1)
+
+    def reward(self, r: Readings, obs: np.ndarray, actions: np.ndarray, c: dict[str, Any]) -> tuple:
+        obj, target, radius = r.site("handleOpenStart"), c["_target_pos"], c["TARGET_RADIUS"]
+        target_to_obj = np.abs(obj[:, 0] - target[:, 0])
+        target_to_obj_init = np.abs(c["obj_init_pos"][:, 0] - target[:, 0])
+        in_place = tolerance(target_to_obj, (0, radius), np.abs(target_to_obj_init - radius))
+        handle_radius = 0.02
+        tcp_to_obj = norm(obj - r.tcp)
+        tcp_to_obj_init = norm(c["window_handle_pos_init"] - c["init_tcp"])
+        reach = tolerance(tcp_to_obj, (0, handle_radius), np.abs(tcp_to_obj_init - handle_radius))
+        return 10 * hamacher_product(reach, in_place), target_to_obj <= radius
+
+
+class Sweep(Kernel):
+    """sweep-v3: sweep the puck off the table's edge."""
+
+    reads = (("xpos", "obj"), ("xquat", "obj"))
+    constant_names = ("_target_pos", "obj_init_pos", "init_tcp", "OBJ_RADIUS")
+    grip_margin, x_z_margin = 0.01, 0.005
+
+    def objects(self, r: Readings) -> np.ndarray:
+        return np.concatenate((r.body("obj"), r.body_quat("obj")), axis=-1)
+
+    def _target(self, obj: np.ndarray, c: dict[str, Any]) -> np.ndarray:
+        return c["_target_pos"]
+
+    def reward(self, r: Readings, obs: np.ndarray, actions: np.ndarray, c: dict[str, Any]) -> tuple:
+        obj = obs[:, 4:7]
+        target = self._target(obj, c)
+        obj_to_target = norm(obj - target)
+        in_place = tolerance(obj_to_target, (0, 0.05), norm(c["obj_init_pos"] - target))
+        radius = c["OBJ_RADIUS"]
+        object_grasped = sweep_caging(r, obj, c, radius, radius + self.grip_margin, self.x_z_margin)
+        reward = (2 * object_grasped) + (6 * hamacher_product(object_grasped, in_place))
+        return np.where(obj_to_target < 0.05, 10.0, reward), obj_to_target <= 0.05
+
+
+class SweepInto(Sweep):
+    """sweep-into-v3: sweep the puck into the hole; its target is level with the puck."""
+
+    reads = (("xpos", "obj"), ("geom_xmat", "objGeom"))
+    grip_margin, x_z_margin = 0.005, 0.01
+
+    def objects(self, r: Readings) -> np.ndarray:
+        return np.concatenate((r.body("obj"), r.geom_quat("objGeom")), axis=-1)
+
+    def _target(self, obj: np.ndarray, c: dict[str, Any]) -> np.ndarray:
+        return np.stack((c["_target_pos"][:, 0], c["_target_pos"][:, 1], obj[:, 2]), axis=-1)
+
+
+class Basketball(Kernel):
+    """basketball-v3: pick the ball up and drop it through the hoop."""
+
+    reads = (("xpos", "bsktball"), ("xquat", "bsktball"))
+    constant_names = ("_target_pos", "obj_init_pos", "init_tcp", "TARGET_RADIUS")
+
+    def objects(self, r: Readings) -> np.ndarray:
+        return np.concatenate((r.body("bsktball"), r.body_quat("bsktball")), axis=-1)
+
+    def reward(self, r: Readings, obs: np.ndarray, actions: np.ndarray, c: dict[str, Any]) -> tuple:
+        obj, radius = obs[:, 4:7], c["TARGET_RADIUS"]
+        target = c["_target_pos"].copy()
+        target[:, 2] = 0.3
+        scale = np.array([1.0, 1.0, 2.0])
+        target_to_obj = norm((obj - target) * scale)
+        in_place = tolerance(target_to_obj, (0, radius), norm((c["obj_init_pos"] - target) * scale))
+        tcp_opened, tcp_to_obj = obs[:, 3], norm(obj - r.tcp)
+        object_grasped = gripper_caging(
+            r,
+            actions,
+            obj,
+            c,
+            object_reach_radius=0.01,
+            obj_radius=0.025,
+            pad_success_thresh=0.06,
+            xz_thresh=0.005,
+            high_density=True,
+        )
+        grasped = lifted(obj, tcp_to_obj, tcp_opened, c, 0.035)
+        object_grasped = np.where(grasped, 1.0, object_grasped)
+        reward = hamacher_product(object_grasped, in_place)
+        reward = np.where(grasped, reward + (1.0 + 5.0 * in_place), reward)
+        success = target_to_obj < radius
+        return np.where(success, 10.0, reward), target_to_obj <= radius
+
+
+class ShelfPlace(ObjectBody):
+    """shelf-place-v3: put the block on the shelf; the space under and in front of the shelf pays less."""
+
+    constant_names = ("_target_pos", "obj_init_pos", "init_tcp")
+
+    def reward(self, r: Readings, obs: np.ndarray, actions: np.ndarray, c: dict[str, Any]) -> tuple:
+        obj, tcp_opened, target = obs[:, 4:7], obs[:, 3], c["_target_pos"]
+        obj_to_target = norm(obj - target)
+        tcp_to_obj = norm(obj - r.tcp)
+        in_place = tolerance(obj_to_target, (0, 0.05), norm(c["obj_init_pos"] - target))
+        object_grasped = gripper_caging(
+            r,
+            actions,
+            obj,
+            c,
+            obj_radius=0.02,
+            pad_success_thresh=0.05,
+            object_reach_radius=0.01,
+            xz_thresh=0.01,
+            high_density=False,
+        )
+        reward = hamacher_product(object_grasped, in_place)
+        low = (0.0 < obj[:, 2]) & (obj[:, 2] < 0.24)
+        beside = (target[:, 0] - 0.15 < obj[:, 0]) & (obj[:, 0] < target[:, 0] + 0.15)
+        front = (target[:, 1] - 3 * 0.05 < obj[:, 1]) & (obj[:, 1] < target[:, 1])
+        z_scaling = (0.24 - obj[:, 2]) / 0.24
+        y_scaling = (obj[:, 1] - (target[:, 1] - 3 * 0.05)) / (3 * 0.05)
+        bound_loss = hamacher_product(y_scaling, z_scaling)
+        in_place = np.where(low & beside & front, np.clip(in_place - bound_loss, 0.0, 1.0), in_place)
+        in_place = np.where(low & beside & (obj[:, 1] > target[:, 1]), 0.0, in_place)
+        reward = np.where(lifted(obj, tcp_to_obj, tcp_opened, c, 0.025), reward + (1.0 + 5.0 * in_place), reward)
+        return np.where(obj_to_target < 0.05, 10.0, reward), obj_to_target <= 0.07
+
+
+class PegInsertSide(Kernel):
+    """peg-insert-side-v3: grasp the peg and insert it sideways into the box's hole."""
+
+    corners = tuple(
+        f"{corner}_collision_box_{i}" for i in (1, 2) for corner in ("bottom_right_corner", "top_left_corner")
+    )
+    reads = (
+        ("site_xpos", "pegGrasp"),
+        ("site_xmat", "pegGrasp"),
+        ("site_xpos", "pegHead"),
+        *(("site_xpos", corner) for corner in corners),
+    )
+    constant_names = ("_target_pos", "obj_init_pos", "init_tcp", "peg_head_pos_init", "TARGET_RADIUS")
+
+    def objects(self, r: Readings) -> np.ndarray:
+        return np.concatenate((r.site("pegGrasp"), r.site_quat("pegGrasp")), axis=-1)
+
+    def reward(self, r: Readings, obs: np.ndarray, actions: np.ndarray, c: dict[str, Any]) -> tuple:
+        obj, obj_head, tcp_opened, target = obs[:, 4:7], r.site("pegHead"), obs[:, 3], c["_target_pos"]
+        tcp_to_obj = norm(obj - r.tcp)
+        scale = np.array([1.0, 2.0, 2.0])
+        obj_to_target = norm((obj_head - target) * scale)
+        in_place_margin = norm((c["peg_head_pos_init"] - target) * scale)
+        in_place = tolerance(obj_to_target, (0, c["TARGET_RADIUS"]), in_place_margin)
+        box_1 = rect_prism_tolerance(
+            obj_head, r.site("bottom_right_corner_collision_box_1"), r.site("top_left_corner_collision_box_1")
+        )
+        box_2 = rect_prism_tolerance(
+            obj_head, r.site("bottom_right_corner_collision_box_2"), r.site("top_left_corner_collision_box_2")
+        )
+        in_place = hamacher_product(in_place, hamacher_product(box_2, box_1))
+        object_grasped = gripper_caging(
+            r,
+            actions,
+            obj,
+            c,
+            object_reach_radius=0.01,
+            obj_radius=0.0075,
+            pad_success_thresh=0.03,
+            xz_thresh=0.005,
+            high_density=True,
+        )
+        grasped = lifted(obj, tcp_to_obj, tcp_opened, c, 0.08)
+        object_grasped = np.where(grasped, 1.0, object_grasped)
+        reward = hamacher_product(object_grasped, in_place)
+        reward = np.where(grasped, reward + (1.0 + 5 * in_place), reward)
+        return np.where(obj_to_target <= 0.07, 10.0, reward), obj_to_target <= 0.07
+
+
+class LeverPull(Kernel):
+    """lever-pull-v3: lift the lever to vertical."""
+
+    reads = (("site_xpos", "leverStart"), ("geom_xmat", "objGeom"), ("qpos", "LeverAxis"))
+    constant_names = ("_target_pos", "init_tcp", "_lever_pos_init")
+
+    def objects(self, r: Readings) -> np.ndarray:
+        return np.concatenate((r.site("leverStart"), r.geom_quat("objGeom")), axis=-1)
+
+    def reward(self, r: Readings, obs: np.ndarray, actions: np.ndarray, c: dict[str, Any]) -> tuple:
+        gripper, lever, target = obs[:, :3], obs[:, 4:7], c["_target_pos"]
+        scale = np.array([4.0, 1.0, 4.0])
+        offset = np.array([0.0, 0.055, 0.07])
+        shoulder_to_lever = (gripper + offset - lever) * scale
+        shoulder_to_lever_init = (c["init_tcp"] + offset - c["_lever_pos_init"]) * scale
+        ready_to_lift = tolerance(norm(shoulder_to_lever), (0, 0.02), norm(shoulder_to_lever_init))
+        lever_error = np.abs(-r.joint("LeverAxis") - np.pi / 2.0)
+        obj_to_target = norm(lever - target)
+        in_place = tolerance(obj_to_target, (0, 0.04), norm(c["_lever_pos_init"] - target))
+        return 10.0 * hamacher_product(ready_to_lift, in_place), lever_error <= np.pi / 24
+
+
+KERNELS: dict[str, Kernel] = {
+    "reach-v3": Reach(),
+    "push-v3": Push(),
+    "pick-place-v3": PickPlace(),
+    "door-open-v3": DoorOpen(),
+    "door-close-v3": DoorClose(),
+    "drawer-close-v3": DrawerClose(),
+    "drawer-open-v3": DrawerOpen(),
+    "button-press-topdown-v3": ButtonPressTopdown(),
+    "window-open-v3": WindowOpen(),
+    "sweep-v3": Sweep(),
+    "sweep-into-v3": SweepInto(),
+    "basketball-v3": Basketball(),
+    "shelf-place-v3": ShelfPlace(),
+    "peg-insert-side-v3": PegInsertSide(),
+    "lever-pull-v3": LeverPull(),
+}
