@@ -90,6 +90,7 @@ def norm(x: np.ndarray) -> np.ndarray:
 FIELDS = {
     "xpos": mujoco.mjtObj.mjOBJ_BODY,  # body positions (Meta-World's get_body_com)
     "xquat": mujoco.mjtObj.mjOBJ_BODY,
+    "xmat": mujoco.mjtObj.mjOBJ_BODY,
     "site_xpos": mujoco.mjtObj.mjOBJ_SITE,
     "site_xmat": mujoco.mjtObj.mjOBJ_SITE,
     "geom_xpos": mujoco.mjtObj.mjOBJ_GEOM,
@@ -140,6 +141,10 @@ class Readings:
         """The quaternion (x, y, z, w) of a geom's orientation, as Meta-World observes it (scipy's)."""
         return matrix_to_quat(self.values["geom_xmat"][name].reshape(-1, 3, 3))
 
+    def body_matrix_quat(self, name: str) -> np.ndarray:
+        """A body's orientation as Meta-World observes it where it converts the body's matrix (scipy's)."""
+        return matrix_to_quat(self.values["xmat"][name].reshape(-1, 3, 3))
+
     def site_quat(self, name: str) -> np.ndarray:
         return matrix_to_quat(self.values["site_xmat"][name].reshape(-1, 3, 3))
 
@@ -157,13 +162,16 @@ class Kernel:
 
     def ids(self, model: mujoco.MjModel) -> Reads:
         names: dict[str, tuple[str, ...]] = {}
-        for field, name in (*ROBOT_READS, *self.reads):
+        for field, name in dict.fromkeys((*ROBOT_READS, *self.all_reads())):
             names[field] = (*names.get(field, ()), name)
         index = {}
         for field, rows in names.items():
             ids = np.array([mujoco.mj_name2id(model, FIELDS[field], name) for name in rows], dtype=np.int64)
             index[field] = model.jnt_qposadr[ids] if field == "qpos" else ids
         return Reads(index, names)
+
+    def all_reads(self) -> tuple[tuple[str, str], ...]:
+        return self.reads
 
     def constants(self, env: Any) -> dict[str, Any]:
         return {name: np.array(getattr(env, name), dtype=np.float64) for name in self.constant_names}
@@ -449,28 +457,6 @@ class DrawerOpen(Kernel):
         return (reward_for_caging + reward_for_opening) * 5.0, handle_error <= 0.03
 
 
-class ButtonPressTopdown(Kernel):
-    """button-press-topdown-v3: press the button down from above."""
-
-    reads = (("xpos", "button"), ("xquat", "button"))
-    constant_names = ("_target_pos", "init_tcp", "_obj_to_target_init")
-
-    def objects(self, r: Readings) -> np.ndarray:
-        return np.concatenate((r.body("button") + np.array([0.0, 0.0, 0.193]), r.body_quat("button")), axis=-1)
-
-    def reward(self, r: Readings, obs: np.ndarray, actions: np.ndarray, c: dict[str, Any]) -> tuple:
-        obj = obs[:, 4:7]
-        tcp_to_obj = norm(obj - r.tcp)
-        tcp_to_obj_init = norm(obj - c["init_tcp"])
-        obj_to_target = np.abs(c["_target_pos"][:, 2] - obj[:, 2])
-        tcp_closed = 1 - obs[:, 3]
-        near_button = tolerance(tcp_to_obj, (0, 0.01), tcp_to_obj_init)
-        button_pressed = tolerance(obj_to_target, (0, 0.005), c["_obj_to_target_init"])
-        reward = 5 * hamacher_product(tcp_closed, near_button)
-        reward = np.where(tcp_to_obj <= 0.03, reward + 5 * button_pressed, reward)
-        return reward, obj_to_target <= 0.024
-
-
 class WindowOpen(Kernel):
     """window-open-v3: slide the window open by its handle."""
 
@@ -670,6 +656,570 @@ class LeverPull(Kernel):
         return 10.0 * hamacher_product(ready_to_lift, in_place), lever_error <= np.pi / 24
 
 
+class GeomObject(Kernel):
+    """Classes observing one geom's position and orientation (``geom`` names it)."""
+
+    geom: ClassVar[str] = "objGeom"
+
+    def all_reads(self) -> tuple[tuple[str, str], ...]:
+        return (("geom_xpos", self.geom), ("geom_xmat", self.geom), *self.reads)
+
+    def objects(self, r: Readings) -> np.ndarray:
+        return np.concatenate((r.geom(self.geom), r.geom_quat(self.geom)), axis=-1)
+
+
+class PushWall(GeomObject):
+    """push-wall-v3: push the puck around the wall: first to a midpoint beside it, then to the goal."""
+
+    constant_names = ("_target_pos", "obj_init_pos", "init_tcp")
+
+    def reward(self, r: Readings, obs: np.ndarray, actions: np.ndarray, c: dict[str, Any]) -> tuple:
+        obj, tcp_opened, target = obs[:, 4:7], obs[:, 3], c["_target_pos"]
+        midpoint = np.stack((np.full(len(obj), -0.05), np.full(len(obj), 0.77), obj[:, 2]), axis=-1)
+        tcp_to_obj = norm(obj - r.tcp)
+        scaling = np.array([3.0, 1.0, 1.0])
+        obj_to_midpoint = norm((obj - midpoint) * scaling)
+        obj_to_midpoint_init = norm((c["obj_init_pos"] - midpoint) * scaling)
+        obj_to_target = norm(obj - target)
+        in_place_part1 = tolerance(obj_to_midpoint, (0, 0.05), obj_to_midpoint_init)
+        in_place_part2 = tolerance(obj_to_target, (0, 0.05), norm(c["obj_init_pos"] - target))
+        object_grasped = gripper_caging(
+            r,
+            actions,
+            obj,
+            c,
+            object_reach_radius=0.01,
+            obj_radius=0.015,
+            pad_success_thresh=0.05,
+            xz_thresh=0.005,
+            high_density=True,
+        )
+        near = (tcp_to_obj < 0.02) & (tcp_opened > 0)
+        past_wall = 2 * object_grasped + 1.0 + 4.0 + 3.0 * in_place_part2
+        reward = np.where(
+            near,
+            np.where(obj[:, 1] > 0.75, past_wall, 2.0 * object_grasped + 1.0 + 4.0 * in_place_part1),
+            2 * object_grasped,
+        )
+        return np.where(obj_to_target < 0.05, 10.0, reward), obj_to_target <= 0.07
+
+
+class PickPlaceWall(GeomObject):
+    """pick-place-wall-v3: carry the puck over the wall: first to a midpoint above it, then to the goal."""
+
+    constant_names = ("_target_pos", "obj_init_pos", "init_tcp")
+
+    def reward(self, r: Readings, obs: np.ndarray, actions: np.ndarray, c: dict[str, Any]) -> tuple:
+        obj, tcp_opened, target = obs[:, 4:7], obs[:, 3], c["_target_pos"]
+        midpoint = np.stack((target[:, 0], np.full(len(obj), 0.77), np.full(len(obj), 0.25)), axis=-1)
+        tcp_to_obj = norm(obj - r.tcp)
+        scaling = np.array([1.0, 1.0, 3.0])
+        obj_to_midpoint = norm((obj - midpoint) * scaling)
+        obj_to_midpoint_init = norm((c["obj_init_pos"] - midpoint) * scaling)
+        obj_to_target = norm(obj - target)
+        in_place_part1 = tolerance(obj_to_midpoint, (0, 0.05), obj_to_midpoint_init)
+        in_place_part2 = tolerance(obj_to_target, (0, 0.05), norm(c["obj_init_pos"] - target))
+        object_grasped = gripper_caging(
+            r,
+            actions,
+            obj,
+            c,
+            obj_radius=0.015,
+            pad_success_thresh=0.05,
+            object_reach_radius=0.01,
+            xz_thresh=0.005,
+            high_density=False,
+        )
+        grasped = hamacher_product(object_grasped, in_place_part1)
+        lifting = (tcp_to_obj < 0.02) & (tcp_opened > 0) & (obj[:, 2] - 0.015 > c["obj_init_pos"][:, 2])
+        past_wall = grasped + 1.0 + 4.0 + 3.0 * in_place_part2
+        reward = np.where(lifting, np.where(obj[:, 1] > 0.75, past_wall, grasped + 1.0 + 4.0 * in_place_part1), grasped)
+        return np.where(obj_to_target < 0.05, 10.0, reward), obj_to_target <= 0.07
+
+
+class Button(Kernel):
+    """The button classes: the button body's position (shifted to its face) and orientation; ``axis`` is
+    the direction it is pressed along."""
+
+    reads = (("xpos", "button"), ("xquat", "button"))
+    constant_names = ("_target_pos", "init_tcp", "_obj_to_target_init")
+    face: ClassVar[tuple[float, float, float]]
+    axis: ClassVar[int]
+    success_within: ClassVar[float]
+
+    def objects(self, r: Readings) -> np.ndarray:
+        return np.concatenate((r.body("button") + np.array(self.face), r.body_quat("button")), axis=-1)
+
+    def reward(self, r: Readings, obs: np.ndarray, actions: np.ndarray, c: dict[str, Any]) -> tuple:
+        obj = obs[:, 4:7]
+        tcp_to_obj = norm(obj - r.tcp)
+        tcp_to_obj_init = norm(obj - c["init_tcp"])
+        obj_to_target = np.abs(c["_target_pos"][:, self.axis] - obj[:, self.axis])
+        pressed = tolerance(obj_to_target, (0, 0.005), c["_obj_to_target_init"])
+        return self._reward(obs, tcp_to_obj, tcp_to_obj_init, pressed), obj_to_target <= self.success_within
+
+    def _reward(
+        self, obs: np.ndarray, tcp_to_obj: np.ndarray, tcp_to_obj_init: np.ndarray, pressed: np.ndarray
+    ) -> np.ndarray:
+        raise NotImplementedError
+
+
+class ButtonPressTopdown(Button):
+    """button-press-topdown-v3: press the button down from above."""
+
+    face, axis, success_within = (0.0, 0.0, 0.193), 2, 0.024
+    near_within, tcp_closed_floor = 0.01, False
+
+    def _reward(
+        self, obs: np.ndarray, tcp_to_obj: np.ndarray, tcp_to_obj_init: np.ndarray, pressed: np.ndarray
+    ) -> np.ndarray:
+        near_button = tolerance(tcp_to_obj, (0, self.near_within), tcp_to_obj_init)
+        tcp_closed = np.maximum(obs[:, 3], 0.0) if self.tcp_closed_floor else 1 - obs[:, 3]
+        reward = 5 * hamacher_product(tcp_closed, near_button)
+        return np.where(tcp_to_obj <= 0.03, reward + 5 * pressed, reward)
+
+
+class ButtonPressTopdownWall(ButtonPressTopdown):
+    """button-press-topdown-wall-v3: the same behind a wall, its gripper term the opening itself."""
+
+    tcp_closed_floor = True
+
+
+class ButtonPress(Button):
+    """button-press-v3: press the button in from the front."""
+
+    face, axis, success_within = (0.0, -0.193, 0.0), 1, 0.02
+
+    def _reward(
+        self, obs: np.ndarray, tcp_to_obj: np.ndarray, tcp_to_obj_init: np.ndarray, pressed: np.ndarray
+    ) -> np.ndarray:
+        near_button = tolerance(tcp_to_obj, (0, 0.05), tcp_to_obj_init)
+        reward = 2 * hamacher_product(np.maximum(obs[:, 3], 0.0), near_button)
+        return np.where(tcp_to_obj <= 0.05, reward + 8 * pressed, reward)
+
+
+class ButtonPressWall(Button):
+    """button-press-wall-v3: press the button in from the front, past a wall."""
+
+    face, axis, success_within = (0.0, -0.193, 0.0), 1, 0.03
+
+    def _reward(
+        self, obs: np.ndarray, tcp_to_obj: np.ndarray, tcp_to_obj_init: np.ndarray, pressed: np.ndarray
+    ) -> np.ndarray:
+        near_button = tolerance(tcp_to_obj, (0, 0.01), tcp_to_obj_init)
+        far = 2 * hamacher_product((1 - obs[:, 3]) / 2.0, near_button)
+        close = 2 + 2 * (1 + obs[:, 3]) + 4 * pressed**2
+        return np.where(tcp_to_obj > 0.07, far, close)
+
+
+class PlateSlide(GeomObject):
+    """plate-slide-v3: slide the puck into the goal."""
+
+    geom = "puck"
+    constant_names = ("_target_pos", "obj_init_pos", "init_tcp")
+    margin_less: ClassVar[float] = 0.0  # the variants subtract the target radius from both margins
+
+    def _terms(self, r: Readings, obs: np.ndarray, c: dict[str, Any]) -> tuple:
+        obj, target, tcp = obs[:, 4:7], c["_target_pos"], r.tcp
+        obj_to_target = norm(obj - target)
+        in_place = tolerance(obj_to_target, (0, 0.05), norm(c["obj_init_pos"] - target) - self.margin_less)
+        tcp_to_obj = norm(tcp - obj)
+        margin = norm(c["init_tcp"] - c["obj_init_pos"]) - self.margin_less
+        return obj_to_target, in_place, tcp_to_obj, tolerance(tcp_to_obj, (0, 0.05), margin)
+
+    def reward(self, r: Readings, obs: np.ndarray, actions: np.ndarray, c: dict[str, Any]) -> tuple:
+        obj_to_target, in_place, _, object_grasped = self._terms(r, obs, c)
+        reward = 8 * hamacher_product(object_grasped, in_place)
+        return np.where(obj_to_target < 0.05, 10.0, reward), obj_to_target <= 0.07
+
+
+class PlateSlideVariant(PlateSlide):
+    """plate-slide-side / -back / -back-side-v3: reward for the hand low at the puck, then for the puck in place."""
+
+    margin_less = 0.05
+
+    def reward(self, r: Readings, obs: np.ndarray, actions: np.ndarray, c: dict[str, Any]) -> tuple:
+        obj_to_target, in_place, tcp_to_obj, object_grasped = self._terms(r, obs, c)
+        low_at_puck = (r.tcp[:, 2] <= 0.03) & (tcp_to_obj < 0.07)
+        reward = np.where(low_at_puck, 2.0 + (7.0 * in_place), 1.5 * object_grasped)
+        return np.where(obj_to_target < 0.05, 10.0, reward), obj_to_target <= 0.07
+
+
+class WindowClose(Kernel):
+    """window-close-v3: slide the window shut by its handle."""
+
+    reads = (("site_xpos", "handleCloseStart"),)
+    constant_names = ("_target_pos", "window_handle_pos_init", "init_tcp", "TARGET_RADIUS")
+
+    def objects(self, r: Readings) -> np.ndarray:
+        return np.concatenate((r.site("handleCloseStart"), np.zeros((len(r.tcp), 4))), axis=-1)
+
+    def reward(self, r: Readings, obs: np.ndarray, actions: np.ndarray, c: dict[str, Any]) -> tuple:
+        obj, target, radius = r.site("handleCloseStart"), c["_target_pos"], c["TARGET_RADIUS"]
+        target_to_obj = np.abs(obj[:, 0] - target[:, 0])
+        target_to_obj_init = np.abs(c["window_handle_pos_init"][:, 0] - target[:, 0])
+        in_place = tolerance(target_to_obj, (0, radius), np.abs(target_to_obj_init - radius))
+        handle_radius = 0.02
+        tcp_to_obj = norm(obj - r.tcp)
+        tcp_to_obj_init = norm(c["window_handle_pos_init"] - c["init_tcp"])
+        reach = tolerance(tcp_to_obj, (0, handle_radius), np.abs(tcp_to_obj_init - handle_radius), "gaussian")
+        return 10 * hamacher_product(reach, in_place), target_to_obj <= radius
+
+
+class SiteObject(Kernel):
+    """Classes observing one site's position (``site``), with no orientation (zeros)."""
+
+    site: ClassVar[str]
+
+    def all_reads(self) -> tuple[tuple[str, str], ...]:
+        return (("site_xpos", self.site), *self.reads)
+
+    def objects(self, r: Readings) -> np.ndarray:
+        return np.concatenate((r.site(self.site), np.zeros((len(r.tcp), 4))), axis=-1)
+
+
+class HandlePress(SiteObject):
+    """handle-press(-side)-v3: press the handle down."""
+
+    site = "handleStart"
+    constant_names = ("_target_pos", "_handle_init_pos", "init_tcp", "TARGET_RADIUS")
+
+    def reward(self, r: Readings, obs: np.ndarray, actions: np.ndarray, c: dict[str, Any]) -> tuple:
+        obj, target, radius = r.site(self.site), c["_target_pos"], c["TARGET_RADIUS"]
+        target_to_obj = np.abs(obj[:, 2] - target[:, 2])
+        target_to_obj_init = np.abs(c["_handle_init_pos"][:, 2] - target[:, 2])
+        in_place = tolerance(target_to_obj, (0, radius), np.abs(target_to_obj_init - radius))
+        handle_radius = 0.02
+        tcp_to_obj = norm(obj - r.tcp)
+        tcp_to_obj_init = norm(c["_handle_init_pos"] - c["init_tcp"])
+        reach = tolerance(tcp_to_obj, (0, handle_radius), np.abs(tcp_to_obj_init - handle_radius))
+        success = target_to_obj <= radius
+        return np.where(success, 1.0, hamacher_product(reach, in_place)) * 10, success
+
+
+class HandlePull(SiteObject):
+    """handle-pull-v3: pull the handle up."""
+
+    site = "handleRight"
+    constant_names = ("_target_pos", "obj_init_pos", "init_tcp", "TARGET_RADIUS")
+
+    def reward(self, r: Readings, obs: np.ndarray, actions: np.ndarray, c: dict[str, Any]) -> tuple:
+        obj, target, radius = obs[:, 4:7], c["_target_pos"], c["TARGET_RADIUS"]
+        target_to_obj = np.abs(target[:, 2] - obj[:, 2])
+        in_place = tolerance(target_to_obj, (0, radius), np.abs(target[:, 2] - c["obj_init_pos"][:, 2]))
+        object_grasped = gripper_caging(
+            r,
+            actions,
+            obj,
+            c,
+            pad_success_thresh=0.05,
+            obj_radius=0.022,
+            object_reach_radius=0.01,
+            xz_thresh=0.01,
+            high_density=True,
+        )
+        reward = hamacher_product(object_grasped, in_place)
+        tcp_to_obj = norm(obj - r.tcp)
+        # Meta-World compares the handle's y with its initial z here; kept
+        raised = (tcp_to_obj < 0.035) & (obs[:, 3] > 0) & (obj[:, 1] - 0.01 > c["obj_init_pos"][:, 2])
+        reward = np.where(raised, reward + (1.0 + 5.0 * in_place), reward)
+        return np.where(target_to_obj < radius, 10.0, reward), target_to_obj <= radius
+
+
+class HandlePullSide(SiteObject):
+    """handle-pull-side-v3: pull the handle up from the side."""
+
+    site = "handleCenter"
+    constant_names = ("_target_pos", "obj_init_pos", "init_tcp", "TARGET_RADIUS")
+
+    def reward(self, r: Readings, obs: np.ndarray, actions: np.ndarray, c: dict[str, Any]) -> tuple:
+        obj, target, radius = obs[:, 4:7], c["_target_pos"], c["TARGET_RADIUS"]
+        scale = np.array([1.0, 1.0, 1.0])
+        target_to_obj = norm((obj - target) * scale)
+        in_place = tolerance(target_to_obj, (0, radius), norm((c["obj_init_pos"] - target) * scale))
+        object_grasped = gripper_caging(
+            r,
+            actions,
+            obj,
+            c,
+            pad_success_thresh=0.06,
+            obj_radius=0.032,
+            object_reach_radius=0.01,
+            xz_thresh=0.01,
+            high_density=True,
+        )
+        reward = hamacher_product(object_grasped, in_place)
+        tcp_to_obj = norm(obj - r.tcp)
+        reward = np.where(lifted(obj, tcp_to_obj, obs[:, 3], c, 0.035), reward + (1.0 + 5.0 * in_place), reward)
+        return np.where(target_to_obj < radius, 10.0, reward), target_to_obj <= 0.08
+
+
+class Faucet(SiteObject):
+    """faucet-open / faucet-close-v3: turn the faucet's handle (``site``, observed 1 cm lower) to the goal."""
+
+    reads = (("xquat", "faucetBase"),)
+    handle_offset: ClassVar[tuple[float, float, float]]  # from the observed point to where the reward measures
+    constant_names = ("_target_pos", "obj_init_pos", "init_tcp", "_target_radius")
+
+    def objects(self, r: Readings) -> np.ndarray:
+        return np.concatenate((r.site(self.site) + np.array([0.0, 0.0, -0.01]), r.body_quat("faucetBase")), -1)
+
+    def reward(self, r: Readings, obs: np.ndarray, actions: np.ndarray, c: dict[str, Any]) -> tuple:
+        obj, target, radius = obs[:, 4:7] + np.array(self.handle_offset), c["_target_pos"], c["_target_radius"]
+        target_to_obj = norm(obj - target)
+        target_to_obj_init = norm(c["obj_init_pos"] - target)
+        in_place = tolerance(target_to_obj, (0, radius), np.abs(target_to_obj_init - radius))
+        faucet_reach_radius = 0.01
+        tcp_to_obj = norm(obj - r.tcp)
+        tcp_to_obj_init = norm(c["obj_init_pos"] - c["init_tcp"])
+        reach = tolerance(
+            tcp_to_obj, (0, faucet_reach_radius), np.abs(tcp_to_obj_init - faucet_reach_radius), "gaussian"
+        )
+        reward = (2 * reach + 3 * in_place) * 2
+        return np.where(target_to_obj <= radius, 10.0, reward), target_to_obj <= 0.07
+
+
+class FaucetOpen(Faucet):
+    site, handle_offset = "handleStartOpen", (-0.04, 0.0, 0.03)
+
+
+class FaucetClose(Faucet):
+    site, handle_offset = "handleStartClose", (0.0, 0.0, 0.0)
+
+
+class CoffeeButton(SiteObject):
+    """coffee-button-v3: press the coffee machine's button; its orientation is observed as the identity."""
+
+    site = "buttonStart"
+    constant_names = ("_target_pos", "init_tcp", "max_dist")
+
+    def objects(self, r: Readings) -> np.ndarray:
+        return np.concatenate((r.site(self.site), np.tile([1.0, 0.0, 0.0, 0.0], (len(r.tcp), 1))), axis=-1)
+
+    def reward(self, r: Readings, obs: np.ndarray, actions: np.ndarray, c: dict[str, Any]) -> tuple:
+        obj = obs[:, 4:7]
+        tcp_to_obj = norm(obj - r.tcp)
+        tcp_to_obj_init = norm(obj - c["init_tcp"])
+        obj_to_target = np.abs(c["_target_pos"][:, 1] - obj[:, 1])
+        near_button = tolerance(tcp_to_obj, (0, 0.05), tcp_to_obj_init)
+        button_pressed = tolerance(obj_to_target, (0, 0.005), c["max_dist"])
+        reward = 2 * hamacher_product(np.maximum(obs[:, 3], 0.0), near_button)
+        return np.where(tcp_to_obj <= 0.05, reward + 8 * button_pressed, reward), obj_to_target <= 0.02
+
+
+class Mug(Kernel):
+    """coffee-pull / coffee-push-v3: move the mug to the goal."""
+
+    reads = (("xpos", "obj"), ("geom_xmat", "mug"))
+    constant_names = ("_target_pos", "obj_init_pos", "init_tcp")
+
+    def objects(self, r: Readings) -> np.ndarray:
+        return np.concatenate((r.body("obj"), r.geom_quat("mug")), axis=-1)
+
+    def reward(self, r: Readings, obs: np.ndarray, actions: np.ndarray, c: dict[str, Any]) -> tuple:
+        obj, target = obs[:, 4:7], c["_target_pos"]
+        scale = np.array([2.0, 2.0, 1.0])
+        target_to_obj = norm((obj - target) * scale)
+        in_place = tolerance(target_to_obj, (0, 0.05), norm((c["obj_init_pos"] - target) * scale))
+        tcp_to_obj = norm(obj - r.tcp)
+        object_grasped = gripper_caging(
+            r,
+            actions,
+            obj,
+            c,
+            object_reach_radius=0.04,
+            obj_radius=0.02,
+            pad_success_thresh=0.05,
+            xz_thresh=0.05,
+            desired_gripper_effort=0.7,
+            medium_density=True,
+        )
+        reward = hamacher_product(object_grasped, in_place)
+        reward = np.where((tcp_to_obj < 0.04) & (obs[:, 3] > 0), reward + (1.0 + 5.0 * in_place), reward)
+        return np.where(target_to_obj < 0.05, 10.0, reward), norm(obj - target) <= 0.07
+
+
+class DialTurn(Kernel):
+    """dial-turn-v3: turn the dial by pushing a point on its rim to the goal."""
+
+    reads = (("xpos", "dial"), ("xquat", "dial"), ("qpos", "knob_Joint_1"))
+    constant_names = ("_target_pos", "dial_push_position", "init_tcp", "TARGET_RADIUS")
+
+    def objects(self, r: Readings) -> np.ndarray:
+        angle = r.joint("knob_Joint_1")
+        offset = np.stack((np.sin(angle), -np.cos(angle), np.zeros_like(angle)), axis=-1) * 0.05
+        return np.concatenate((r.body("dial") + offset, r.body_quat("dial")), axis=-1)
+
+    def reward(self, r: Readings, obs: np.ndarray, actions: np.ndarray, c: dict[str, Any]) -> tuple:
+        obj, target, radius = obs[:, 4:7], c["_target_pos"], c["TARGET_RADIUS"]
+        dial_push_position = obj + np.array([0.05, 0.02, 0.09])
+        target_to_obj = norm(obj - target)
+        target_to_obj_init = norm(c["dial_push_position"] - target)
+        in_place = tolerance(target_to_obj, (0, radius), np.abs(target_to_obj_init - radius))
+        dial_reach_radius = 0.005
+        tcp_to_obj = norm(dial_push_position - r.tcp)
+        tcp_to_obj_init = norm(c["dial_push_position"] - c["init_tcp"])
+        reach = tolerance(tcp_to_obj, (0, dial_reach_radius), np.abs(tcp_to_obj_init - dial_reach_radius), "gaussian")
+        reach = hamacher_product(reach, np.minimum(np.maximum(0, actions[:, -1]), 1))
+        return 10 * hamacher_product(reach, in_place), target_to_obj <= radius
+
+
+class DoorLock(SiteObject):
+    """door-lock-v3: push the lock's lever down."""
+
+    site = "lockStartLock"
+    reads = (("xquat", "door_link"),)
+    constant_names = ("_target_pos", "_lock_length")
+
+    def objects(self, r: Readings) -> np.ndarray:
+        return np.concatenate((r.site(self.site), r.body_quat("door_link")), axis=-1)
+
+    def reward(self, r: Readings, obs: np.ndarray, actions: np.ndarray, c: dict[str, Any]) -> tuple:
+        obj, left_pad = obs[:, 4:7], r.body("leftpad")
+        scale = np.array([0.25, 1.0, 0.5])
+        tcp_to_obj = norm((obj - left_pad) * scale)
+        # Meta-World's init_left_pad is a view of the live pad position: the margin equals the distance
+        tcp_to_obj_init = norm((obj - left_pad) * scale)
+        obj_to_target = np.abs(c["_target_pos"][:, 2] - obj[:, 2])
+        near_lock = tolerance(tcp_to_obj, (0, 0.01), tcp_to_obj_init)
+        lock_pressed = tolerance(obj_to_target, (0, 0.005), c["_lock_length"])
+        reward = 2 * hamacher_product(np.maximum(obs[:, 3], 0.0), near_lock) + 8 * lock_pressed
+        return reward, obj_to_target <= 0.02
+
+
+class DoorUnlock(DoorLock):
+    """door-unlock-v3: push the lock's lever sideways."""
+
+    site = "lockStartUnlock"
+    constant_names = ("_target_pos", "_lock_length", "init_tcp", "obj_init_pos")
+
+    def reward(self, r: Readings, obs: np.ndarray, actions: np.ndarray, c: dict[str, Any]) -> tuple:
+        gripper, lock = obs[:, :3], obs[:, 4:7]
+        offset = np.array([0.0, 0.055, 0.07])
+        scale = np.array([0.25, 1.0, 0.5])
+        shoulder_to_lock = (gripper + offset - lock) * scale
+        shoulder_to_lock_init = (c["init_tcp"] + offset - c["obj_init_pos"]) * scale
+        ready_to_push = tolerance(norm(shoulder_to_lock), (0, 0.02), norm(shoulder_to_lock_init))
+        obj_to_target = np.abs(c["_target_pos"][:, 0] - lock[:, 0])
+        pushed = tolerance(obj_to_target, (0, 0.005), c["_lock_length"])
+        return 2 * ready_to_push + 8 * pushed, obj_to_target <= 0.02
+
+
+class BodyObject(Kernel):
+    """Classes observing one body's position and quaternion (``body``)."""
+
+    body_name: ClassVar[str] = "obj"
+
+    def all_reads(self) -> tuple[tuple[str, str], ...]:
+        return (("xpos", self.body_name), ("xquat", self.body_name), *self.reads)
+
+    def objects(self, r: Readings) -> np.ndarray:
+        return np.concatenate((r.body(self.body_name), r.body_quat(self.body_name)), axis=-1)
+
+
+class PickOutOfHole(BodyObject):
+    """pick-out-of-hole-v3: lift the peg out of its hole, keeping the hand above the table's rim."""
+
+    constant_names = ("_target_pos", "obj_init_pos", "init_tcp", "TARGET_RADIUS")
+
+    def reward(self, r: Readings, obs: np.ndarray, actions: np.ndarray, c: dict[str, Any]) -> tuple:
+        obj, gripper, target = obs[:, 4:7], r.tcp, c["_target_pos"]
+        obj_to_target = norm(obj - target)
+        tcp_to_obj = norm(obj - gripper)
+        threshold = 0.03
+        radius = norm(gripper[:, :2] - c["obj_init_pos"][:, :2])
+        floor = np.where(radius <= threshold, 0.0, 0.015 * np.log(np.maximum(radius - threshold, 1e-300)) + 0.15)
+        above_floor = np.where(
+            gripper[:, 2] >= floor, 1.0, tolerance(np.maximum(floor - gripper[:, 2], 0.0), (0.0, 0.01), 0.02)
+        )
+        object_grasped = gripper_caging(
+            r,
+            actions,
+            obj,
+            c,
+            object_reach_radius=0.01,
+            obj_radius=0.015,
+            pad_success_thresh=0.02,
+            xz_thresh=0.03,
+            desired_gripper_effort=0.1,
+            high_density=True,
+        )
+        in_place = tolerance(obj_to_target, (0, 0.02), norm(c["obj_init_pos"] - target))
+        reward = hamacher_product(object_grasped, in_place)
+        grasp_success = (tcp_to_obj < 0.04) & (obj[:, 2] - 0.02 > c["obj_init_pos"][:, 2]) & ~(obs[:, 3] < 0.33)
+        reward = np.where(grasp_success, reward + (1.0 + 5.0 * hamacher_product(in_place, above_floor)), reward)
+        return np.where(obj_to_target < c["TARGET_RADIUS"], 10.0, reward), obj_to_target <= 0.07
+
+
+class PushBack(GeomObject):
+    """push-back-v3: pull the puck back to the goal."""
+
+    constant_names = ("_target_pos", "obj_init_pos", "init_tcp", "TARGET_RADIUS", "OBJ_RADIUS")
+
+    def reward(self, r: Readings, obs: np.ndarray, actions: np.ndarray, c: dict[str, Any]) -> tuple:
+        obj, tcp_opened, target, radius = obs[:, 4:7], obs[:, 3], c["_target_pos"], c["TARGET_RADIUS"]
+        tcp_to_obj = norm(obj - r.tcp)
+        target_to_obj = norm(obj - target)
+        target_to_obj_init = norm(c["obj_init_pos"] - target)
+        in_place = tolerance(target_to_obj, (0, radius), target_to_obj_init)
+        object_grasped = sweep_caging(r, obj, c, c["OBJ_RADIUS"], c["OBJ_RADIUS"] + 0.003, 0.01)
+        reward = hamacher_product(object_grasped, in_place)
+        pulling = (tcp_to_obj < 0.01) & (0 < tcp_opened) & (tcp_opened < 0.55)
+        pulling &= target_to_obj_init - target_to_obj > 0.01
+        reward = np.where(pulling, reward + (1.0 + 5.0 * in_place), reward)
+        return np.where(target_to_obj < radius, 10.0, reward), target_to_obj <= 0.07
+
+
+class HandInsert(BodyObject):
+    """hand-insert-v3: push the block into the hole in the table."""
+
+    constant_names = ("_target_pos", "obj_init_pos", "init_tcp", "TARGET_RADIUS")
+
+    def reward(self, r: Readings, obs: np.ndarray, actions: np.ndarray, c: dict[str, Any]) -> tuple:
+        obj, target, radius = obs[:, 4:7], c["_target_pos"], c["TARGET_RADIUS"]
+        target_to_obj = norm(obj - target)
+        in_place = tolerance(target_to_obj, (0, radius), norm(c["obj_init_pos"] - target))
+        object_grasped = gripper_caging(
+            r,
+            actions,
+            obj,
+            c,
+            object_reach_radius=0.01,
+            obj_radius=0.015,
+            pad_success_thresh=0.05,
+            xz_thresh=0.005,
+            high_density=True,
+        )
+        reward = hamacher_product(object_grasped, in_place)
+        tcp_to_obj = norm(obj - r.tcp)
+        reward = np.where((tcp_to_obj < 0.02) & (obs[:, 3] > 0), reward + (1.0 + 7.0 * in_place), reward)
+        return np.where(target_to_obj < radius, 10.0, reward), target_to_obj <= 0.05
+
+
+class Soccer(Kernel):
+    """soccer-v3: push the ball into the goal; shots that cross the goal line wide pay less."""
+
+    reads = (("xpos", "soccer_ball"), ("xmat", "soccer_ball"))
+    constant_names = ("_target_pos", "obj_init_pos", "init_tcp", "TARGET_RADIUS", "OBJ_RADIUS")
+
+    def objects(self, r: Readings) -> np.ndarray:
+        return np.concatenate((r.body("soccer_ball"), r.body_matrix_quat("soccer_ball")), axis=-1)
+
+    def reward(self, r: Readings, obs: np.ndarray, actions: np.ndarray, c: dict[str, Any]) -> tuple:
+        obj, target, radius = obs[:, 4:7], c["_target_pos"], c["TARGET_RADIUS"]
+        x_scaling = np.array([3.0, 1.0, 1.0])
+        target_to_obj = norm((obj - target) * x_scaling)
+        # Meta-World measures the margin from the ball's current position to its start; kept
+        in_place = tolerance(target_to_obj, (0, radius), norm((obj - c["obj_init_pos"]) * x_scaling))
+        goal_line = target[:, 1] - 0.1
+        wide = (obj[:, 1] > goal_line) & (np.abs(obj[:, 0] - target[:, 0]) > 0.10)
+        penalised = np.clip(in_place - 2 * ((obj[:, 1] - goal_line) / (1 - goal_line)), 0.0, 1.0)
+        in_place = np.where(wide, penalised, in_place)
+        object_grasped = sweep_caging(r, obj, c, c["OBJ_RADIUS"], c["OBJ_RADIUS"] + 0.01, 0.005)
+        reward = (3 * object_grasped) + (6.5 * in_place)
+        return np.where(target_to_obj < radius, 10.0, reward), norm(obj - target) <= 0.07  # success: unscaled
+
+
 KERNELS: dict[str, Kernel] = {
     "reach-v3": Reach(),
     "push-v3": Push(),
@@ -686,4 +1236,31 @@ KERNELS: dict[str, Kernel] = {
     "shelf-place-v3": ShelfPlace(),
     "peg-insert-side-v3": PegInsertSide(),
     "lever-pull-v3": LeverPull(),
+    "reach-wall-v3": Reach(),
+    "push-wall-v3": PushWall(),
+    "pick-place-wall-v3": PickPlaceWall(),
+    "button-press-v3": ButtonPress(),
+    "button-press-wall-v3": ButtonPressWall(),
+    "button-press-topdown-wall-v3": ButtonPressTopdownWall(),
+    "plate-slide-v3": PlateSlide(),
+    "plate-slide-side-v3": PlateSlideVariant(),
+    "plate-slide-back-v3": PlateSlideVariant(),
+    "plate-slide-back-side-v3": PlateSlideVariant(),
+    "window-close-v3": WindowClose(),
+    "handle-press-v3": HandlePress(),
+    "handle-press-side-v3": HandlePress(),
+    "handle-pull-v3": HandlePull(),
+    "handle-pull-side-v3": HandlePullSide(),
+    "faucet-open-v3": FaucetOpen(),
+    "faucet-close-v3": FaucetClose(),
+    "coffee-button-v3": CoffeeButton(),
+    "coffee-pull-v3": Mug(),
+    "coffee-push-v3": Mug(),
+    "dial-turn-v3": DialTurn(),
+    "door-lock-v3": DoorLock(),
+    "door-unlock-v3": DoorUnlock(),
+    "pick-out-of-hole-v3": PickOutOfHole(),
+    "push-back-v3": PushBack(),
+    "hand-insert-v3": HandInsert(),
+    "soccer-v3": Soccer(),
 }
