@@ -126,19 +126,6 @@ def adaptation_steps(
             per_task = True
 
 
-def adaptation_batches(
-    sampler: Sampler,
-    params: Params,
-    tasks: Sequence,
-    maml_spec: MAMLSpec,
-    lrs: Sequence[float],
-    seed: int,
-    baseline: LinearFeatureBaseline,
-) -> list[EpisodeBatch]:
-    """The batches of ``adaptation_steps``."""
-    return [batch for batch, _, _ in adaptation_steps(sampler, params, tasks, maml_spec, lrs, seed, baseline)]
-
-
 def sample_group(
     sampler: Sampler,
     params: Params,
@@ -150,7 +137,6 @@ def sample_group(
     version: int = 0,
 ) -> TaskGroup:
     """The sampler side of one iteration for ``tasks``: every inner step's batch and the validation batch."""
-    batches = adaptation_batches(
-        sampler, params, tasks, maml_spec, step_sizes(maml_spec.fast_lr, maml_spec.num_steps), seed, baseline
-    )
+    lrs = step_sizes(maml_spec.fast_lr, maml_spec.num_steps)
+    batches = [batch for batch, _, _ in adaptation_steps(sampler, params, tasks, maml_spec, lrs, seed, baseline)]
     return TaskGroup(list(task_ids), batches[:-1], batches[-1], version)

@@ -668,21 +668,31 @@ class GeomObject(Kernel):
         return np.concatenate((r.geom(self.geom), r.geom_quat(self.geom)), axis=-1)
 
 
+def wall_terms(
+    r: Readings, obs: np.ndarray, c: dict[str, Any], midpoint: np.ndarray, scaling: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The wall classes' shared terms: (tcp_to_obj, obj_to_target, in_place_part1, in_place_part2), the
+    object's way to a midpoint past the wall (scaled), then to the goal."""
+    obj, target = obs[:, 4:7], c["_target_pos"]
+    tcp_to_obj = norm(obj - r.tcp)
+    obj_to_midpoint = norm((obj - midpoint) * scaling)
+    obj_to_midpoint_init = norm((c["obj_init_pos"] - midpoint) * scaling)
+    obj_to_target = norm(obj - target)
+    in_place_part1 = tolerance(obj_to_midpoint, (0, 0.05), obj_to_midpoint_init)
+    in_place_part2 = tolerance(obj_to_target, (0, 0.05), norm(c["obj_init_pos"] - target))
+    return tcp_to_obj, obj_to_target, in_place_part1, in_place_part2
+
+
 class PushWall(GeomObject):
     """push-wall-v3: push the puck around the wall: first to a midpoint beside it, then to the goal."""
 
     constant_names = ("_target_pos", "obj_init_pos", "init_tcp")
 
     def reward(self, r: Readings, obs: np.ndarray, actions: np.ndarray, c: dict[str, Any]) -> tuple:
-        obj, tcp_opened, target = obs[:, 4:7], obs[:, 3], c["_target_pos"]
+        obj, tcp_opened = obs[:, 4:7], obs[:, 3]
         midpoint = np.stack((np.full(len(obj), -0.05), np.full(len(obj), 0.77), obj[:, 2]), axis=-1)
-        tcp_to_obj = norm(obj - r.tcp)
-        scaling = np.array([3.0, 1.0, 1.0])
-        obj_to_midpoint = norm((obj - midpoint) * scaling)
-        obj_to_midpoint_init = norm((c["obj_init_pos"] - midpoint) * scaling)
-        obj_to_target = norm(obj - target)
-        in_place_part1 = tolerance(obj_to_midpoint, (0, 0.05), obj_to_midpoint_init)
-        in_place_part2 = tolerance(obj_to_target, (0, 0.05), norm(c["obj_init_pos"] - target))
+        terms = wall_terms(r, obs, c, midpoint, np.array([3.0, 1.0, 1.0]))
+        tcp_to_obj, obj_to_target, in_place_part1, in_place_part2 = terms
         object_grasped = gripper_caging(
             r,
             actions,
@@ -712,13 +722,8 @@ class PickPlaceWall(GeomObject):
     def reward(self, r: Readings, obs: np.ndarray, actions: np.ndarray, c: dict[str, Any]) -> tuple:
         obj, tcp_opened, target = obs[:, 4:7], obs[:, 3], c["_target_pos"]
         midpoint = np.stack((target[:, 0], np.full(len(obj), 0.77), np.full(len(obj), 0.25)), axis=-1)
-        tcp_to_obj = norm(obj - r.tcp)
-        scaling = np.array([1.0, 1.0, 3.0])
-        obj_to_midpoint = norm((obj - midpoint) * scaling)
-        obj_to_midpoint_init = norm((c["obj_init_pos"] - midpoint) * scaling)
-        obj_to_target = norm(obj - target)
-        in_place_part1 = tolerance(obj_to_midpoint, (0, 0.05), obj_to_midpoint_init)
-        in_place_part2 = tolerance(obj_to_target, (0, 0.05), norm(c["obj_init_pos"] - target))
+        terms = wall_terms(r, obs, c, midpoint, np.array([1.0, 1.0, 3.0]))
+        tcp_to_obj, obj_to_target, in_place_part1, in_place_part2 = terms
         object_grasped = gripper_caging(
             r,
             actions,
