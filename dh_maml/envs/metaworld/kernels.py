@@ -457,27 +457,6 @@ class DrawerOpen(Kernel):
         return (reward_for_caging + reward_for_opening) * 5.0, handle_error <= 0.03
 
 
-class WindowOpen(Kernel):
-    """window-open-v3: slide the window open by its handle."""
-
-    reads = (("site_xpos", "handleOpenStart"),)
-    constant_names = ("_target_pos", "obj_init_pos", "window_handle_pos_init", "init_tcp", "TARGET_RADIUS")
-
-    def objects(self, r: Readings) -> np.ndarray:
-        return np.concatenate((r.site("handleOpenStart"), np.zeros((len(r.tcp), 4))), axis=-1)
-
-    def reward(self, r: Readings, obs: np.ndarray, actions: np.ndarray, c: dict[str, Any]) -> tuple:
-        obj, target, radius = r.site("handleOpenStart"), c["_target_pos"], c["TARGET_RADIUS"]
-        target_to_obj = np.abs(obj[:, 0] - target[:, 0])
-        target_to_obj_init = np.abs(c["obj_init_pos"][:, 0] - target[:, 0])
-        in_place = tolerance(target_to_obj, (0, radius), np.abs(target_to_obj_init - radius))
-        handle_radius = 0.02
-        tcp_to_obj = norm(obj - r.tcp)
-        tcp_to_obj_init = norm(c["window_handle_pos_init"] - c["init_tcp"])
-        reach = tolerance(tcp_to_obj, (0, handle_radius), np.abs(tcp_to_obj_init - handle_radius))
-        return 10 * hamacher_product(reach, in_place), target_to_obj <= radius
-
-
 class Sweep(Kernel):
     """sweep-v3: sweep the puck off the table's edge."""
 
@@ -850,27 +829,6 @@ class PlateSlideVariant(PlateSlide):
         return np.where(obj_to_target < 0.05, 10.0, reward), obj_to_target <= 0.07
 
 
-class WindowClose(Kernel):
-    """window-close-v3: slide the window shut by its handle."""
-
-    reads = (("site_xpos", "handleCloseStart"),)
-    constant_names = ("_target_pos", "window_handle_pos_init", "init_tcp", "TARGET_RADIUS")
-
-    def objects(self, r: Readings) -> np.ndarray:
-        return np.concatenate((r.site("handleCloseStart"), np.zeros((len(r.tcp), 4))), axis=-1)
-
-    def reward(self, r: Readings, obs: np.ndarray, actions: np.ndarray, c: dict[str, Any]) -> tuple:
-        obj, target, radius = r.site("handleCloseStart"), c["_target_pos"], c["TARGET_RADIUS"]
-        target_to_obj = np.abs(obj[:, 0] - target[:, 0])
-        target_to_obj_init = np.abs(c["window_handle_pos_init"][:, 0] - target[:, 0])
-        in_place = tolerance(target_to_obj, (0, radius), np.abs(target_to_obj_init - radius))
-        handle_radius = 0.02
-        tcp_to_obj = norm(obj - r.tcp)
-        tcp_to_obj_init = norm(c["window_handle_pos_init"] - c["init_tcp"])
-        reach = tolerance(tcp_to_obj, (0, handle_radius), np.abs(tcp_to_obj_init - handle_radius), "gaussian")
-        return 10 * hamacher_product(reach, in_place), target_to_obj <= radius
-
-
 class SiteObject(Kernel):
     """Classes observing one site's position (``site``), with no orientation (zeros)."""
 
@@ -1223,6 +1181,37 @@ class Soccer(Kernel):
         object_grasped = sweep_caging(r, obj, c, c["OBJ_RADIUS"], c["OBJ_RADIUS"] + 0.01, 0.005)
         reward = (3 * object_grasped) + (6.5 * in_place)
         return np.where(target_to_obj < radius, 10.0, reward), norm(obj - target) <= 0.07  # success: unscaled
+
+
+class Window(SiteObject):
+    """window-open / window-close-v3: slide the window by its handle (``site``) to the goal."""
+
+    init_name: ClassVar[str]  # the handle's start as the in-place margin measures it
+    reach_sigmoid: ClassVar[str]
+
+    @property
+    def constant_names(self) -> tuple[str, ...]:
+        return ("_target_pos", self.init_name, "window_handle_pos_init", "init_tcp", "TARGET_RADIUS")
+
+    def reward(self, r: Readings, obs: np.ndarray, actions: np.ndarray, c: dict[str, Any]) -> tuple:
+        obj, target, radius = r.site(self.site), c["_target_pos"], c["TARGET_RADIUS"]
+        target_to_obj = np.abs(obj[:, 0] - target[:, 0])
+        target_to_obj_init = np.abs(c[self.init_name][:, 0] - target[:, 0])
+        in_place = tolerance(target_to_obj, (0, radius), np.abs(target_to_obj_init - radius))
+        handle_radius = 0.02
+        tcp_to_obj = norm(obj - r.tcp)
+        tcp_to_obj_init = norm(c["window_handle_pos_init"] - c["init_tcp"])
+        margin = np.abs(tcp_to_obj_init - handle_radius)
+        reach = tolerance(tcp_to_obj, (0, handle_radius), margin, self.reach_sigmoid)
+        return 10 * hamacher_product(reach, in_place), target_to_obj <= radius
+
+
+class WindowOpen(Window):
+    site, init_name, reach_sigmoid = "handleOpenStart", "obj_init_pos", "long_tail"
+
+
+class WindowClose(Window):
+    site, init_name, reach_sigmoid = "handleCloseStart", "window_handle_pos_init", "gaussian"
 
 
 KERNELS: dict[str, Kernel] = {
