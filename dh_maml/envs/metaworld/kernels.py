@@ -20,21 +20,26 @@ TCP_SITES = ("rightEndEffector", "leftEndEffector")
 VALUE_AT_MARGIN = 0.1  # Meta-World's default for every sigmoid it uses
 
 
+LONG_TAIL_SCALE = np.sqrt(1 / VALUE_AT_MARGIN - 1)
+GAUSSIAN_SCALE = np.sqrt(-2 * np.log(VALUE_AT_MARGIN))
+
+
 def tolerance(x: np.ndarray, bounds: tuple[Any, Any], margin: Any, sigmoid: str = "long_tail") -> np.ndarray:
     """``reward_utils.tolerance(x, bounds, margin, sigmoid)`` for arrays of ``x``, bounds and ``margin``
     (the long-tail and gaussian sigmoids, the two Meta-World's rewards use)."""
     lower, upper = bounds
-    in_bounds = np.logical_and(lower <= x, x <= upper)
-    zero = margin == 0
-    d = np.where(x < lower, lower - x, x - upper) / np.where(zero, 1.0, margin)
+    in_bounds = (lower <= x) & (x <= upper)
+    scalar = np.ndim(margin) == 0
+    if scalar and margin == 0:
+        return np.where(in_bounds, 1.0, 0.0)
+    zero = False if scalar else margin == 0
+    d = np.where(x < lower, lower - x, x - upper) / (margin if scalar else np.where(zero, 1.0, margin))
     if sigmoid == "long_tail":
-        scale = np.sqrt(1 / VALUE_AT_MARGIN - 1)
-        falloff = 1 / ((d * scale) ** 2 + 1)
+        falloff = 1 / ((d * LONG_TAIL_SCALE) ** 2 + 1)
     else:
-        scale = np.sqrt(-2 * np.log(VALUE_AT_MARGIN))
-        falloff = np.exp(-0.5 * (d * scale) ** 2)
+        falloff = np.exp(-0.5 * (d * GAUSSIAN_SCALE) ** 2)
     value = np.where(in_bounds, 1.0, falloff)
-    return np.where(zero, np.where(in_bounds, 1.0, 0.0), value)
+    return value if scalar else np.where(zero, np.where(in_bounds, 1.0, 0.0), value)
 
 
 def rect_prism_tolerance(curr: np.ndarray, zero: np.ndarray, one: np.ndarray) -> np.ndarray:
@@ -55,35 +60,28 @@ def hamacher_product(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 def matrix_to_quat(matrix: np.ndarray) -> np.ndarray:
     """``scipy.spatial.transform.Rotation.from_matrix(matrix).as_quat()`` for orthonormal ``[k, 3, 3]``
-    matrices (MuJoCo's are): scipy's case split on the largest of the diagonal and the trace, without
-    its per-call checks, which cost more than the rest of a step's observation."""
+    matrices (MuJoCo's are): scipy's case split on the largest of the diagonal and the trace, with its
+    arithmetic in its order, without its per-call checks, which cost more than the rest of a step's
+    observation."""
     m = matrix
-    trace = m[:, 0, 0] + m[:, 1, 1] + m[:, 2, 2]
-    choice = np.argmax(np.stack((m[:, 0, 0], m[:, 1, 1], m[:, 2, 2], trace), axis=-1), axis=-1)
-    cases = np.stack(
-        (
-            np.stack(
-                (1 - trace + 2 * m[:, 0, 0], m[:, 1, 0] + m[:, 0, 1], m[:, 2, 0] + m[:, 0, 2], m[:, 2, 1] - m[:, 1, 2]),
-                -1,
-            ),
-            np.stack(
-                (m[:, 1, 0] + m[:, 0, 1], 1 - trace + 2 * m[:, 1, 1], m[:, 2, 1] + m[:, 1, 2], m[:, 0, 2] - m[:, 2, 0]),
-                -1,
-            ),
-            np.stack(
-                (m[:, 2, 0] + m[:, 0, 2], m[:, 2, 1] + m[:, 1, 2], 1 - trace + 2 * m[:, 2, 2], m[:, 1, 0] - m[:, 0, 1]),
-                -1,
-            ),
-            np.stack((m[:, 2, 1] - m[:, 1, 2], m[:, 0, 2] - m[:, 2, 0], m[:, 1, 0] - m[:, 0, 1], 1 + trace), -1),
-        ),
-        axis=1,
-    )
+    d0, d1, d2 = m[:, 0, 0], m[:, 1, 1], m[:, 2, 2]
+    trace = d0 + d1 + d2
+    choice = np.argmax(np.stack((d0, d1, d2, trace), axis=-1), axis=-1)
+    s10, s20, s21 = m[:, 1, 0] + m[:, 0, 1], m[:, 2, 0] + m[:, 0, 2], m[:, 2, 1] + m[:, 1, 2]
+    t21, t02, t10 = m[:, 2, 1] - m[:, 1, 2], m[:, 0, 2] - m[:, 2, 0], m[:, 1, 0] - m[:, 0, 1]
+    rest = 1 - trace
+    cases = np.empty((len(m), 4, 4))  # [row, case, component]
+    cases[:, 0, 0], cases[:, 0, 1], cases[:, 0, 2], cases[:, 0, 3] = rest + 2 * d0, s10, s20, t21
+    cases[:, 1, 0], cases[:, 1, 1], cases[:, 1, 2], cases[:, 1, 3] = s10, rest + 2 * d1, s21, t02
+    cases[:, 2, 0], cases[:, 2, 1], cases[:, 2, 2], cases[:, 2, 3] = s20, s21, rest + 2 * d2, t10
+    cases[:, 3, 0], cases[:, 3, 1], cases[:, 3, 2], cases[:, 3, 3] = t21, t02, t10, 1 + trace
     quat = cases[np.arange(len(m)), choice]
-    return quat / np.linalg.norm(quat, axis=-1, keepdims=True)
+    return quat / norm(quat)[:, None]
 
 
 def norm(x: np.ndarray) -> np.ndarray:
-    return np.linalg.norm(x, axis=-1)
+    """``np.linalg.norm(x, axis=-1)``, the same reduction without its argument handling."""
+    return np.sqrt(np.add.reduce(x * x, axis=-1))
 
 
 # What a kernel reads from MjData: the field, the kind of object its rows belong to
@@ -120,7 +118,12 @@ class Readings:
     @classmethod
     def of(cls, reads: Reads, buffers: dict[str, np.ndarray]) -> Readings:
         """From ``buffers[field]``: [k, rows, ...] per field."""
-        return cls({field: dict(zip(reads.names[field], np.moveaxis(buffers[field], 1, 0))) for field in reads.names})
+        return cls(
+            {
+                field: {name: buffers[field][:, r] for r, name in enumerate(names)}
+                for field, names in reads.names.items()
+            }
+        )
 
     def body(self, name: str) -> np.ndarray:
         return self.values["xpos"][name]

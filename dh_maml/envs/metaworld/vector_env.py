@@ -26,7 +26,7 @@ from metaworld.sawyer_xyz_env import SawyerXYZEnv
 from metaworld.types import Task as MWTask
 
 from dh_maml.envs.base import ArrayVectorEnv
-from dh_maml.envs.metaworld.kernels import KERNELS, Kernel, Readings, Reads
+from dh_maml.envs.metaworld.kernels import KERNELS, Kernel, Readings, Reads, norm
 from dh_maml.envs.metaworld.tasks import MetaWorldTask
 
 STATE = mujoco.mjtState.mjSTATE_INTEGRATION
@@ -71,15 +71,16 @@ def record_reset(env: SawyerXYZEnv, kernel: Kernel) -> ResetState:
 
 @dataclass
 class Views:
-    """A sub-env's MjData arrays a step writes and reads, taken once: each attribute access builds a view."""
+    """A sub-env's MjData arrays a step writes and reads, taken once: each attribute access builds a view.
+    ``reads`` pairs each read field (in ``Reads.index`` order) with its rows."""
 
     mocap_pos: np.ndarray
     ctrl: np.ndarray
-    fields: dict[str, np.ndarray]
+    reads: list[tuple[np.ndarray, np.ndarray]]
 
     @classmethod
     def of(cls, data: mujoco.MjData, reads: Reads) -> Views:
-        return cls(data.mocap_pos, data.ctrl, {name: getattr(data, name) for name in reads.index})
+        return cls(data.mocap_pos, data.ctrl, [(getattr(data, name), rows) for name, rows in reads.index.items()])
 
 
 @dataclass
@@ -92,6 +93,8 @@ class Group:
     resets: list[ResetState] = field(default_factory=list)  # per sub-env, for its task
     constants: dict[str, np.ndarray] = field(default_factory=dict)  # per sub-env rows
     ids: Reads | None = None
+    buffers: dict[str, np.ndarray] = field(default_factory=dict)  # [sub-env, rows...] per read field
+    plan: list[tuple[mujoco.MjModel, mujoco.MjData, Views, list[np.ndarray]]] = field(default_factory=list)
 
 
 class MetaWorldVectorEnv(ArrayVectorEnv):
@@ -168,6 +171,13 @@ class MetaWorldVectorEnv(ArrayVectorEnv):
                         self._data[i] = mujoco.MjData(reset.model)
                         self._data_class[i] = env_name
                         self._views[i] = Views.of(self._data[i], group.ids)
+                first = self._views[idx[0]].reads
+                group.buffers = {
+                    name: np.empty((len(idx), *src[rows].shape)) for name, (src, rows) in zip(group.ids.index, first)
+                }
+                for j, (i, reset) in enumerate(zip(idx, group.resets)):
+                    outs = [buffer[j] for buffer in group.buffers.values()]  # where sub-env j's reads land
+                    group.plan.append((reset.model, self._data[i], self._views[i], outs))
             self._groups.append(group)
 
     def _reference_env(self, i: int, task: MetaWorldTask) -> None:
@@ -240,21 +250,21 @@ class MetaWorldVectorEnv(ArrayVectorEnv):
         mocap = np.clip(self._mocap[idx] + delta, oracle.mocap_low, oracle.mocap_high)
         self._mocap[idx] = mocap
         ctrl = np.stack((actions[:, 3], -actions[:, 3]), axis=-1)
-        k, frame_skip = idx.size, oracle.frame_skip
-        first = self._views[idx[0]].fields
-        buffers = {name: np.empty((k, *first[name][rows_].shape)) for name, rows_ in reads.index.items()}
-        for j, i in enumerate(idx):
-            data, views, model = self._data[i], self._views[i], group.resets[rows[j]].model
+        step, forward, frame_skip = mujoco.mj_step, mujoco.mj_forward, oracle.frame_skip
+        for j, r in enumerate(rows):
+            model, data, views, outs = group.plan[r]
             views.mocap_pos[0] = mocap[j]
             views.ctrl[:] = ctrl[j]
-            mujoco.mj_step(model, data, nstep=frame_skip)
-            mujoco.mj_forward(model, data)
-            for name, rows_ in reads.index.items():
-                np.take(views.fields[name], rows_, axis=0, out=buffers[name][j])
+            step(model, data, frame_skip)
+            forward(model, data)
+            for (src, index), out in zip(views.reads, outs):
+                src.take(index, 0, out)
+        whole = rows.size == group.idx.size
+        buffers = group.buffers if whole else {name: buffer[rows] for name, buffer in group.buffers.items()}
         readings = Readings.of(reads, buffers)
         current = np.zeros((idx.size, CURRENT))
         current[:, :3] = readings.body("hand")
-        opening = np.linalg.norm(readings.body("rightclaw") - readings.body("leftclaw"), axis=-1)
+        opening = norm(readings.body("rightclaw") - readings.body("leftclaw"))
         current[:, 3] = np.clip(opening / 0.1, 0.0, 1.0)
         objects = group.kernel.objects(readings)
         current[:, 4 : 4 + objects.shape[1]] = objects
@@ -264,7 +274,7 @@ class MetaWorldVectorEnv(ArrayVectorEnv):
         obs = np.clip(obs, self._low, self._high)
         self._prev[idx] = current
         self._obs[idx] = obs
-        constants = {name: value[rows] for name, value in group.constants.items()}
+        constants = group.constants if whole else {name: value[rows] for name, value in group.constants.items()}
         return group.kernel.reward(readings, obs, actions, constants)
 
     @property
