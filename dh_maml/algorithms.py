@@ -93,12 +93,14 @@ class EvaluationSettings:
 
 @dataclass(frozen=True)
 class PlotKeys:
-    """What ``launch.py plot`` draws from ``metrics.jsonl``: curves (key, label, key of its spread or None)
-    and the parts of an iteration's time (key, label)."""
+    """What ``launch.py plot`` draws from ``metrics.jsonl``: curves (key, label, key of its spread or None),
+    the parts of an iteration's time (key, label) and success-rate curves (key, label), drawn where the
+    task family reports success."""
 
     curves: tuple[tuple[str, str, str | None], ...]
     ylabel: str
     time_parts: tuple[tuple[str, str], ...]
+    success: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)

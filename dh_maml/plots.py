@@ -73,10 +73,53 @@ def _column(records: list[dict], key: str) -> np.ndarray:
     return np.array([r.get(key, np.nan) for r in records], dtype=float)
 
 
+def scheduled_evaluations(run_dir: str | Path) -> list[tuple[int, dict]]:
+    """(iteration, result) of the evaluations a run made while training (``meta_test.every``), which write
+    ``<evaluation>/iter_NNNNN.json``; files that are not such results are skipped."""
+    found = []
+    for path in sorted(Path(run_dir).glob("*/iter_*.json")):
+        try:
+            found.append((int(path.stem.removeprefix("iter_")), json.loads(path.read_text())))
+        except (ValueError, OSError):
+            continue
+    return sorted((i, r) for i, r in found if isinstance(r, dict))
+
+
+def plot_success(run_dir: Path, records: list[dict], keys: PlotKeys, out: Path, title: str, plt: object) -> list[Path]:
+    """``success.png``: the success rates logged per iteration, and those of the held-out tasks at each
+    scheduled evaluation, before and after adaptation (± one standard error); nothing where the task
+    family reports no success."""
+    curves = [(key, label) for key, label in keys.success if any(key in r for r in records)]
+    if not curves:
+        return []
+    it = _column(records, "iteration")
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for key, label in curves:
+        ax.plot(it, 100 * _column(records, key), label=label, alpha=0.8)
+    evaluations = [(i, r) for i, r in scheduled_evaluations(run_dir) if len(r.get("success", [])) >= 2]
+    if evaluations:
+        at = np.array([i for i, _ in evaluations], dtype=float)
+        for column, label, marker in ((0, "held-out, before adaptation", "o"), (-1, "held-out, after adaptation", "s")):
+            rate = np.array([r["success"][column] for _, r in evaluations])
+            se = np.array([r.get("success_se", [np.nan] * len(r["success"]))[column] for _, r in evaluations])
+            ax.errorbar(at, 100 * rate, yerr=100 * se, fmt=marker, capsize=3, label=label)
+    ax.set_xlabel("iteration")
+    ax.set_ylabel("success rate (%)")
+    ax.set_ylim(0, 100)
+    ax.set_title(f"{title}: success")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize="small")
+    fig.tight_layout()
+    path = out / "success.png"
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return [path]
+
+
 def plot_run(run_dir: str | Path, out_dir: str | Path | None = None, title: str | None = None) -> list[Path]:
-    """Write ``learning_curve.png`` (the algorithm's return curves, ± the spread across tasks where logged)
-    and ``iteration_time.png`` (where each iteration's time went) to ``out_dir`` (default RUN_DIR/plots).
-    Returns the paths written."""
+    """Write ``learning_curve.png`` (the algorithm's return curves, ± the spread across tasks where logged),
+    ``iteration_time.png`` (where each iteration's time went) and, where success is reported,
+    ``success.png`` to ``out_dir`` (default RUN_DIR/plots). Returns the paths written."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -124,4 +167,4 @@ def plot_run(run_dir: str | Path, out_dir: str | Path | None = None, title: str 
     timing = out / "iteration_time.png"
     fig.savefig(timing, dpi=120)
     plt.close(fig)
-    return [curve, timing]
+    return [curve, timing, *plot_success(Path(run_dir), records, keys, out, title, plt)]

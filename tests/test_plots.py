@@ -8,7 +8,15 @@ from pathlib import Path
 import pytest
 
 from dh_maml.algorithms import get_algorithm
-from dh_maml.plots import PlotError, drawn_curves, plot_run, read_metrics, run_plot_keys, run_title
+from dh_maml.plots import (
+    PlotError,
+    drawn_curves,
+    plot_run,
+    read_metrics,
+    run_plot_keys,
+    run_title,
+    scheduled_evaluations,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -42,6 +50,24 @@ def test_plot_writes_both_pngs(tmp_path, timing):
     assert [p.name for p in paths] == ["learning_curve.png", "iteration_time.png"]
     for path in paths:
         assert path.parent == run / "plots" and path.read_bytes().startswith(PNG) and path.stat().st_size > 5000
+
+
+def test_a_run_that_reports_success_also_gets_a_success_plot(tmp_path):
+    run = tmp_path / "run"
+    write_run(run, 6)
+    records = read_metrics(run)
+    for record in records:
+        record.update({"success/pre": 0.05 * record["iteration"], "success/post": 0.06 * record["iteration"]})
+    (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    (run / "meta_test").mkdir()
+    for i in (3, 6):  # scheduled evaluations, as meta_test.every writes them
+        result = {"steps": [0, 1], "success": [0.1 * i, 0.12 * i], "success_se": [0.02, 0.03]}
+        (run / "meta_test" / f"iter_{i:05d}.json").write_text(json.dumps(result))
+    (run / "meta_test" / "iter_notes.json").write_text("{}")  # not an evaluation: skipped
+    assert [i for i, _ in scheduled_evaluations(run)] == [3, 6]
+    paths = plot_run(run)
+    assert [p.name for p in paths] == ["learning_curve.png", "iteration_time.png", "success.png"]
+    assert paths[2].read_bytes().startswith(PNG) and paths[2].stat().st_size > 5000
 
 
 def test_titles_name_the_experiment_and_seed_from_the_runs_spec(tmp_path):

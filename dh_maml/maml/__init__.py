@@ -25,5 +25,6 @@ ALGORITHM = Algorithm(
             ("time/graphs", "per-task terms"),
             ("time/trpo", "TRPO step"),
         ),
+        success=(("success/pre", "meta-train, before adaptation"), ("success/post", "meta-train, after adaptation")),
     ),
 )
