@@ -103,26 +103,43 @@ ROBOT_READS = (
 
 @dataclass
 class Reads:
-    """Rows of MjData fields to copy after each step: ``index[field]`` into the field, ``names[field]``."""
+    """Rows of MjData fields to copy after each step: ``index[field]`` into the field, ``names[field]``;
+    ``touch``: the geoms (left pad, right pad, object) whose contact a kernel reads, if it does."""
 
     index: dict[str, np.ndarray]
     names: dict[str, tuple[str, ...]]
+    touch: tuple[int, int, int] | None = None
+
+
+def pads_touch(data: mujoco.MjData, geoms: tuple[int, int, int]) -> bool:
+    """``SawyerXYZEnv.touching_object``: the contacts of each pad with the object push with positive force
+    in sum (a contact without a constraint row reads the last force, as Meta-World's indexing does)."""
+    left, right, obj = geoms
+    pairs = data.contact.geom
+    force = data.efc_force[data.contact.efc_address]
+    on_obj = (pairs == obj).any(axis=1)
+    return bool(force[on_obj & (pairs == left).any(axis=1)].sum() > 0) and bool(
+        force[on_obj & (pairs == right).any(axis=1)].sum() > 0
+    )
 
 
 @dataclass
 class Readings:
-    """A step's copies of the read rows, ``values[field][name]`` with a leading sub-env axis."""
+    """A step's copies of the read rows, ``values[field][name]`` with a leading sub-env axis; ``touching``
+    per sub-env where the kernel reads contacts."""
 
     values: dict[str, dict[str, np.ndarray]]
+    touching: np.ndarray | None = None
 
     @classmethod
-    def of(cls, reads: Reads, buffers: dict[str, np.ndarray]) -> Readings:
+    def of(cls, reads: Reads, buffers: dict[str, np.ndarray], touching: np.ndarray | None = None) -> Readings:
         """From ``buffers[field]``: [k, rows, ...] per field."""
         return cls(
             {
                 field: {name: buffers[field][:, r] for r, name in enumerate(names)}
                 for field, names in reads.names.items()
-            }
+            },
+            touching,
         )
 
     def body(self, name: str) -> np.ndarray:
@@ -162,6 +179,8 @@ class Kernel:
 
     reads: ClassVar[tuple[tuple[str, str], ...]] = ()  # (field, name) pairs beside the robot's
     constant_names: ClassVar[tuple[str, ...]] = ()  # attributes of Meta-World's env after reset
+    touch_geom: ClassVar[str | None] = None  # the object whose contact with both pads the kernel reads
+    episode_names: ClassVar[tuple[str, ...]] = ()  # values fixed at an episode's first step (episode_values)
 
     def ids(self, model: mujoco.MjModel) -> Reads:
         names: dict[str, tuple[str, ...]] = {}
@@ -171,7 +190,13 @@ class Kernel:
         for field, rows in names.items():
             ids = np.array([mujoco.mj_name2id(model, FIELDS[field], name) for name in rows], dtype=np.int64)
             index[field] = model.jnt_qposadr[ids] if field == "qpos" else ids
-        return Reads(index, names)
+        touch = None
+        if self.touch_geom is not None:
+            geom = mujoco.mjtObj.mjOBJ_GEOM
+            touch = tuple(
+                mujoco.mj_name2id(model, geom, name) for name in ("leftpad_geom", "rightpad_geom", self.touch_geom)
+            )
+        return Reads(index, names, touch)
 
     def all_reads(self) -> tuple[tuple[str, str], ...]:
         return self.reads
@@ -181,6 +206,10 @@ class Kernel:
 
     def objects(self, r: Readings) -> np.ndarray:
         """Observed object positions and quaternions, object by object, [k, 7 * objects]."""
+        raise NotImplementedError
+
+    def episode_values(self, r: Readings, obs: np.ndarray, c: dict[str, Any]) -> dict[str, np.ndarray]:
+        """The values named by ``episode_names`` as they would be fixed at this step."""
         raise NotImplementedError
 
     def reward(
@@ -1117,6 +1146,302 @@ class PickOutOfHole(BodyObject):
         return np.where(obj_to_target < c["TARGET_RADIUS"], 10.0, reward), obj_to_target <= 0.07
 
 
+def orientation_score(quat: np.ndarray, ideal: tuple[float, ...], scale: float) -> np.ndarray:
+    """Meta-World's ``_reward_quat``: 1 at the ideal quaternion, falling linearly with the distance to it."""
+    return np.maximum(1.0 - norm(quat - np.array(ideal)) / scale, 0.0)
+
+
+def along_handle(obj: np.ndarray, hand: np.ndarray, half_length: float) -> np.ndarray:
+    """The object's position with its x moved to the hand's wherever the hand is within half a handle of it
+    (how the hammer and wrench classes fit their handles to the caging term's sphere)."""
+    threshed = obj.copy()
+    near = np.abs(obj[:, 0] - hand[:, 0]) < half_length
+    threshed[near, 0] = hand[near, 0]
+    return threshed
+
+
+class BoxClose(BodyObject):
+    """box-close-v3: lift the lid by its handle and put it on the box, upright; everything is paid on the
+    observation (the lid 2 cm up is its handle), scaled by how upright the lid is."""
+
+    body_name = "top_link"
+    constant_names = ("_target_pos",)
+
+    def reward(self, r: Readings, obs: np.ndarray, actions: np.ndarray, c: dict[str, Any]) -> tuple:
+        target = c["_target_pos"]
+        grab = np.clip((np.clip(actions[:, 3], -1, 1) + 1.0) / 2.0, 0.0, 1.0).astype(np.float64)  # float32 as its
+        upright = orientation_score(obs[:, 7:11], (0.707, 0, 0, 0.707), 0.2)
+        hand, lid = obs[:, :3], obs[:, 4:7] + np.array([0.0, 0.0, 0.02])
+        threshold = 0.02
+        radius = norm(hand[:, :2] - lid[:, :2])
+        floor = np.where(radius <= threshold, 0.0, 0.04 * np.log(np.maximum(radius - threshold, 1e-300)) + 0.4)
+        above_floor = np.where(hand[:, 2] >= floor, 1.0, tolerance(floor - hand[:, 2], (0.0, 0.01), floor / 2.0))
+        in_place = tolerance(norm(hand - lid), (0, 0.02), 0.5)
+        ready_to_lift = hamacher_product(above_floor, in_place)
+        placed = tolerance(norm((target - lid) * np.array([1.0, 1.0, 3.0])), (0, 0.05), 0.25)
+        lifted = 0.2 * (lid[:, 2] > 0.04) + 0.8 * placed
+        reward = 2.0 * hamacher_product(grab, ready_to_lift) + 8.0 * lifted
+        success = norm(obs[:, 4:7] - target) < 0.08
+        return np.where(success, 10.0, reward) * upright, success
+
+
+class Hammer(Kernel):
+    """hammer-v3: grasp the hammer and drive the nail in; observes the hammer's and the nail's bodies. The
+    caging term takes the handle's x as the hand's wherever the hand is along the handle."""
+
+    reads = (("xpos", "hammer"), ("xquat", "hammer"), ("xpos", "nail_link"), ("xquat", "nail_link"))
+    reads += (("qpos", "NailSlideJoint"),)
+    constant_names = ("_target_pos", "obj_init_pos", "init_tcp")
+    handle_length = 0.14
+
+    def objects(self, r: Readings) -> np.ndarray:
+        parts = (r.body("hammer"), r.body_quat("hammer"), r.body("nail_link"), r.body_quat("nail_link"))
+        return np.concatenate(parts, axis=-1)
+
+    def reward(self, r: Readings, obs: np.ndarray, actions: np.ndarray, c: dict[str, Any]) -> tuple:
+        hand, hammer = obs[:, :3], obs[:, 4:7]
+        head = hammer + np.array([0.16, 0.06, 0.0])
+        flat = orientation_score(obs[:, 7:11], (1.0, 0.0, 0.0, 0.0), 0.4)
+        grab = gripper_caging(
+            r,
+            actions,
+            along_handle(hammer, hand, self.handle_length / 2.0),
+            c,
+            object_reach_radius=0.01,
+            obj_radius=0.015,
+            pad_success_thresh=0.02,
+            xz_thresh=0.01,
+            high_density=True,
+        )
+        in_place = 0.1 * (head[:, 2] > 0.02) + 0.9 * tolerance(norm(c["_target_pos"] - head), (0, 0.02), 0.2)
+        reward = (2.0 * grab + 6.0 * in_place) * flat
+        success = r.joint("NailSlideJoint") > 0.09
+        return np.where(success & (reward > 5.0), 10.0, reward), success
+
+
+class StickPull(Kernel):
+    """stick-pull-v3: grasp the stick, hook it into the container's handle and pull the container to the
+    goal; observes the stick (its body's matrix, converted as scipy does) and the insertion site."""
+
+    reads = (("xpos", "stick"), ("xmat", "stick"), ("site_xpos", "insertion"), ("site_xpos", "stick_end"))
+    constant_names = ("_target_pos", "obj_init_pos", "stick_init_pos", "init_tcp")
+
+    def objects(self, r: Readings) -> np.ndarray:
+        no_quat = np.zeros((len(r.body("stick")), 4))
+        return np.concatenate((r.body("stick"), r.body_matrix_quat("stick"), r.site("insertion"), no_quat), axis=-1)
+
+    def reward(self, r: Readings, obs: np.ndarray, actions: np.ndarray, c: dict[str, Any]) -> tuple:
+        radius, target, stick_init = 0.05, c["_target_pos"], c["stick_init_pos"]
+        stick, handle, tcp_opened, end = obs[:, 4:7], obs[:, 11:14], obs[:, 3], r.site("stick_end")
+        container = handle + np.array([0.05, 0.0, 0.0])
+        container_init = c["obj_init_pos"] + np.array([0.05, 0.0, 0.0])
+        tcp_to_stick = norm(stick - r.tcp)
+        handle_to_target = norm(handle - target)
+        yz = np.array([1.0, 1.0, 2.0])
+        stick_in_place = tolerance(
+            norm((stick - container) * yz), (0, radius), norm((stick_init - container_init) * yz)
+        )
+        stick_in_place_2 = tolerance(norm(stick - target), (0, radius), norm(stick_init - target))
+        container_in_place = tolerance(norm(container - target), (0, radius), norm(c["obj_init_pos"] - target))
+        object_grasped = gripper_caging(
+            r,
+            actions,
+            stick,
+            c,
+            obj_radius=0.014,
+            pad_success_thresh=0.05,
+            object_reach_radius=0.01,
+            xz_thresh=0.01,
+            high_density=True,
+        )
+        grasped = (tcp_to_stick < 0.02) & (tcp_opened > 0) & (stick[:, 2] - 0.01 > stick_init[:, 2])
+        object_grasped = np.where(grasped, 1.0, object_grasped)
+        both = hamacher_product(object_grasped, stick_in_place)
+        inserted = (
+            (end[:, 0] >= handle[:, 0])
+            & (np.abs(end[:, 1] - handle[:, 1]) <= 0.040)
+            & (np.abs(end[:, 2] - handle[:, 2]) <= 0.060)
+        )
+        hooked = 1.0 + both + 5.0 + 2.0 * stick_in_place_2 + 1.0 * container_in_place
+        reward = np.where(grasped, np.where(inserted, hooked, 1.0 + both + 5.0 * stick_in_place), both)
+        reward = np.where(grasped & inserted & (handle_to_target <= 0.12), 10.0, reward)
+        return reward, (handle_to_target <= 0.12) & inserted
+
+
+class StickPush(StickPull):
+    """stick-push-v3: grasp the stick and push the container to the goal with it. Success also needs both
+    pads pressing on the stick (Meta-World's contact test), read after each step."""
+
+    touch_geom = "objGeom"
+
+    def objects(self, r: Readings) -> np.ndarray:
+        no_quat = np.zeros((len(r.body("stick")), 4))
+        insertion = r.site("insertion") + np.array([0.0, 0.09, 0.0])
+        return np.concatenate((r.body("stick"), r.body_matrix_quat("stick"), insertion, no_quat), axis=-1)
+
+    def reward(self, r: Readings, obs: np.ndarray, actions: np.ndarray, c: dict[str, Any]) -> tuple:
+        radius, target, stick_init = 0.12, c["_target_pos"], c["stick_init_pos"]
+        stick, container, tcp_opened = obs[:, 4:7] + np.array([0.015, 0.0, 0.0]), obs[:, 11:14], obs[:, 3]
+        tcp_to_stick = norm(stick - r.tcp)
+        stick_in_place = tolerance(norm(stick - target), (0, radius), norm(stick_init - target) - radius)
+        container_to_target = norm(container - target)
+        container_margin = norm(c["obj_init_pos"] - target) - radius
+        container_in_place = tolerance(container_to_target, (0, radius), container_margin)
+        caged_on_stick = {**c, "obj_init_pos": stick_init}  # its caging term measures from the stick's start
+        object_grasped = gripper_caging(
+            r,
+            actions,
+            stick,
+            caged_on_stick,
+            obj_radius=0.04,
+            pad_success_thresh=0.05,
+            object_reach_radius=0.01,
+            xz_thresh=0.01,
+            high_density=True,
+        )
+        grasped = (tcp_to_stick < 0.02) & (tcp_opened > 0) & (stick[:, 2] - 0.01 > stick_init[:, 2])
+        reward = np.where(grasped, 2.0 + 5.0 * stick_in_place + 3.0 * container_in_place, object_grasped)
+        reward = np.where(grasped & (container_to_target <= radius), 10.0, reward)
+        held = r.touching & (tcp_opened > 0) & (obs[:, 6] - 0.01 > stick_init[:, 2])
+        return reward, held & (container_to_target <= 0.12)
+
+
+class PegUnplugSide(Kernel):
+    """peg-unplug-side-v3: grasp the plug and pull it out of the box sideways; observes the peg's end site
+    and the plug body's orientation."""
+
+    reads = (("site_xpos", "pegEnd"), ("xquat", "plug1"))
+    constant_names = ("_target_pos", "obj_init_pos", "init_tcp")
+
+    def objects(self, r: Readings) -> np.ndarray:
+        return np.concatenate((r.site("pegEnd"), r.body_quat("plug1")), axis=-1)
+
+    def reward(self, r: Readings, obs: np.ndarray, actions: np.ndarray, c: dict[str, Any]) -> tuple:
+        obj, tcp_opened, target = obs[:, 4:7], obs[:, 3], c["_target_pos"]
+        tcp_to_obj = norm(obj - r.tcp)
+        obj_to_target = norm(obj - target)
+        object_grasped = gripper_caging(
+            r,
+            actions,
+            obj,
+            c,
+            object_reach_radius=0.01,
+            obj_radius=0.025,
+            pad_success_thresh=0.05,
+            xz_thresh=0.005,
+            desired_gripper_effort=0.8,
+            high_density=True,
+        )
+        in_place = tolerance(obj_to_target, (0, 0.05), norm(c["obj_init_pos"] - target))
+        pulled = (tcp_opened > 0.5) & (obj[:, 0] - c["obj_init_pos"][:, 0] > 0.015) & (tcp_to_obj < 0.035)
+        reward = np.where(pulled, 1 + 2 * object_grasped + 5 * in_place, 2 * object_grasped)
+        return np.where(obj_to_target <= 0.05, 10.0, reward), obj_to_target <= 0.07
+
+
+class Wrench(Kernel):
+    """The nut classes: the wrench's handle site and the nut's orientation are observed; the reward is
+    paid at the nut's centre site, scaled by how level the wrench is."""
+
+    reads = (("site_xpos", "RoundNut-8"), ("xquat", "RoundNut"), ("site_xpos", "RoundNut"))
+    constant_names = ("_target_pos", "obj_init_pos", "init_tcp")
+    density: ClassVar[str] = "high"  # of the caging term
+
+    def objects(self, r: Readings) -> np.ndarray:
+        return np.concatenate((r.site("RoundNut-8"), r.body_quat("RoundNut")), axis=-1)
+
+    def in_place(self, center: np.ndarray, target: np.ndarray, obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(in-place reward, success) of the nut's centre."""
+        raise NotImplementedError
+
+    def reward(self, r: Readings, obs: np.ndarray, actions: np.ndarray, c: dict[str, Any]) -> tuple:
+        hand, wrench = obs[:, :3], obs[:, 4:7]
+        level = orientation_score(obs[:, 7:11], (0.707, 0, 0, 0.707), 0.4)
+        grab = gripper_caging(
+            r,
+            actions,
+            along_handle(wrench, hand, 0.02 / 2.0),
+            c,
+            object_reach_radius=0.01,
+            obj_radius=0.015,
+            pad_success_thresh=0.02,
+            xz_thresh=0.01,
+            high_density=self.density == "high",
+            medium_density=self.density == "medium",
+        )
+        in_place, success = self.in_place(r.site("RoundNut"), c["_target_pos"], obs)
+        reward = (2.0 * grab + 6.0 * in_place) * level
+        return np.where(success, 10.0, reward), success
+
+
+class Assembly(Wrench):
+    """assembly-v3: put the nut over the peg; below the peg's top it must come down centred."""
+
+    density = "medium"
+
+    def in_place(self, center: np.ndarray, target: np.ndarray, obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        error = target - center
+        radius = norm(error[:, :2])
+        success = (radius < 0.02) & (error[:, 2] > 0.0)
+        threshold = np.where(success, 0.02, 0.01)
+        above = radius > threshold
+        height = np.where(above, 0.02 * np.log(np.where(above, radius - threshold, 1.0)) + 0.2, 0.0)
+        error[:, 2] = height - center[:, 2]
+        lifted = (center[:, 2] > 0.02) | (radius < threshold)
+        placed = tolerance(norm(error * np.array([1.0, 1.0, 3.0])), (0, 0.02), 0.4)
+        return 0.1 * lifted + 0.9 * placed, success
+
+
+class Disassemble(Wrench):
+    """disassemble-v3: lift the nut off the peg, above the goal height."""
+
+    def in_place(self, center: np.ndarray, target: np.ndarray, obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        placed = tolerance(norm(target + np.array([0.0, 0.0, 0.1]) - center), (0, 0.02), 0.2)
+        return 0.1 * (center[:, 2] > 0.02) + 0.9 * placed, obs[:, 6] > target[:, 2]
+
+
+class BinPicking(BodyObject):
+    """bin-picking-v3: carry the puck from one bin to the other, the hand kept above both bins' rims. Its
+    in-place margin is the distance at the episode's first step."""
+
+    constant_names = ("_target_pos", "obj_init_pos", "init_tcp", "TARGET_RADIUS")
+    episode_names = ("_target_to_obj_init",)
+
+    def episode_values(self, r: Readings, obs: np.ndarray, c: dict[str, Any]) -> dict[str, np.ndarray]:
+        return {"_target_to_obj_init": norm(obs[:, 4:7] - c["_target_pos"])}
+
+    def reward(self, r: Readings, obs: np.ndarray, actions: np.ndarray, c: dict[str, Any]) -> tuple:
+        hand, obj, target = obs[:, :3], obs[:, 4:7], c["_target_pos"]
+        target_to_obj = norm(obj - target)
+        in_place = tolerance(target_to_obj, (0, c["TARGET_RADIUS"]), c["_target_to_obj_init"])
+        threshold = 0.03
+        floors = []
+        for centre in (c["obj_init_pos"], target):
+            radius = norm(hand[:, :2] - centre[:, :2])
+            above = radius > threshold
+            floors.append(np.where(above, 0.02 * np.log(np.where(above, radius - threshold, 1.0)) + 0.2, 0.0))
+        floor = np.minimum(*floors)
+        above_floor = np.where(
+            hand[:, 2] >= floor, 1.0, tolerance(np.maximum(floor - hand[:, 2], 0.0), (0.0, 0.01), 0.05)
+        )
+        object_grasped = gripper_caging(
+            r,
+            actions,
+            obj,
+            c,
+            obj_radius=0.015,
+            pad_success_thresh=0.05,
+            object_reach_radius=0.01,
+            xz_thresh=0.01,
+            desired_gripper_effort=0.7,
+            high_density=True,
+        )
+        reward = hamacher_product(object_grasped, in_place)
+        near = norm(obj - hand) < 0.04
+        grasped = near & (obj[:, 2] - 0.02 > c["obj_init_pos"][:, 2]) & ~(obs[:, 3] < 0.43)
+        reward = np.where(grasped, reward + (1.0 + 5.0 * hamacher_product(above_floor, in_place)), reward)
+        return np.where(target_to_obj < c["TARGET_RADIUS"], 10.0, reward), target_to_obj <= 0.05
+
+
 class PushBack(GeomObject):
     """push-back-v3: pull the puck back to the goal."""
 
@@ -1260,4 +1585,12 @@ KERNELS: dict[str, Kernel] = {
     "push-back-v3": PushBack(),
     "hand-insert-v3": HandInsert(),
     "soccer-v3": Soccer(),
+    "box-close-v3": BoxClose(),
+    "hammer-v3": Hammer(),
+    "stick-pull-v3": StickPull(),
+    "stick-push-v3": StickPush(),
+    "peg-unplug-side-v3": PegUnplugSide(),
+    "assembly-v3": Assembly(),
+    "disassemble-v3": Disassemble(),
+    "bin-picking-v3": BinPicking(),
 }

@@ -7,7 +7,7 @@ together by a per-class kernel (``kernels.py``) that ports Meta-World's formulas
 the physics runs once per sub-env. A reset restores the state Meta-World's own reset reaches (its
 reset is deterministic for a fixed goal), recorded once per task from Meta-World's environment.
 
-Classes without a kernel (and the v1 rewards) run on Meta-World's own environments, one per sub-env:
+The v1 rewards (and a class without a kernel) run on Meta-World's own environments, one per sub-env:
 the plain path, also what the fast one is tested against step for step.
 """
 
@@ -26,7 +26,7 @@ from metaworld.sawyer_xyz_env import SawyerXYZEnv
 from metaworld.types import Task as MWTask
 
 from dh_maml.envs.base import ArrayVectorEnv
-from dh_maml.envs.metaworld.kernels import KERNELS, Kernel, Readings, Reads, norm
+from dh_maml.envs.metaworld.kernels import KERNELS, Kernel, Readings, Reads, norm, pads_touch
 from dh_maml.envs.metaworld.tasks import MetaWorldTask
 
 STATE = mujoco.mjtState.mjSTATE_INTEGRATION
@@ -95,6 +95,8 @@ class Group:
     ids: Reads | None = None
     buffers: dict[str, np.ndarray] = field(default_factory=dict)  # [sub-env, rows...] per read field
     plan: list[tuple[mujoco.MjModel, mujoco.MjData, Views, list[np.ndarray]]] = field(default_factory=list)
+    fresh: np.ndarray | None = None  # per sub-env: no step yet in this episode
+    episode: dict[str, np.ndarray] = field(default_factory=dict)  # values fixed at an episode's first step
 
 
 class MetaWorldVectorEnv(ArrayVectorEnv):
@@ -171,6 +173,7 @@ class MetaWorldVectorEnv(ArrayVectorEnv):
                         self._data[i] = mujoco.MjData(reset.model)
                         self._data_class[i] = env_name
                         self._views[i] = Views.of(self._data[i], group.ids)
+                group.fresh = np.ones(len(idx), dtype=bool)
                 first = self._views[idx[0]].reads
                 group.buffers = {
                     name: np.empty((len(idx), *src[rows].shape)) for name, (src, rows) in zip(group.ids.index, first)
@@ -203,6 +206,7 @@ class MetaWorldVectorEnv(ArrayVectorEnv):
                     mujoco.mj_setState(reset.model, self._data[i], reset.state, STATE)
                     self._obs[i] = reset.obs
                     self._mocap[i] = reset.mocap
+                    group.fresh[j] = True
                 self._prev[i] = self._obs[i, :CURRENT]
         self._success[idx] = False
 
@@ -251,6 +255,8 @@ class MetaWorldVectorEnv(ArrayVectorEnv):
         self._mocap[idx] = mocap
         ctrl = np.stack((actions[:, 3], -actions[:, 3]), axis=-1)
         step, forward, frame_skip = mujoco.mj_step, mujoco.mj_forward, oracle.frame_skip
+        touch = reads.touch
+        touching = np.zeros(idx.size, dtype=bool) if touch is not None else None
         for j, r in enumerate(rows):
             model, data, views, outs = group.plan[r]
             views.mocap_pos[0] = mocap[j]
@@ -259,9 +265,11 @@ class MetaWorldVectorEnv(ArrayVectorEnv):
             forward(model, data)
             for (src, index), out in zip(views.reads, outs):
                 src.take(index, 0, out)
+            if touch is not None:
+                touching[j] = pads_touch(data, touch)
         whole = rows.size == group.idx.size
         buffers = group.buffers if whole else {name: buffer[rows] for name, buffer in group.buffers.items()}
-        readings = Readings.of(reads, buffers)
+        readings = Readings.of(reads, buffers, touching)
         current = np.zeros((idx.size, CURRENT))
         current[:, :3] = readings.body("hand")
         opening = norm(readings.body("rightclaw") - readings.body("leftclaw"))
@@ -275,7 +283,23 @@ class MetaWorldVectorEnv(ArrayVectorEnv):
         self._prev[idx] = current
         self._obs[idx] = obs
         constants = group.constants if whole else {name: value[rows] for name, value in group.constants.items()}
+        if group.kernel.episode_names:
+            constants = {**constants, **self._episode_values(group, rows, readings, obs, constants)}
         return group.kernel.reward(readings, obs, actions, constants)
+
+    @staticmethod
+    def _episode_values(
+        group: Group, rows: np.ndarray, readings: Readings, obs: np.ndarray, constants: dict[str, np.ndarray]
+    ) -> dict[str, np.ndarray]:
+        """The kernel's per-episode values for ``rows``: computed now for sub-envs on their first step (as
+        Meta-World's rewards fix them at the first reward after a reset), kept from then on."""
+        fresh = group.fresh[rows]
+        if fresh.any():
+            now = group.kernel.episode_values(readings, obs, constants)
+            for name, value in now.items():
+                group.episode.setdefault(name, np.zeros(group.idx.size))[rows[fresh]] = value[fresh]
+            group.fresh[rows] = False
+        return {name: group.episode[name][rows] for name in group.kernel.episode_names}
 
     @property
     def frame_skip(self) -> int:
