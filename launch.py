@@ -211,6 +211,10 @@ def cmd_test(args: argparse.Namespace) -> int:
 
     run_dir = Path(args.run)
     overrides = [] if args.observers is None else [f"sampler.observers={args.observers}"]
+    if args.eval_episodes is not None:
+        overrides.append(f"meta_test.eval_episodes={args.eval_episodes}")
+    if args.scored_actions is not None:
+        overrides.append(f"meta_test.scored_actions={args.scored_actions}")
     spec = with_overrides(read_run_spec(run_dir), overrides)
     torch.set_num_threads(1)  # small tensors: parallel work is split by task instead
     saved = args.checkpoint or checkpoint_path(run_dir)
@@ -342,6 +346,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     test.add_argument("--seed", type=_count(0), help="held-out task seed (default meta_test.seed of the run's spec)")
     test.add_argument("--paper-protocol", action="store_true", help="inner lr alpha for step 1, alpha/2 after")
+    test.add_argument(
+        "--eval-episodes",
+        type=_count(0),
+        help="MAML: episodes scored per task after each step, beside the adaptation episodes "
+        "(default meta_test.eval_episodes; 0 scores the adaptation episodes)",
+    )
+    test.add_argument(
+        "--scored-actions",
+        choices=("sampled", "mean"),
+        help="MAML: how scored episodes act, sampled or the policy's mean as Meta-World's evaluation does "
+        "(default meta_test.scored_actions; mean needs --eval-episodes > 0)",
+    )
     test.add_argument(
         "--observers", type=_count(0, MAX_OBSERVERS), help="observer processes (default sampler.observers of the run)"
     )

@@ -31,12 +31,19 @@ class Sampler:
 
     @torch.no_grad()
     def sample(
-        self, params: Params, tasks: list, episodes_per_task: int, seed: int, per_task_params: bool = False
+        self,
+        params: Params,
+        tasks: list,
+        episodes_per_task: int,
+        seed: int,
+        per_task_params: bool = False,
+        mode: bool = False,
     ) -> EpisodeBatch:
         """A [tasks, T, episodes] batch: every episode of every task steps in one vector env.
 
         With ``per_task_params`` every tensor in ``params`` has a leading task
         dimension and task i acts with its own slice (batched matrix products, one call per step).
+        With ``mode`` the policy acts with its distribution's mode (a Gaussian's mean) instead of a sample.
         """
         n_tasks, eps = len(tasks), episodes_per_task
         env = self.envs.get(n_tasks * eps)
@@ -58,7 +65,8 @@ class Sampler:
                 obs_buf[:, t] = obs_t.numpy()
                 mask_buf[:, t] = alive
                 outputs = self.policy.task_outputs(params, obs_t, per_task_params)
-                actions = self.policy.distribution(outputs).sample().numpy()
+                dist = self.policy.distribution(outputs)
+                actions = (dist.mode if mode else dist.sample()).numpy()
                 act_buf[:, t] = actions
                 obs, rewards, terminated, truncated, info = env.step(actions.reshape(n_tasks * eps, *act_shape))
                 rew_buf[:, t] = rewards.reshape(n_tasks, eps) * alive

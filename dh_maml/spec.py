@@ -178,6 +178,9 @@ class MetaTestSpec:
     # episodes scored per task after each inner step with the adapted policy (Meta-World's protocol: 3);
     # 0 scores the fast_batch_size episodes the next step adapts on
     eval_episodes: int = field(default=0, metadata=bounds(0, 100_000))
+    # how those scored episodes act: sampled from the policy, or its mean action (Meta-World's evaluation
+    # scores its agents' deterministic action); adaptation always samples
+    scored_actions: str = field(default="sampled", metadata=one_of("sampled", "mean"))
 
 
 @dataclass
@@ -254,6 +257,11 @@ def spec_from_dict(data: Mapping[str, Any], source: str | None = None) -> Spec:
     spec = build_dataclass(Spec, data, "", problems)
     if not problems:
         problems.extend(validate_env_spec(spec.env))
+        if spec.meta_test.scored_actions == "mean" and spec.meta_test.eval_episodes == 0:
+            problems.append(
+                "meta_test.scored_actions: 'mean' needs meta_test.eval_episodes > 0 (with 0 the scored episodes "
+                "are the ones the next step adapts on, which must be sampled)"
+            )
         try:
             known = algorithms.names()
         except SpecError as exc:

@@ -200,6 +200,7 @@ def test_training_reports_success_and_the_meta_test_scores_adapted_policies_per_
             "maml.fast_batch_size=2",
             "policy.hidden_sizes=[16]",
             "meta_test.eval_episodes=3",
+            "meta_test.scored_actions=mean",
         ],
     )
     run = InProcess(spec)
@@ -212,6 +213,7 @@ def test_training_reports_success_and_the_meta_test_scores_adapted_policies_per_
     result = asyncio.run(meta_test(gather, run.trainer, EvaluationSettings(tasks=3, steps=1)))
     run.close()
     assert result.tasks == 3 and result.scored_episodes == 3 and len(result.success) == 2
+    assert result.scored_actions == "mean"
     assert list(result.success_by_latent) == ["reach-v3"]
     per_task = np.array(result.per_task_success)
     assert per_task.shape == (3, 2) and np.all((per_task * 3) % 1 == 0)  # rates over 3 scored episodes
@@ -219,3 +221,4 @@ def test_training_reports_success_and_the_meta_test_scores_adapted_policies_per_
     assert [f.name for f in files] == ["meta_test.json", "meta_test.csv", "meta_test.png", "meta_test_success.png"]
     assert json.loads(files[0].read_text())["success_by_latent"]["reach-v3"] == result.success_by_latent["reach-v3"]
     assert any("success after 1 step(s)" in line for line in result.report())
+    assert "3 scored episode(s) per task and step (mean actions)" in result.report()[-1]

@@ -59,3 +59,22 @@ def test_sampling_is_seeded_and_leaves_global_rng_alone():
     assert torch.equal(torch.get_rng_state(), state)
     assert torch.equal(a.actions, b.actions) and not torch.equal(a.actions, c.actions)
     sampler.close()
+
+
+def test_mode_acts_with_the_policys_mean_action():
+    """Scored episodes under Meta-World's protocol act with the mean: no noise, whatever the seed."""
+    fam = Navigation2D(horizon=6)
+    torch.manual_seed(0)
+    pol = GaussianMLPPolicy(2, 2, (8,), init_std=0.5)
+    sampler = Sampler(fam, pol)
+    tasks = fam.sample_tasks(2, np.random.default_rng(0))
+    a = sampler.sample(pol.params(), tasks, 3, seed=5, mode=True)
+    b = sampler.sample(pol.params(), tasks, 3, seed=6, mode=True)
+    assert torch.equal(a.actions, b.actions)
+    with torch.no_grad():
+        mean = pol.dist(pol.params(), a.observations).mean
+    live = a.mask.bool()
+    torch.testing.assert_close(a.actions[live], mean[live])
+    sampled = sampler.sample(pol.params(), tasks, 3, seed=5)
+    assert not torch.equal(sampled.actions, a.actions)
+    sampler.close()

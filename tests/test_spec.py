@@ -65,6 +65,8 @@ def test_reference_hyperparameters_of_navigation():
         ("env:\n  family: bandit\n  options: {num_arms: 1}\n", ["env.options.num_arms", ">= 2"]),
         ("trpo: 3\n", ["trpo: expected a mapping"]),
         ("policy:\n  hidden_sizes: [64, x]\n", ["policy.hidden_sizes[1]", "expected an integer"]),
+        ("meta_test:\n  scored_actions: greedy\n", ["meta_test.scored_actions", "one of sampled, mean"]),
+        ("meta_test:\n  scored_actions: mean\n", ["meta_test.scored_actions", "needs meta_test.eval_episodes > 0"]),
     ],
 )
 def test_bad_specs_name_key_value_and_expectation(tmp_path, text, fragments):

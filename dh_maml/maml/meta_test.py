@@ -41,6 +41,7 @@ class MetaTestResult:
     per_task_success: list[list[float]] | None = None  # [task][step]
     success_by_latent: dict[str, list[float]] | None = None  # per task class (latent), per step
     scored_episodes: int = 0  # per task and step; 0: the episodes the next step adapts on
+    scored_actions: str = "sampled"  # how the scored episodes acted: sampled, or the policy's mean
 
     def write(self, out: Path, title: str) -> list[Path]:
         return write_meta_test(self, out, title)
@@ -52,7 +53,12 @@ class MetaTestResult:
                 f"success after {k} step(s): {100 * m:5.1f} % ± {100 * s:.1f}"
                 for k, m, s in zip(self.steps, self.success, self.success_se)
             ]
-        return [*lines, f"{self.tasks} held-out tasks (seed {self.seed})"]
+        scored = (
+            f", {self.scored_episodes} scored episode(s) per task and step ({self.scored_actions} actions)"
+            if self.scored_episodes
+            else ""
+        )
+        return [*lines, f"{self.tasks} held-out tasks (seed {self.seed}){scored}"]
 
     def note(self) -> str:
         note = "meta-test: " + "  ".join(f"{k} step(s) {m:.2f}" for k, m in zip(self.steps, self.mean))
@@ -95,10 +101,12 @@ def meta_test_scores(
     num_steps: int,
     paper_protocol: bool = False,
     eval_episodes: int = 0,
+    scored_actions: str = "sampled",
 ) -> ChunkScores:
     """Each task's mean return and success rate before and after each inner step: over the
-    ``fast_batch_size`` episodes the next step adapts on, or over ``eval_episodes`` more sampled with the
-    adapted policy (their seeds from a stream of their own, so adaptation is the same either way)."""
+    ``fast_batch_size`` episodes the next step adapts on, or over ``eval_episodes`` more run with the
+    adapted policy, its actions sampled or its mean (their seeds from a stream of their own, so adaptation
+    is the same either way)."""
     lrs = step_sizes(maml_spec.fast_lr, num_steps, paper_protocol)
     baseline = LinearFeatureBaseline(maml_spec.baseline_reg)
     steps = adaptation_steps(sampler, params, chunk.tasks, maml_spec, lrs, chunk.seed, baseline)
@@ -107,7 +115,8 @@ def meta_test_scores(
     for batch, current, per_task in steps:
         if eval_episodes:
             seed = int(scoring_rng.integers(2**31))
-            batch = sampler.sample(current, list(chunk.tasks), eval_episodes, seed, per_task_params=per_task)
+            mode = scored_actions == "mean"
+            batch = sampler.sample(current, list(chunk.tasks), eval_episodes, seed, per_task_params=per_task, mode=mode)
         scored.append(batch)
     successes = [b.task_success_rates() for b in scored]
     return ChunkScores(
@@ -128,11 +137,21 @@ def summarize(
     successes: np.ndarray | None = None,
     latents: Sequence[str] = (),
     scored_episodes: int = 0,
+    scored_actions: str = "sampled",
 ) -> MetaTestResult:
     """Mean and standard error over tasks of [tasks, K+1] returns (and success rates, also per latent)."""
     n, k = per_task.shape
     mean, se = _mean_se(per_task)
-    result = MetaTestResult(list(range(k)), mean, se, n, seed, per_task.tolist(), scored_episodes=scored_episodes)
+    result = MetaTestResult(
+        list(range(k)),
+        mean,
+        se,
+        n,
+        seed,
+        per_task.tolist(),
+        scored_episodes=scored_episodes,
+        scored_actions=scored_actions,
+    )
     if successes is not None:
         result.success, result.success_se = _mean_se(successes)
         result.per_task_success = successes.tolist()
@@ -171,6 +190,7 @@ async def meta_test(gather: Gather, trainer: Trainer, settings: EvaluationSettin
         None if any(s is None for s in successes) else np.concatenate(successes),
         [trainer.family.latent(task) for chunk in chunks for task in chunk.tasks],
         trainer.spec.meta_test.eval_episodes,
+        trainer.spec.meta_test.scored_actions,
     )
 
 

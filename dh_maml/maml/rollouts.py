@@ -79,7 +79,7 @@ class MAMLRollouts:
         mt = self.spec.meta_test
         params = self.policy.params()
         return meta_test_scores(
-            self.sampler, params, chunk, self.spec.maml, num_steps, paper_protocol, mt.eval_episodes
+            self.sampler, params, chunk, self.spec.maml, num_steps, paper_protocol, mt.eval_episodes, mt.scored_actions
         )
 
     def close(self) -> None:
