@@ -23,6 +23,15 @@ def float64():
     torch.set_default_dtype(previous)
 
 
+def alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie, or a process gone while we look, is not running)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
 def descendants(pid):
     """Every live process below ``pid`` (read from /proc, no extra dependency)."""
     children = {}

@@ -140,7 +140,7 @@ def test_a_run_that_cannot_write_its_checkpoint_stops_with_a_clear_error(tmp_pat
     """What a full disk does to the checkpoint, without filling one: its folder replaced by a file."""
     import shutil
 
-    from conftest import descendants
+    from conftest import alive, descendants
 
     run = tmp_path / "run"
     launch = launcher(
@@ -169,8 +169,4 @@ def test_a_run_that_cannot_write_its_checkpoint_stops_with_a_clear_error(tmp_pat
     assert "training stopped: could not save iteration" in err and "no checkpoint was ever written" not in err
     assert f"{run / 'checkpoints/latest.pt'} still holds iteration" in err and "--resume" in err
     time.sleep(1.0)
-    assert [
-        pid
-        for pid in family
-        if os.path.exists(f"/proc/{pid}") and "Z" not in open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0]
-    ] == []
+    assert [pid for pid in family if alive(pid)] == []

@@ -6,7 +6,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, descendants, wait_for_iterations
+from conftest import ROOT, alive, descendants, wait_for_iterations
 
 NAV = ROOT / "specs/navigation-2d.yaml"
 SMALL = ["--set", "maml.meta_batch_size=4", "--set", "maml.fast_batch_size=5", "--observers", "2"]
@@ -38,14 +38,6 @@ def listening_addresses(inodes: set[str]) -> list[str]:
             if fields[3] == LISTEN and fields[9] in inodes:
                 found.append(fields[1])
     return found
-
-
-def alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
 
 
 def test_a_single_host_run_listens_on_loopback_only(tmp_path, launcher):

@@ -6,10 +6,9 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
-from conftest import ROOT, descendants, metrics, wait_for_iterations
+from conftest import ROOT, alive, descendants, metrics, wait_for_iterations
 
 NAV = ROOT / "specs/navigation-2d.yaml"
 SMALL = ["--set", "maml.meta_batch_size=4", "--set", "maml.fast_batch_size=5", "--observers", "2"]
@@ -124,13 +123,7 @@ def test_ctrl_c_checkpoints_and_leaves_no_process(tmp_path, launcher):
     assert saved["iteration"] >= 1
     assert saved["iteration"] == max(r["iteration"] for r in metrics(run))
     time.sleep(1.0)
-    alive = [
-        pid
-        for pid in family
-        if Path(f"/proc/{pid}").exists()
-        and "Z" not in (Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0])
-    ]
-    assert alive == []
+    assert [pid for pid in family if alive(pid)] == []
 
 
 def test_sigterm_checkpoints_and_exits(tmp_path, launcher):
