@@ -237,7 +237,8 @@ def write_success_chart(result: MetaTestResult, png_path: Path, title: str) -> P
     ax.set_xticks(np.arange(len(labels)) + width * (len(result.steps) - 1) / 2, labels, rotation=45, ha="right")
     ax.set_ylabel("success rate (%)")
     ax.set_ylim(0, 100)
-    ax.set_title(f"{title}: success per class ({result.tasks} held-out tasks)")
+    scored = f", {result.scored_actions} actions" if result.scored_episodes else ""
+    ax.set_title(f"{title}: success per class\n({result.tasks} held-out tasks{scored})", fontsize="medium")
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3, axis="y")
     fig.tight_layout()
