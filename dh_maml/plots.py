@@ -82,7 +82,7 @@ def scheduled_evaluations(run_dir: str | Path) -> list[tuple[int, dict]]:
             found.append((int(path.stem.removeprefix("iter_")), json.loads(path.read_text())))
         except (ValueError, OSError):
             continue
-    return sorted((i, r) for i, r in found if isinstance(r, dict))
+    return sorted(((i, r) for i, r in found if isinstance(r, dict)), key=lambda pair: pair[0])
 
 
 def plot_success(run_dir: Path, records: list[dict], keys: PlotKeys, out: Path, title: str, plt: object) -> list[Path]:
@@ -96,7 +96,7 @@ def plot_success(run_dir: Path, records: list[dict], keys: PlotKeys, out: Path, 
     fig, ax = plt.subplots(figsize=(6, 4))
     for key, label in curves:
         ax.plot(it, 100 * _column(records, key), label=label, alpha=0.8)
-    evaluations = [(i, r) for i, r in scheduled_evaluations(run_dir) if len(r.get("success", [])) >= 2]
+    evaluations = [(i, r) for i, r in scheduled_evaluations(run_dir) if len(r.get("success") or []) >= 2]
     if evaluations:
         at = np.array([i for i, _ in evaluations], dtype=float)
         for column, label, marker in ((0, "held-out, before adaptation", "o"), (-1, "held-out, after adaptation", "s")):

@@ -64,7 +64,9 @@ def test_a_run_that_reports_success_also_gets_a_success_plot(tmp_path):
         result = {"steps": [0, 1], "success": [0.1 * i, 0.12 * i], "success_se": [0.02, 0.03]}
         (run / "meta_test" / f"iter_{i:05d}.json").write_text(json.dumps(result))
     (run / "meta_test" / "iter_notes.json").write_text("{}")  # not an evaluation: skipped
-    assert [i for i, _ in scheduled_evaluations(run)] == [3, 6]
+    (run / "adaptation").mkdir()
+    (run / "adaptation" / "iter_00006.json").write_text(json.dumps({"success": None}))  # no success: not drawn
+    assert [i for i, _ in scheduled_evaluations(run)] == [3, 6, 6]
     paths = plot_run(run)
     assert [p.name for p in paths] == ["learning_curve.png", "iteration_time.png", "success.png"]
     assert paths[2].read_bytes().startswith(PNG) and paths[2].stat().st_size > 5000
