@@ -79,6 +79,18 @@ def matrix_to_quat(matrix: np.ndarray) -> np.ndarray:
     return quat / norm(quat)[:, None]
 
 
+def funnel(radius: np.ndarray, threshold: Any, scale: float, height: float) -> np.ndarray:
+    """Meta-World's funnel floor around a point: 0 within ``threshold`` of it, ``scale * log(radius -
+    threshold) + height`` beyond (the log taken only where it is defined)."""
+    outside = radius > threshold
+    return np.where(outside, scale * np.log(np.where(outside, radius - threshold, 1.0)) + height, 0.0)
+
+
+def above_floor(z: np.ndarray, floor: np.ndarray, margin: Any) -> np.ndarray:
+    """1 with the hand at or above the floor; below it, the long-tail tolerance of how far (1 cm pays fully)."""
+    return np.where(z >= floor, 1.0, tolerance(np.maximum(floor - z, 0.0), (0.0, 0.01), margin))
+
+
 def norm(x: np.ndarray) -> np.ndarray:
     """``np.linalg.norm(x, axis=-1)``, the same reduction without its argument handling."""
     return np.sqrt(np.add.reduce(x * x, axis=-1))
@@ -412,10 +424,9 @@ class DoorOpen(Door):
         hand, door = obs[:, :3], obs[:, 4:7] + np.array([-0.05, 0, 0])
         threshold = 0.12
         radius = norm(hand[:, :2] - door[:, :2])
-        floor = np.where(radius <= threshold, 0.0, 0.04 * np.log(np.maximum(radius - threshold, 1e-300)) + 0.4)
-        above_floor = np.where(hand[:, 2] >= floor, 1.0, tolerance(floor - hand[:, 2], (0.0, 0.01), floor / 2.0))
+        floor = funnel(radius, threshold, 0.04, 0.4)
         in_place = tolerance(norm(hand - door - np.array([0.05, 0.03, -0.01])), (0, threshold / 2.0), 0.5)
-        ready_to_open = hamacher_product(above_floor, in_place)
+        ready_to_open = hamacher_product(above_floor(hand[:, 2], floor, floor / 2.0), in_place)
         door_angle = -theta
         opened = 0.2 * (theta < -np.pi / 90.0) + 0.8 * tolerance(
             np.pi / 2.0 + np.pi / 6 - door_angle, (0, 0.5), np.pi / 3.0
@@ -1123,10 +1134,8 @@ class PickOutOfHole(BodyObject):
         tcp_to_obj = norm(obj - gripper)
         threshold = 0.03
         radius = norm(gripper[:, :2] - c["obj_init_pos"][:, :2])
-        floor = np.where(radius <= threshold, 0.0, 0.015 * np.log(np.maximum(radius - threshold, 1e-300)) + 0.15)
-        above_floor = np.where(
-            gripper[:, 2] >= floor, 1.0, tolerance(np.maximum(floor - gripper[:, 2], 0.0), (0.0, 0.01), 0.02)
-        )
+        floor = funnel(radius, threshold, 0.015, 0.15)
+        above = above_floor(gripper[:, 2], floor, 0.02)
         object_grasped = gripper_caging(
             r,
             actions,
@@ -1142,7 +1151,7 @@ class PickOutOfHole(BodyObject):
         in_place = tolerance(obj_to_target, (0, 0.02), norm(c["obj_init_pos"] - target))
         reward = hamacher_product(object_grasped, in_place)
         grasp_success = (tcp_to_obj < 0.04) & (obj[:, 2] - 0.02 > c["obj_init_pos"][:, 2]) & ~(obs[:, 3] < 0.33)
-        reward = np.where(grasp_success, reward + (1.0 + 5.0 * hamacher_product(in_place, above_floor)), reward)
+        reward = np.where(grasp_success, reward + (1.0 + 5.0 * hamacher_product(in_place, above)), reward)
         return np.where(obj_to_target < c["TARGET_RADIUS"], 10.0, reward), obj_to_target <= 0.07
 
 
@@ -1174,10 +1183,9 @@ class BoxClose(BodyObject):
         hand, lid = obs[:, :3], obs[:, 4:7] + np.array([0.0, 0.0, 0.02])
         threshold = 0.02
         radius = norm(hand[:, :2] - lid[:, :2])
-        floor = np.where(radius <= threshold, 0.0, 0.04 * np.log(np.maximum(radius - threshold, 1e-300)) + 0.4)
-        above_floor = np.where(hand[:, 2] >= floor, 1.0, tolerance(floor - hand[:, 2], (0.0, 0.01), floor / 2.0))
+        floor = funnel(radius, threshold, 0.04, 0.4)
         in_place = tolerance(norm(hand - lid), (0, 0.02), 0.5)
-        ready_to_lift = hamacher_product(above_floor, in_place)
+        ready_to_lift = hamacher_product(above_floor(hand[:, 2], floor, floor / 2.0), in_place)
         placed = tolerance(norm((target - lid) * np.array([1.0, 1.0, 3.0])), (0, 0.05), 0.25)
         lifted = 0.2 * (lid[:, 2] > 0.04) + 0.8 * placed
         reward = 2.0 * hamacher_product(grab, ready_to_lift) + 8.0 * lifted
@@ -1383,9 +1391,7 @@ class Assembly(Wrench):
         radius = norm(error[:, :2])
         success = (radius < 0.02) & (error[:, 2] > 0.0)
         threshold = np.where(success, 0.02, 0.01)
-        above = radius > threshold
-        height = np.where(above, 0.02 * np.log(np.where(above, radius - threshold, 1.0)) + 0.2, 0.0)
-        error[:, 2] = height - center[:, 2]
+        error[:, 2] = funnel(radius, threshold, 0.02, 0.2) - center[:, 2]
         lifted = (center[:, 2] > 0.02) | (radius < threshold)
         placed = tolerance(norm(error * np.array([1.0, 1.0, 3.0])), (0, 0.02), 0.4)
         return 0.1 * lifted + 0.9 * placed, success
@@ -1414,15 +1420,10 @@ class BinPicking(BodyObject):
         target_to_obj = norm(obj - target)
         in_place = tolerance(target_to_obj, (0, c["TARGET_RADIUS"]), c["_target_to_obj_init"])
         threshold = 0.03
-        floors = []
-        for centre in (c["obj_init_pos"], target):
-            radius = norm(hand[:, :2] - centre[:, :2])
-            above = radius > threshold
-            floors.append(np.where(above, 0.02 * np.log(np.where(above, radius - threshold, 1.0)) + 0.2, 0.0))
-        floor = np.minimum(*floors)
-        above_floor = np.where(
-            hand[:, 2] >= floor, 1.0, tolerance(np.maximum(floor - hand[:, 2], 0.0), (0.0, 0.01), 0.05)
-        )
+        floors = [
+            funnel(norm(hand[:, :2] - centre[:, :2]), threshold, 0.02, 0.2) for centre in (c["obj_init_pos"], target)
+        ]
+        above = above_floor(hand[:, 2], np.minimum(*floors), 0.05)
         object_grasped = gripper_caging(
             r,
             actions,
@@ -1438,7 +1439,7 @@ class BinPicking(BodyObject):
         reward = hamacher_product(object_grasped, in_place)
         near = norm(obj - hand) < 0.04
         grasped = near & (obj[:, 2] - 0.02 > c["obj_init_pos"][:, 2]) & ~(obs[:, 3] < 0.43)
-        reward = np.where(grasped, reward + (1.0 + 5.0 * hamacher_product(above_floor, in_place)), reward)
+        reward = np.where(grasped, reward + (1.0 + 5.0 * hamacher_product(above, in_place)), reward)
         return np.where(target_to_obj < c["TARGET_RADIUS"], 10.0, reward), target_to_obj <= 0.05
 
 
