@@ -338,3 +338,61 @@ def test_plain_minigrid_envs_run_under_the_task_interface(env_id):
         family, family.sample_tasks(3, np.random.default_rng(0)), seed=0, steps=20, actions=lambda t: np.zeros(3, int)
     )
     assert steps[0].shape == (3, 147) and steps[20][3].all()  # truncated at the family's horizon
+
+
+def place_torso(env, i, xy, z=None):
+    """Put sub-env ``i``'s torso at ``xy`` (and height ``z``), at rest."""
+    import mujoco
+
+    data = env.data[i]
+    data.qpos[:2] = xy
+    if z is not None:
+        data.qpos[2] = z
+    data.qvel[:] = 0.0
+    mujoco.mj_forward(env.model, data)
+    env._read(i)
+
+
+def test_ant_bandits_pays_only_near_the_latent_goal_and_never_shows_which():
+    from dh_maml.envs.ant_bandits import AntBandits, AntBanditsTask
+
+    family = AntBandits()
+    assert family.horizon == 200 and family.observation_space.shape == (29,) and family.action_space.shape == (8,)
+    actions = lambda t: np.random.default_rng(t).uniform(-1, 1, size=(2, 8)).astype(np.float32)
+    top = rollout(family, [AntBanditsTask(0)] * 2, seed=4, steps=30, actions=actions)
+    right = rollout(family, [AntBanditsTask(1)] * 2, seed=4, steps=30, actions=actions)
+    np.testing.assert_array_equal(top[0], right[0])
+    for a, b in zip(top[1:], right[1:]):
+        np.testing.assert_array_equal(a[0], b[0])
+    env = family.make_vector_env(4)
+    env.set_tasks([AntBanditsTask(0), AntBanditsTask(1), AntBanditsTask(0), AntBanditsTask(1)])
+    env.reset(seed=0)
+    for i, xy in enumerate([(0.0, 5.0), (0.0, 5.0), (5.0, 0.3), (5.0, 0.3)]):
+        place_torso(env, i, xy)
+    obs, reward, *_ = env.step(np.zeros((4, 8), dtype=np.float32))
+    np.testing.assert_allclose(obs[:, :2], [(0.0, 5.0), (0.0, 5.0), (5.0, 0.3), (5.0, 0.3)], atol=0.05)
+    assert reward.tolist() == [1.0, 0.0, 0.0, 1.0]  # only the paying goal's neighbourhood pays
+    assert [family.latent(t) for t in (AntBanditsTask(0), AntBanditsTask(1))] == ["top", "right"]
+
+
+def test_ant_bandits_episodes_end_only_at_the_horizon_and_the_shaped_reward_is_progress_less_costs():
+    from dh_maml.envs.ant_bandits import GOALS, AntBandits, AntBanditsOptions, AntBanditsTask
+
+    family = AntBandits(horizon=3, options=AntBanditsOptions(shaped=True))
+    assert family.for_evaluation().options.shaped is False
+    env = family.make_vector_env(2)
+    env.set_tasks([AntBanditsTask(0), AntBanditsTask(1)])
+    env.reset(seed=1)
+    place_torso(env, 0, (0.0, 0.0), z=0.05)  # fallen: an Ant-v5 episode would end here, this one does not
+    before = env._qpos[:, :2].copy()
+    action = np.full((2, 8), 0.5, dtype=np.float32)
+    _, reward, terminated, truncated, _ = env.step(action)
+    after = env._qpos[:, :2]
+    progress = np.linalg.norm(before - GOALS, axis=1) - np.linalg.norm(after - GOALS, axis=1)
+    contact = 5e-4 * np.square(np.clip(env._contact, -1, 1)).reshape(2, -1).sum(axis=1)
+    costs = 5e-3 * np.square(action).sum(axis=1) + contact - 0.05
+    np.testing.assert_allclose(reward, progress / env.dt - costs, rtol=1e-10)
+    assert not terminated.any() and not truncated.any()
+    for _ in range(2):
+        _, _, terminated, truncated, _ = env.step(action)
+    assert not terminated.any() and truncated.all()

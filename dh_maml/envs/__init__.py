@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 from dh_maml.config import SpecError, build_dataclass, unknown_key_message
 from dh_maml.envs import metaworld
+from dh_maml.envs.ant_bandits import AntBandits
 from dh_maml.envs.bandit import BernoulliBandit
 from dh_maml.envs.base import TaskFamily, TaskVectorEnv, VectorEnvCache
 from dh_maml.envs.minigrid import MiniGridFourRooms, MiniGridPlain, MiniGridTwoGoals
@@ -29,6 +30,7 @@ FAMILIES: dict[str, type[TaskFamily]] = {
         AntDir,
         AntGoal,
         MovementBandits,
+        AntBandits,
         MiniGridTwoGoals,
         MiniGridFourRooms,
         MiniGridPlain,

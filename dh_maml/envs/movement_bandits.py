@@ -13,6 +13,7 @@ iteration, for training only (evaluation reports the sparse reward).
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import gymnasium as gym
@@ -65,21 +66,27 @@ class MovementBanditsVectorEnv(ArrayVectorEnv):
         return rewards, np.zeros(self.num_envs, dtype=bool)
 
 
-class MovementBandits(TaskFamily):
+class TwoGoalBandits(TaskFamily):
+    """Two goals, one pays: the task is the paying goal's index (``Task(correct)``), drawn with equal odds.
+    Training may shape the reward (``options.shaped``); evaluation reports the sparse one."""
+
+    goal_names: tuple[str, str] | None = None  # how results name each latent goal (its index if None)
+
+    def sample_tasks(self, n: int, rng: np.random.Generator) -> list:
+        return [self.Task(int(c)) for c in rng.integers(0, 2, size=n)]
+
+    def latent(self, task: MovementBanditsTask) -> int | str:
+        return task.correct if self.goal_names is None else self.goal_names[task.correct]
+
+    def for_evaluation(self) -> TwoGoalBandits:
+        return type(self)(self.horizon, dataclasses.replace(self.options, shaped=False))
+
+
+class MovementBandits(TwoGoalBandits):
     name = "movement-bandits"
     Task = MovementBanditsTask
     default_horizon = 50
     Options = MovementBanditsOptions
 
-    def sample_tasks(self, n: int, rng: np.random.Generator) -> list[MovementBanditsTask]:
-        return [MovementBanditsTask(int(c)) for c in rng.integers(0, 2, size=n)]
-
-    def latent(self, task: MovementBanditsTask) -> int:
-        return task.correct
-
     def make_vector_env(self, num_envs: int) -> MovementBanditsVectorEnv:
         return MovementBanditsVectorEnv(num_envs, self.horizon, self.options.shaped)
-
-    def for_evaluation(self) -> MovementBandits:
-        """The same family with the sparse reward, which evaluation reports."""
-        return MovementBandits(self.horizon, MovementBanditsOptions(shaped=False))
