@@ -89,6 +89,7 @@ class EvaluationSettings:
     steps: int | None = None
     seed: int | None = None
     paper_protocol: bool | None = None
+    shared_run: Path | None = None  # MLSH: a shared-policy run to fine-tune beside the other methods
 
 
 @dataclass(frozen=True)

@@ -3,8 +3,10 @@
 import math
 
 import gymnasium as gym
+import numpy as np
 import pytest
 import torch
+from conftest import ROOT
 
 from dh_maml.mlsh.policies import ActorCritic, SubPolicies, choose
 from dh_maml.mlsh.ppo import Samples, ppo_loss, ppo_update
@@ -331,3 +333,39 @@ def test_committed_episodes_keep_one_uniformly_drawn_subpolicy_from_start_to_end
     assert abs(committed.choices[0].float().mean().item() - 0.5) < 0.1  # drawn uniformly
     assert (committed.master_log_probs[:, committed.choices[0] == 1] < -20).all()  # the master's own log-prob
     assert (free.choices == 0).all()
+
+
+def test_the_shared_policy_is_fine_tuned_from_its_weights_and_flat_ppo_from_scratch():
+    from dh_maml.envs.movement_bandits import MovementBanditsTask
+    from dh_maml.mlsh.adaptation import flat_ppo, seeded_subpolicies
+
+    family, _subs, spec = movement_setup(episodes=4)
+    env = family.make_vector_env(4)
+    space, actions = family.observation_space, family.action_space
+    run = lambda start: flat_ppo(env, [MovementBanditsTask(1)], [5], spec, SPEC, 20, 2, 1e-3, start).returns
+    scratch = run(None)
+    same = seeded_subpolicies(space, actions, 1, SPEC, 5).state_dict()  # what flat PPO starts from for seed 5
+    np.testing.assert_array_equal(run(same), scratch)
+    other = seeded_subpolicies(space, actions, 1, SPEC, 6).state_dict()
+    assert not np.array_equal(run(other), scratch)
+
+
+def test_shared_policy_spec_keeps_the_budget_and_drops_the_hierarchy(tmp_path):
+    from dh_maml.mlsh.shared import shared_policy_spec, shared_policy_weights
+    from dh_maml.run_dir import write_spec
+    from dh_maml.spec import SpecError, load_spec
+
+    spec = load_spec(ROOT / "specs/mlsh-movement-bandits.yaml")
+    shared = shared_policy_spec(spec)
+    assert (shared.mlsh.num_subpolicies, shared.mlsh.warmup, shared.mlsh.joint) == (1, 0, 10)
+    assert (shared.mlsh.sub_advantages, shared.mlsh.joint_commit) == ("episode", 0.0)
+    same = ("slots", "episodes", "macro_len", "sub_lr", "epochs", "gamma")
+    assert [getattr(shared.mlsh, k) for k in same] == [getattr(spec.mlsh, k) for k in same]
+    assert shared.experiment.name == "mlsh-movement-bandits-shared" and shared.env == spec.env
+    write_spec(spec, tmp_path)  # an MLSH run, not a shared-policy one
+    with pytest.raises(SpecError, match="expected a run trained with 'launch\\.py train --shared-policy'"):
+        shared_policy_weights(tmp_path, spec)
+    write_spec(shared, tmp_path)
+    other = load_spec(ROOT / "specs/mlsh-movement-bandits.yaml", ["policy.hidden_sizes=[8]"])
+    with pytest.raises(SpecError, match="its policy section differs"):
+        shared_policy_weights(tmp_path, other)

@@ -95,8 +95,8 @@ def test_a_killed_observer_is_dropped_and_its_slots_run_on_the_other(tmp_path, l
     assert all(r["env_steps"] == 4 * 20 * 50 for r in records)  # every slot ran every round
 
 
-def test_adaptation_test_compares_three_methods_whoever_runs_it(tmp_path, launcher):
-    run = tmp_path / "run"
+def test_adaptation_test_compares_four_methods_whoever_runs_it(tmp_path, launcher):
+    run, shared = tmp_path / "run", tmp_path / "shared"
     scheduled = [
         "--set",
         "meta_test.every=2",
@@ -114,22 +114,42 @@ def test_adaptation_test_compares_three_methods_whoever_runs_it(tmp_path, launch
     assert np.shape(scheduled_report["curves"]["mlsh"]) == (2, 2)
     code, out, err = launcher("plot", run).wait()
     assert code == 0 and "learning_curve.png" in out, out + err
+    code, out, err = launcher(
+        "train", "--spec", SPEC, "--shared-policy", "--iterations", 2, "--run-dir", shared, "--observers", 0, *SMALL
+    ).wait()
+    assert code == 0 and "training mlsh-movement-bandits-shared" in out, out + err
     reports = {}
     for observers in (0, 2):
         dest = tmp_path / f"a{observers}.json"
         code, out, err = launcher(
-            "test", "--run", run, "--tasks", 4, "--steps", 2, "--observers", observers, "--out", dest
+            "test",
+            "--run",
+            run,
+            "--tasks",
+            4,
+            "--steps",
+            2,
+            "--observers",
+            observers,
+            "--out",
+            dest,
+            "--shared",
+            shared,
         ).wait()
         assert code == 0, out + err
         assert "flat-ppo" in out and "untrained-subpolicies" in out and "bits" in out
+        assert "shared-policy" in out and "the shared policy's on" in out
         reports[observers] = json.loads(dest.read_text())
     report = reports[2]
-    assert sorted(report["curves"]) == ["flat-ppo", "mlsh", "untrained-subpolicies"]
+    assert sorted(report["curves"]) == ["flat-ppo", "mlsh", "shared-policy", "untrained-subpolicies"]
     assert all(np.shape(c) == (4, 2) for c in report["curves"].values())
     assert report["window"] == [2] and set(report["latents"]) <= {"0", "1"}
     assert 0 <= report["mlsh_beats_flat"] <= 4 and 0.0 <= report["mutual_information_bits"] <= 1.0
+    assert 0 <= report["mlsh_beats_shared"] <= 4 and report["curves"]["shared-policy"] != report["curves"]["flat-ppo"]
     assert reports[0]["curves"] == reports[2]["curves"]
     assert (tmp_path / "a2.png").stat().st_size > 0
+    code, out, err = launcher("test", "--run", run, "--tasks", 2, "--steps", 1, "--shared", run).wait()
+    assert code == 2 and "expected a run trained with 'launch.py train --shared-policy'" in err, out + err
 
 
 def test_mutual_information_of_choices_and_latent_goals():

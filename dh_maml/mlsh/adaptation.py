@@ -1,12 +1,15 @@
 """The MLSH adaptation test: how fast a fresh master learns held-out tasks over frozen sub-policies.
 
-Three methods run on the same held-out tasks with the same seeds and step
+The methods run on the same held-out tasks with the same seeds and step
 budget: ``mlsh`` (a fresh master and optimiser over the trained sub-policies,
 master-only PPO), ``flat-ppo`` (one policy per task trained from scratch with
-PPO), and ``untrained-subpolicies`` (the same master adaptation over freshly
-initialised sub-policies). If the sub-policies learned something shared,
-``mlsh`` is ahead from the first iterations and the master's choice tells which
-latent goal the task has.
+PPO), ``untrained-subpolicies`` (the same master adaptation over freshly
+initialised sub-policies) and, given a shared-policy run, ``shared-policy``
+(that run's one flat policy, meta-trained on the same task distribution for the
+same env steps, fine-tuned per task as flat PPO trains). If the sub-policies
+learned something shared, ``mlsh`` is ahead from the first iterations and the
+master's choice tells which latent goal the task has; if the hierarchy is what
+helps, it is also ahead of ``shared-policy``.
 """
 
 from __future__ import annotations
@@ -26,22 +29,26 @@ from dh_maml.algorithms import EvaluationSettings, Gather, Trainer
 from dh_maml.envs.base import TaskFamily, TaskVectorEnv
 from dh_maml.mlsh.policies import SubPolicies, make_master
 from dh_maml.mlsh.sampling import sample_hierarchy
+from dh_maml.mlsh.shared import shared_policy_weights
 from dh_maml.mlsh.updates import SlotJob, learn, run_slots, sub_minibatch, subpolicy_segments
 from dh_maml.seeding import Stream, stream_rng
 
 if TYPE_CHECKING:
     from dh_maml.spec import MLSHSpec, PolicySpec
 
-METHODS = ("mlsh", "flat-ppo", "untrained-subpolicies")
+METHODS = ("mlsh", "flat-ppo", "untrained-subpolicies", "shared-policy")
+FLAT = ("flat-ppo", "shared-policy")  # one policy per task, trained with PPO
 
 
 @dataclass
 class AdaptationJob:
-    """Some held-out tasks for one method; ``seeds`` are per task and shared by every method."""
+    """Some held-out tasks for one method; ``seeds`` are per task and shared by every method. ``start``: the
+    weights a flat method starts from (the shared policy's), None for fresh ones."""
 
     method: str
     tasks: list
     seeds: list[int]
+    start: dict[str, torch.Tensor] | None = None
 
 
 @dataclass
@@ -95,8 +102,10 @@ def flat_ppo(
     horizon: int,
     iterations: int,
     lr: float,
+    start: dict[str, torch.Tensor] | None = None,
 ) -> Curves:
-    """A flat actor-critic per task, trained from scratch with the sub-policies' update settings at ``lr``.
+    """A flat actor-critic per task, trained with the sub-policies' update settings at ``lr``, from scratch or
+    from the weights ``start`` of a one-member ``SubPolicies``.
 
     It runs as a hierarchy of one sub-policy (the master has one choice), so it
     samples exactly like the other methods.
@@ -105,6 +114,8 @@ def flat_ppo(
     space, actions = env.single_observation_space, env.single_action_space
     for k, (task, seed) in enumerate(zip(tasks, seeds)):
         flat = seeded_subpolicies(space, actions, 1, policy_spec, seed)
+        if start is not None:
+            flat.load_state_dict(start)
         master = make_master(space, 1, policy_spec, seed)
         optimizer = torch.optim.Adam(flat.parameters(), lr=lr)
         generator = torch.Generator().manual_seed(seed)
@@ -130,9 +141,17 @@ def run_adaptation(
 ) -> Curves:
     """One job's curves; ``env_for(n)`` gives a vector env of ``n`` sub-envs."""
     episodes = mlsh_spec.episodes
-    if job.method == "flat-ppo":
+    if job.method in FLAT:
         return flat_ppo(
-            env_for(episodes), job.tasks, job.seeds, mlsh_spec, policy_spec, family.horizon, iterations, flat_lr
+            env_for(episodes),
+            job.tasks,
+            job.seeds,
+            mlsh_spec,
+            policy_spec,
+            family.horizon,
+            iterations,
+            flat_lr,
+            job.start,
         )
     if job.method == "untrained-subpolicies":
         subpolicies = seeded_subpolicies(
@@ -161,10 +180,16 @@ def held_out(family: TaskFamily, num_tasks: int, seed: int) -> tuple[list, list[
     return tasks, [int(s) for s in rng.integers(2**31, size=num_tasks)]
 
 
-def adaptation_jobs(tasks: Sequence, seeds: Sequence[int]) -> list[AdaptationJob]:
-    """The masters of a method adapt side by side in one job; flat PPO trains one policy per task, one job each."""
+def adaptation_jobs(
+    tasks: Sequence, seeds: Sequence[int], shared: dict[str, torch.Tensor] | None = None
+) -> list[AdaptationJob]:
+    """The masters of a method adapt side by side in one job; the flat methods train one policy per task, one
+    job each (``shared-policy`` only given the shared policy's weights)."""
     together = [AdaptationJob(m, list(tasks), list(seeds)) for m in ("mlsh", "untrained-subpolicies")]
-    return together + [AdaptationJob("flat-ppo", [t], [s]) for t, s in zip(tasks, seeds)]
+    flat = [AdaptationJob("flat-ppo", [t], [s]) for t, s in zip(tasks, seeds)]
+    if shared is not None:
+        flat += [AdaptationJob("shared-policy", [t], [s], shared) for t, s in zip(tasks, seeds)]
+    return together + flat
 
 
 def joined(jobs: Sequence[AdaptationJob], results: Sequence[Curves]) -> dict[str, Curves]:
@@ -172,7 +197,8 @@ def joined(jobs: Sequence[AdaptationJob], results: Sequence[Curves]) -> dict[str
     out = {}
     for method in METHODS:
         parts = [c for j, c in zip(jobs, results) if j.method == method]
-        out[method] = Curves(np.concatenate([c.returns for c in parts]), np.concatenate([c.choices for c in parts]))
+        if parts:
+            out[method] = Curves(np.concatenate([c.returns for c in parts]), np.concatenate([c.choices for c in parts]))
     return out
 
 
@@ -200,6 +226,11 @@ class AdaptationReport:
     auc: dict[str, list[float]]  # method -> per task: the sum of the returns of every iteration
     mlsh_beats_flat: int  # tasks where MLSH's area is larger than flat PPO's
     mutual_information_bits: float  # chosen sub-policy vs latent goal, MLSH over the window
+    mlsh_beats_shared: int | None = None  # tasks where MLSH's area is larger than the shared policy's
+
+    @property
+    def methods(self) -> list[str]:
+        return [m for m in METHODS if m in self.curves]
 
     def write(self, out: Path, title: str) -> list[Path]:
         return write_report(self, out, title)
@@ -207,19 +238,20 @@ class AdaptationReport:
     def report(self) -> list[str]:
         window = f"iterations {self.window[0]}-{self.window[-1]}"
         lines = []
-        for method in METHODS:
+        for method in self.methods:
             late = "  ".join(f"latent {k}: {v:6.2f}" for k, v in self.late_by_latent[method].items())
             lines.append(f"{method:>22}: mean return over {window}  {late}")
+        shared = "" if self.mlsh_beats_shared is None else f", the shared policy's on {self.mlsh_beats_shared}"
         return [
             *lines,
-            f"MLSH's area under the first {self.iterations} iterations beats flat PPO on {self.mlsh_beats_flat} "
-            f"of {len(self.latents)} tasks; chosen sub-policy vs latent goal: "
+            f"MLSH's area under the first {self.iterations} iterations beats flat PPO's on {self.mlsh_beats_flat} "
+            f"of {len(self.latents)} tasks{shared}; chosen sub-policy vs latent goal: "
             f"{self.mutual_information_bits:.2f} bits",
             f"{len(self.latents)} held-out tasks",
         ]
 
     def note(self) -> str:
-        late = "  ".join(f"{m} {np.mean(list(self.late_by_latent[m].values())):.2f}" for m in METHODS)
+        late = "  ".join(f"{m} {np.mean(list(self.late_by_latent[m].values())):.2f}" for m in self.methods)
         return f"adaptation test, iterations {self.window[0]}-{self.window[-1]}: {late}"
 
 
@@ -234,7 +266,8 @@ async def adaptation_test(gather: Gather, trainer: Trainer, settings: Evaluation
     seed = spec.meta_test.seed if settings.seed is None else settings.seed
     family = trainer.family.for_evaluation()
     tasks, seeds = held_out(family, spec.meta_test.num_tasks if settings.tasks is None else settings.tasks, seed)
-    jobs = adaptation_jobs(tasks, seeds)
+    shared = None if settings.shared_run is None else shared_policy_weights(settings.shared_run, spec)
+    jobs = adaptation_jobs(tasks, seeds, shared)
     weights = trainer.cpu_weights()
     curves = await gather(MLSHRollouts.adaptation, jobs, lambda job: (weights, job, iterations, spec.mlsh.flat_lr))
     return summarize_curves([family.latent(t) for t in tasks], seeds, joined(jobs, curves))
@@ -253,10 +286,19 @@ def summarize_curves(latents: Sequence[Any], seeds: Sequence[int], curves: dict[
         for m, c in curves.items()
     }
     auc = {m: c.returns.sum(1).tolist() for m, c in curves.items()}
-    wins = int(sum(a > b for a, b in zip(auc["mlsh"], auc["flat-ppo"])))
+    beats = lambda other: int(sum(a > b for a, b in zip(auc["mlsh"], auc[other])))
     mi = mutual_information_bits(names, curves["mlsh"].choices[:, cols].sum(1))
     return AdaptationReport(
-        iterations, window, names, list(seeds), {m: c.returns.tolist() for m, c in curves.items()}, late, auc, wins, mi
+        iterations,
+        window,
+        names,
+        list(seeds),
+        {m: c.returns.tolist() for m, c in curves.items()},
+        late,
+        auc,
+        beats("flat-ppo"),
+        mi,
+        beats("shared-policy") if "shared-policy" in curves else None,
     )
 
 
@@ -273,7 +315,7 @@ def write_report(result: AdaptationReport, out: str | Path, title: str) -> list[
     png = out.with_suffix(".png")
     x = np.arange(1, result.iterations + 1)
     fig, ax = plt.subplots(figsize=(6, 4))
-    for method in METHODS:
+    for method in result.methods:
         returns = np.asarray(result.curves[method])
         se = returns.std(0, ddof=1) / np.sqrt(len(returns)) if len(returns) > 1 else np.zeros(len(x))
         ax.plot(x, returns.mean(0), marker="o", label=method)
