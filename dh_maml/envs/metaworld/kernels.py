@@ -26,20 +26,26 @@ GAUSSIAN_SCALE = np.sqrt(-2 * np.log(VALUE_AT_MARGIN))
 
 def tolerance(x: np.ndarray, bounds: tuple[Any, Any], margin: Any, sigmoid: str = "long_tail") -> np.ndarray:
     """``reward_utils.tolerance(x, bounds, margin, sigmoid)`` for arrays of ``x``, bounds and ``margin``
-    (the long-tail and gaussian sigmoids, the two Meta-World's rewards use)."""
+    (the long-tail and gaussian sigmoids, the two Meta-World's rewards use).
+
+    Outside the bounds the distance to the nearer one is the larger of ``lower - x`` and ``x - upper``
+    (the other is negative); inside both are <= 0, so the distance clipped at 0 gives each sigmoid
+    exactly 1 there, as Meta-World's separate in-bounds case does, with fewer array operations.
+    """
     lower, upper = bounds
-    in_bounds = (lower <= x) & (x <= upper)
-    scalar = np.ndim(margin) == 0
+    scalar = isinstance(margin, (int, float))
     if scalar and margin == 0:
-        return np.where(in_bounds, 1.0, 0.0)
-    zero = False if scalar else margin == 0
-    d = np.where(x < lower, lower - x, x - upper) / (margin if scalar else np.where(zero, 1.0, margin))
+        return ((lower <= x) & (x <= upper)).astype(np.float64)
+    zero = None if scalar else margin == 0
+    distance = np.maximum(np.maximum(lower - x, x - upper), 0.0)
+    d = distance / (margin if zero is None else np.where(zero, 1.0, margin))
     if sigmoid == "long_tail":
-        falloff = 1 / ((d * LONG_TAIL_SCALE) ** 2 + 1)
+        value = 1 / (np.square(d * LONG_TAIL_SCALE) + 1)
     else:
-        falloff = np.exp(-0.5 * (d * GAUSSIAN_SCALE) ** 2)
-    value = np.where(in_bounds, 1.0, falloff)
-    return value if scalar else np.where(zero, np.where(in_bounds, 1.0, 0.0), value)
+        value = np.exp(-0.5 * np.square(d * GAUSSIAN_SCALE))
+    if zero is None or not zero.any():
+        return value
+    return np.where(zero, (distance == 0).astype(np.float64), value)
 
 
 def rect_prism_tolerance(curr: np.ndarray, zero: np.ndarray, one: np.ndarray) -> np.ndarray:
@@ -53,9 +59,9 @@ def rect_prism_tolerance(curr: np.ndarray, zero: np.ndarray, one: np.ndarray) ->
 
 
 def hamacher_product(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    denominator = a + b - (a * b)
-    positive = denominator > 0
-    return np.where(positive, (a * b) / np.where(positive, denominator, 1.0), 0.0)
+    product = a * b
+    denominator = a + b - product
+    return np.divide(product, denominator, out=np.zeros_like(product), where=denominator > 0)
 
 
 def matrix_to_quat(matrix: np.ndarray) -> np.ndarray:
@@ -63,20 +69,25 @@ def matrix_to_quat(matrix: np.ndarray) -> np.ndarray:
     matrices (MuJoCo's are): scipy's case split on the largest of the diagonal and the trace, with its
     arithmetic in its order, without its per-call checks, which cost more than the rest of a step's
     observation."""
-    m = matrix
-    d0, d1, d2 = m[:, 0, 0], m[:, 1, 1], m[:, 2, 2]
-    trace = d0 + d1 + d2
-    choice = np.argmax(np.stack((d0, d1, d2, trace), axis=-1), axis=-1)
-    s10, s20, s21 = m[:, 1, 0] + m[:, 0, 1], m[:, 2, 0] + m[:, 0, 2], m[:, 2, 1] + m[:, 1, 2]
-    t21, t02, t10 = m[:, 2, 1] - m[:, 1, 2], m[:, 0, 2] - m[:, 2, 0], m[:, 1, 0] - m[:, 0, 1]
-    rest = 1 - trace
-    cases = np.empty((len(m), 4, 4))  # [row, case, component]
-    cases[:, 0, 0], cases[:, 0, 1], cases[:, 0, 2], cases[:, 0, 3] = rest + 2 * d0, s10, s20, t21
-    cases[:, 1, 0], cases[:, 1, 1], cases[:, 1, 2], cases[:, 1, 3] = s10, rest + 2 * d1, s21, t02
-    cases[:, 2, 0], cases[:, 2, 1], cases[:, 2, 2], cases[:, 2, 3] = s20, s21, rest + 2 * d2, t10
-    cases[:, 3, 0], cases[:, 3, 1], cases[:, 3, 2], cases[:, 3, 3] = t21, t02, t10, 1 + trace
-    quat = cases[np.arange(len(m)), choice]
+    m = matrix.reshape(-1, 9)
+    k = len(m)
+    decision = np.empty((k, 4))  # the diagonal and the trace
+    diagonal = decision[:, :3]
+    diagonal[:] = m[:, ::4]
+    trace = np.add(np.add(diagonal[:, 0], diagonal[:, 1], out=decision[:, 3]), diagonal[:, 2], out=decision[:, 3])
+    terms = np.empty((k, 10))  # 1 - trace + 2 m_ii (3), m_ji + m_ij (3), m_kj - m_jk (3), 1 + trace
+    np.add((1 - trace)[:, None], 2 * diagonal, out=terms[:, :3])
+    np.add(m[:, SUM_LEFT], m[:, SUM_RIGHT], out=terms[:, 3:6])
+    np.subtract(m[:, DIFF_LEFT], m[:, DIFF_RIGHT], out=terms[:, 6:9])
+    np.add(trace, 1, out=terms[:, 9])
+    quat = terms[np.arange(k)[:, None], QUAT_CASES[decision.argmax(axis=1)]]
     return quat / norm(quat)[:, None]
+
+
+# matrix_to_quat's terms, by flat index of the 3x3 matrix: s10, s20, s21 and t21, t02, t10
+SUM_LEFT, SUM_RIGHT = np.array([3, 6, 7]), np.array([1, 2, 5])
+DIFF_LEFT, DIFF_RIGHT = np.array([7, 2, 3]), np.array([5, 6, 1])
+QUAT_CASES = np.array([[0, 3, 4, 6], [3, 1, 5, 7], [4, 5, 2, 8], [6, 7, 8, 9]])  # each case's terms, x y z w
 
 
 def funnel(radius: np.ndarray, threshold: Any, scale: float, height: float) -> np.ndarray:
@@ -89,6 +100,12 @@ def funnel(radius: np.ndarray, threshold: Any, scale: float, height: float) -> n
 def above_floor(z: np.ndarray, floor: np.ndarray, margin: Any) -> np.ndarray:
     """1 with the hand at or above the floor; below it, the long-tail tolerance of how far (1 cm pays fully)."""
     return np.where(z >= floor, 1.0, tolerance(np.maximum(floor - z, 0.0), (0.0, 0.01), margin))
+
+
+def clip(x: Any, low: Any, high: Any) -> np.ndarray:
+    """``np.clip`` for bounds with ``low <= high``: the same values, without its Python-level argument handling
+    (it costs more than the clipping on a step's few dozen rows)."""
+    return np.minimum(np.maximum(x, low), high)
 
 
 def norm(x: np.ndarray) -> np.ndarray:
@@ -122,6 +139,41 @@ class Reads:
     names: dict[str, tuple[str, ...]]
     touch: tuple[int, int, int] | None = None
 
+    def columns(self, data: mujoco.MjData) -> dict[str, list[int | slice]]:
+        """Where each read row lands in a sub-env's row of values (``flat_index`` order): a column for a
+        scalar field's row, a slice of columns for a vector's."""
+        out: dict[str, list[int | slice]] = {}
+        start = 0
+        for field, rows in self.index.items():
+            width = getattr(data, field)[0].size
+            out[field] = [
+                start + r * width if width == 1 else slice(start + r * width, start + (r + 1) * width)
+                for r in range(len(rows))
+            ]
+            start += len(rows) * width
+        return out
+
+    def flat_index(self, data: mujoco.MjData) -> tuple[np.ndarray, np.ndarray]:
+        """(a float64 view over ``data``'s memory from the first read field to the last, the offsets of every
+        read value in it): one ``take`` then copies all of a step's reads.
+
+        MuJoCo allocates an MjData's fixed-size arrays in one buffer, so the fields lie at fixed
+        distances from each other (each array's address is checked to be float64-aligned there).
+        """
+        arrays = {field: getattr(data, field) for field in self.index}
+        first = min(arrays.values(), key=lambda a: a.ctypes.data)
+        offsets = []
+        for field, rows in self.index.items():
+            array = arrays[field]
+            gap = array.ctypes.data - first.ctypes.data
+            if gap % 8 or not (array.dtype == np.float64 and array.flags.c_contiguous):
+                raise RuntimeError(f"MjData.{field} does not lie on a float64 grid with the other read fields")
+            width = array[0].size
+            offsets.append(gap // 8 + (rows[:, None] * width + np.arange(width)).reshape(-1))
+        index = np.concatenate(offsets)
+        span = np.lib.stride_tricks.as_strided(first.reshape(-1), shape=(int(index.max()) + 1,), strides=(8,))
+        return span, index
+
 
 def pads_touch(data: mujoco.MjData, geoms: tuple[int, int, int]) -> bool:
     """``SawyerXYZEnv.touching_object``: the contacts of each pad with the object push with positive force
@@ -144,11 +196,17 @@ class Readings:
     touching: np.ndarray | None = None
 
     @classmethod
-    def of(cls, reads: Reads, buffers: dict[str, np.ndarray], touching: np.ndarray | None = None) -> Readings:
-        """From ``buffers[field]``: [k, rows, ...] per field."""
+    def of(
+        cls,
+        reads: Reads,
+        columns: dict[str, list[int | slice]],
+        values: np.ndarray,
+        touching: np.ndarray | None = None,
+    ) -> Readings:
+        """Views of ``values`` [k, columns] (``Reads.flat_index`` order) by field and name."""
         return cls(
             {
-                field: {name: buffers[field][:, r] for r, name in enumerate(names)}
+                field: {name: values[:, column] for name, column in zip(names, columns[field])}
                 for field, names in reads.names.items()
             },
             touching,
@@ -420,7 +478,7 @@ class DoorOpen(Door):
 
     def reward(self, r: Readings, obs: np.ndarray, actions: np.ndarray, c: dict[str, Any]) -> tuple:
         theta = r.joint("doorjoint")
-        reward_grab = ((np.clip(actions[:, 3], -1, 1) + 1.0) / 2.0).astype(np.float64)
+        reward_grab = ((clip(actions[:, 3], -1, 1) + 1.0) / 2.0).astype(np.float64)
         hand, door = obs[:, :3], obs[:, 4:7] + np.array([-0.05, 0, 0])
         threshold = 0.12
         radius = norm(hand[:, :2] - door[:, :2])
@@ -601,7 +659,7 @@ class ShelfPlace(ObjectBody):
         z_scaling = (0.24 - obj[:, 2]) / 0.24
         y_scaling = (obj[:, 1] - (target[:, 1] - 3 * 0.05)) / (3 * 0.05)
         bound_loss = hamacher_product(y_scaling, z_scaling)
-        in_place = np.where(low & beside & front, np.clip(in_place - bound_loss, 0.0, 1.0), in_place)
+        in_place = np.where(low & beside & front, clip(in_place - bound_loss, 0.0, 1.0), in_place)
         in_place = np.where(low & beside & (obj[:, 1] > target[:, 1]), 0.0, in_place)
         reward = np.where(lifted(obj, tcp_to_obj, tcp_opened, c, 0.025), reward + (1.0 + 5.0 * in_place), reward)
         return np.where(obj_to_target < 0.05, 10.0, reward), obj_to_target <= 0.07
@@ -1178,7 +1236,7 @@ class BoxClose(BodyObject):
 
     def reward(self, r: Readings, obs: np.ndarray, actions: np.ndarray, c: dict[str, Any]) -> tuple:
         target = c["_target_pos"]
-        grab = np.clip((np.clip(actions[:, 3], -1, 1) + 1.0) / 2.0, 0.0, 1.0).astype(np.float64)  # float32 as its
+        grab = clip((clip(actions[:, 3], -1, 1) + 1.0) / 2.0, 0.0, 1.0).astype(np.float64)  # float32 as its
         upright = orientation_score(obs[:, 7:11], (0.707, 0, 0, 0.707), 0.2)
         hand, lid = obs[:, :3], obs[:, 4:7] + np.array([0.0, 0.0, 0.02])
         threshold = 0.02
@@ -1505,7 +1563,7 @@ class Soccer(Kernel):
         in_place = tolerance(target_to_obj, (0, radius), norm((obj - c["obj_init_pos"]) * x_scaling))
         goal_line = target[:, 1] - 0.1
         wide = (obj[:, 1] > goal_line) & (np.abs(obj[:, 0] - target[:, 0]) > 0.10)
-        penalised = np.clip(in_place - 2 * ((obj[:, 1] - goal_line) / (1 - goal_line)), 0.0, 1.0)
+        penalised = clip(in_place - 2 * ((obj[:, 1] - goal_line) / (1 - goal_line)), 0.0, 1.0)
         in_place = np.where(wide, penalised, in_place)
         object_grasped = sweep_caging(r, obj, c, c["OBJ_RADIUS"], c["OBJ_RADIUS"] + 0.01, 0.005)
         reward = (3 * object_grasped) + (6.5 * in_place)

@@ -26,7 +26,7 @@ from metaworld.sawyer_xyz_env import SawyerXYZEnv
 from metaworld.types import Task as MWTask
 
 from dh_maml.envs.base import ArrayVectorEnv
-from dh_maml.envs.metaworld.kernels import KERNELS, Kernel, Readings, Reads, norm, pads_touch
+from dh_maml.envs.metaworld.kernels import KERNELS, Kernel, Readings, Reads, clip, norm, pads_touch
 from dh_maml.envs.metaworld.tasks import MetaWorldTask
 
 STATE = mujoco.mjtState.mjSTATE_INTEGRATION
@@ -72,15 +72,16 @@ def record_reset(env: SawyerXYZEnv, kernel: Kernel) -> ResetState:
 @dataclass
 class Views:
     """A sub-env's MjData arrays a step writes and reads, taken once: each attribute access builds a view.
-    ``reads`` pairs each read field (in ``Reads.index`` order) with its rows."""
+    ``span`` and ``index``: ``Reads.flat_index``, every read value in one ``take``."""
 
     mocap_pos: np.ndarray
     ctrl: np.ndarray
-    reads: list[tuple[np.ndarray, np.ndarray]]
+    span: np.ndarray
+    index: np.ndarray
 
     @classmethod
     def of(cls, data: mujoco.MjData, reads: Reads) -> Views:
-        return cls(data.mocap_pos, data.ctrl, [(getattr(data, name), rows) for name, rows in reads.index.items()])
+        return cls(data.mocap_pos, data.ctrl, *reads.flat_index(data))
 
 
 @dataclass
@@ -93,8 +94,10 @@ class Group:
     resets: list[ResetState] = field(default_factory=list)  # per sub-env, for its task
     constants: dict[str, np.ndarray] = field(default_factory=dict)  # per sub-env rows
     ids: Reads | None = None
-    buffers: dict[str, np.ndarray] = field(default_factory=dict)  # [sub-env, rows...] per read field
-    plan: list[tuple[mujoco.MjModel, mujoco.MjData, Views, list[np.ndarray]]] = field(default_factory=list)
+    columns: dict[str, list[int | slice]] = field(default_factory=dict)  # where ``values`` holds each read
+    values: np.ndarray | None = None  # [sub-env, read values] after each step
+    readings: Readings | None = None  # views of ``values``, for steps of every sub-env of the group
+    plan: list[tuple[int, mujoco.MjModel, mujoco.MjData, Views]] = field(default_factory=list)
     fresh: np.ndarray | None = None  # per sub-env: no step yet in this episode
     episode: dict[str, np.ndarray] = field(default_factory=dict)  # values fixed at an episode's first step
 
@@ -116,8 +119,14 @@ class MetaWorldVectorEnv(ArrayVectorEnv):
         self._views: list[Views | None] = [None] * num_envs
         self._groups: list[Group] = []
         self._obs = np.zeros((num_envs, OBS_DIM))
+        self._current = np.zeros((num_envs, CURRENT))  # the fast path's observed state after the step
         self._prev = np.zeros((num_envs, CURRENT))
         self._mocap = np.zeros((num_envs, 3))  # the hand's mocap target, which only actions move
+        self._ctrl = np.zeros((num_envs, 2))  # the gripper's two actuators
+        self._fast = np.zeros(num_envs, dtype=bool)  # sub-envs a kernel steps
+        self._scale = np.zeros((num_envs, 1), dtype=np.float32)  # Meta-World's action scale, per sub-env's class
+        self._mocap_low = np.zeros((num_envs, 3))
+        self._mocap_high = np.zeros((num_envs, 3))
         self._success = np.zeros(num_envs, dtype=bool)
         probe = ALL_V3_ENVIRONMENTS["reach-v3"]()
         space = probe.sawyer_observation_space  # the same bounds for every class when the goal is hidden
@@ -156,8 +165,15 @@ class MetaWorldVectorEnv(ArrayVectorEnv):
         for i, task in enumerate(tasks):
             by_class.setdefault(task.env_name, []).append(i)
         self._groups = []
+        self._fast[:] = False
         for env_name, idx in by_class.items():
             group = Group(env_name, np.asarray(idx), self._kernel(env_name))
+            if group.kernel is not None:
+                oracle = self._oracle(env_name)
+                self._fast[idx] = True
+                self._scale[idx] = oracle.action_scale
+                self._mocap_low[idx], self._mocap_high[idx] = oracle.mocap_low, oracle.mocap_high
+                self._current[idx] = 0.0  # object columns a class leaves unused stay 0
             if group.kernel is None:
                 for i in idx:
                     self._reference_env(i, tasks[i])
@@ -174,13 +190,11 @@ class MetaWorldVectorEnv(ArrayVectorEnv):
                         self._data_class[i] = env_name
                         self._views[i] = Views.of(self._data[i], group.ids)
                 group.fresh = np.ones(len(idx), dtype=bool)
-                first = self._views[idx[0]].reads
-                group.buffers = {
-                    name: np.empty((len(idx), *src[rows].shape)) for name, (src, rows) in zip(group.ids.index, first)
-                }
-                for j, (i, reset) in enumerate(zip(idx, group.resets)):
-                    outs = [buffer[j] for buffer in group.buffers.values()]  # where sub-env j's reads land
-                    group.plan.append((reset.model, self._data[i], self._views[i], outs))
+                group.columns = group.ids.columns(self._data[idx[0]])
+                group.values = np.empty((len(idx), self._views[idx[0]].index.size))
+                group.readings = Readings.of(group.ids, group.columns, group.values)
+                for i, reset in zip(idx, group.resets):
+                    group.plan.append((i, reset.model, self._data[i], self._views[i]))
             self._groups.append(group)
 
     def _reference_env(self, i: int, task: MetaWorldTask) -> None:
@@ -226,62 +240,98 @@ class MetaWorldVectorEnv(ArrayVectorEnv):
             )
         rewards = np.zeros(self.num_envs)
         live = ~self._needs_reset
+        fast = live & self._fast
+        self._set_inputs(actions, fast)
+        stepped = []
         for group in self._groups:
             rows = np.flatnonzero(live[group.idx])
             if rows.size == 0:
                 continue
-            idx = group.idx[rows]
             if group.kernel is None:
-                for i in idx:
+                for i in group.idx[rows]:
                     obs, rewards[i], _, _, info = self._envs[i].step(actions[i])
                     self._obs[i] = obs
                     self._success[i] = bool(info["success"])
             else:
-                rewards[idx], self._success[idx] = self._step_group(group, rows, actions[idx])
+                stepped.append((group, rows, self._simulate(group, rows)))
+        self._assemble(fast)
+        for group, rows, readings in stepped:
+            idx = group.idx[rows]
+            rewards[idx], self._success[idx] = self._reward(group, rows, readings, actions[idx])
         return rewards, np.zeros(self.num_envs, dtype=bool)
 
-    def _step_group(self, group: Group, rows: np.ndarray, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Meta-World's ``SawyerXYZEnv.step`` for rows ``rows`` of a group, its arithmetic in its dtypes.
+    def _set_inputs(self, actions: np.ndarray, rows: np.ndarray) -> None:
+        """``SawyerXYZEnv.set_xyz_action`` and the gripper's controls for the sub-envs ``rows`` (a mask), in
+        Meta-World's dtypes. Left out, as it changes nothing observed: re-setting the mocap orientation (it
+        stays at the value Meta-World's reset gives it)."""
+        delta = clip(actions[:, :3], -1, 1) * self._scale
+        mocap = clip(self._mocap + delta, self._mocap_low, self._mocap_high)
+        if rows.all():
+            self._mocap[:] = mocap
+            self._ctrl[:, 0], self._ctrl[:, 1] = actions[:, 3], -actions[:, 3]
+        else:
+            self._mocap[rows] = mocap[rows]
+            self._ctrl[rows, 0], self._ctrl[rows, 1] = actions[rows, 3], -actions[rows, 3]
 
-        Left out, as they change nothing observed: re-setting the mocap orientation (it stays at the
-        value Meta-World's reset gives it) and ``mj_rnePostConstraint`` (contact forces, which only
+    def _simulate(self, group: Group, rows: np.ndarray) -> Readings:
+        """The physics of Meta-World's ``step`` for rows ``rows`` of a group, its reads and observed state.
+
+        Left out, as it changes nothing observed: ``mj_rnePostConstraint`` (contact forces, which only
         Meta-World's ``grasp_success`` diagnostic reads). ``mj_forward`` stays: it updates the solver's
         warm start, so the next step depends on it.
         """
-        oracle, reads = self._oracles[group.env_name], group.ids
-        idx = group.idx[rows]
-        delta = np.clip(actions[:, :3], -1, 1) * np.float32(oracle.action_scale)
-        mocap = np.clip(self._mocap[idx] + delta, oracle.mocap_low, oracle.mocap_high)
-        self._mocap[idx] = mocap
-        ctrl = np.stack((actions[:, 3], -actions[:, 3]), axis=-1)
-        step, forward, frame_skip = mujoco.mj_step, mujoco.mj_forward, oracle.frame_skip
-        touch = reads.touch
-        touching = np.zeros(idx.size, dtype=bool) if touch is not None else None
+        reads = group.ids
+        step, forward, frame_skip = mujoco.mj_step, mujoco.mj_forward, self._oracles[group.env_name].frame_skip
+        mocap, ctrl, touch = self._mocap, self._ctrl, reads.touch
+        touching = np.zeros(rows.size, dtype=bool) if touch is not None else None
+        values = group.values
         for j, r in enumerate(rows):
-            model, data, views, outs = group.plan[r]
-            views.mocap_pos[0] = mocap[j]
-            views.ctrl[:] = ctrl[j]
+            i, model, data, views = group.plan[r]
+            views.mocap_pos[0] = mocap[i]
+            views.ctrl[:] = ctrl[i]
             step(model, data, frame_skip)
             forward(model, data)
-            for (src, index), out in zip(views.reads, outs):
-                src.take(index, 0, out)
+            views.span.take(views.index, 0, values[r])
             if touch is not None:
                 touching[j] = pads_touch(data, touch)
-        whole = rows.size == group.idx.size
-        buffers = group.buffers if whole else {name: buffer[rows] for name, buffer in group.buffers.items()}
-        readings = Readings.of(reads, buffers, touching)
-        current = np.zeros((idx.size, CURRENT))
-        current[:, :3] = readings.body("hand")
+        if rows.size == group.idx.size:
+            readings = group.readings if touch is None else Readings(group.readings.values, touching)
+        else:
+            readings = Readings.of(reads, group.columns, values[rows], touching)
+        idx = group.idx[rows]
+        hand = readings.body("hand")
         opening = norm(readings.body("rightclaw") - readings.body("leftclaw"))
-        current[:, 3] = np.clip(opening / 0.1, 0.0, 1.0)
         objects = group.kernel.objects(readings)
+        current = np.zeros((idx.size, CURRENT))
+        current[:, :3] = hand
+        current[:, 3] = clip(opening / 0.1, 0.0, 1.0)
         current[:, 4 : 4 + objects.shape[1]] = objects
-        obs = np.zeros((idx.size, OBS_DIM))
-        obs[:, :CURRENT] = current
-        obs[:, CURRENT : 2 * CURRENT] = self._prev[idx]
-        obs = np.clip(obs, self._low, self._high)
-        self._prev[idx] = current
-        self._obs[idx] = obs
+        self._current[idx] = current
+        return readings
+
+    def _assemble(self, rows: np.ndarray) -> None:
+        """Meta-World's observation (state now, state before, the hidden goal's zeros), clipped to its
+        observation space, for the fast sub-envs ``rows`` (a mask)."""
+        if rows.all():
+            obs, current = self._obs, self._current
+            obs[:, :CURRENT] = current
+            obs[:, CURRENT : 2 * CURRENT] = self._prev
+            obs[:, 2 * CURRENT :] = 0.0
+            np.clip(obs, self._low, self._high, out=obs)
+            self._prev[:] = current
+        elif rows.any():
+            obs = np.zeros((int(rows.sum()), OBS_DIM))
+            obs[:, :CURRENT] = self._current[rows]
+            obs[:, CURRENT : 2 * CURRENT] = self._prev[rows]
+            self._obs[rows] = np.clip(obs, self._low, self._high)
+            self._prev[rows] = self._current[rows]
+
+    def _reward(
+        self, group: Group, rows: np.ndarray, readings: Readings, actions: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Meta-World's ``evaluate_state`` for rows ``rows`` of a group: (reward, success)."""
+        obs = self._obs[group.idx[rows]]
+        whole = rows.size == group.idx.size
         constants = group.constants if whole else {name: value[rows] for name, value in group.constants.items()}
         if group.kernel.episode_names:
             constants = {**constants, **self._episode_values(group, rows, readings, obs, constants)}
