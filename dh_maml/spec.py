@@ -114,6 +114,9 @@ class MLSHSpec:
     sub_lr: float = field(default=3e-4, metadata=bounds(0.0, lo_open=True))
     update: str = field(default="ppo", metadata=one_of("ppo", "a2c"))  # a2c: one full-batch step per update
     clip: float = field(default=0.2, metadata=bounds(0.0, lo_open=True))
+    value_coef: float = field(default=1.0, metadata=bounds(0.0))  # weight of the value loss
+    entropy_coef: float = field(default=0.0, metadata=bounds(0.0))  # weight of the entropy bonus
+    max_grad_norm: float = field(default=0.0, metadata=bounds(0.0))  # clip gradients to this norm; 0: off
     epochs: int = field(default=10, metadata=bounds(1))
     master_minibatch: int = field(default=64, metadata=bounds(1))
     sub_minibatches: int = field(default=15, metadata=bounds(1))

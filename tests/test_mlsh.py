@@ -58,13 +58,13 @@ def test_ppo_update_moves_probability_towards_positive_advantages():
     obs = torch.rand(256, 3, generator=gen)
     actions = torch.randint(3, (256,), generator=gen)
     with torch.no_grad():
-        old, values = agent.evaluate(obs, actions)
+        old, values, _ = agent.evaluate(obs, actions)
     advantages = (actions == 2).float() * 2 - 1  # action 2 is good, the others bad
     samples = Samples(obs, actions, old, advantages, values + advantages)
     optimizer = torch.optim.Adam(agent.parameters(), lr=1e-2)
     ppo_update(agent.evaluate, optimizer, samples, clip=0.2, epochs=4, minibatch=64, generator=gen)
     with torch.no_grad():
-        new, _ = agent.evaluate(obs, actions)
+        new, _, _ = agent.evaluate(obs, actions)
     assert (new - old)[actions == 2].mean() > 0.05 > 0 > (new - old)[actions != 2].mean()
     with pytest.raises(ValueError, match="needs samples"):
         ppo_update(agent.evaluate, optimizer, samples.take(torch.tensor([], dtype=torch.long)), 0.2, 1, 8, gen)
@@ -103,7 +103,7 @@ def test_each_step_goes_to_the_subpolicy_that_took_it():
 def test_a_new_task_gets_a_fresh_master_and_optimiser_state():
     first, optimizer = restore_master(OBS, 2, SPEC, lr=1e-2, seed=1, state=None)
     initial = [p.detach().clone() for p in first.parameters()]
-    log_probs, values = first.evaluate(torch.rand(8, 3), torch.zeros(8, dtype=torch.long))
+    log_probs, values, _ = first.evaluate(torch.rand(8, 3), torch.zeros(8, dtype=torch.long))
     (log_probs.sum() + values.sum()).backward()
     optimizer.step()
     assert len(optimizer.state) > 0  # Adam moments exist for the trained master
@@ -122,7 +122,7 @@ def test_master_state_carries_weights_and_adam_moments_exactly():
     obs, actions = torch.rand(16, 3), torch.randint(2, (16,))
 
     def train_step(master, optimizer):
-        log_probs, values = master.evaluate(obs, actions)
+        log_probs, values, _ = master.evaluate(obs, actions)
         optimizer.zero_grad()
         (log_probs.sum() + values.pow(2).sum()).backward()
         optimizer.step()
@@ -189,7 +189,7 @@ def test_hierarchy_rollout_keeps_each_choice_for_its_slice_and_each_task_its_mas
     torch.testing.assert_close(again[0].actions, explored[0].actions)  # seeded
     owner = owners(again[0].choices, 10, 50)
     for k in range(2):  # every step's log-probability is the chosen sub-policy's own
-        log_probs, values = subs[k].evaluate(again[0].obs[owner == k], again[0].actions[owner == k])
+        log_probs, values, _ = subs[k].evaluate(again[0].obs[owner == k], again[0].actions[owner == k])
         torch.testing.assert_close(log_probs, again[0].log_probs[owner == k])
         torch.testing.assert_close(values, again[0].values[owner == k])
     returns = roll.episode_returns()
@@ -254,22 +254,36 @@ def test_slots_start_staggered_and_draw_a_new_task_when_one_ends():
     assert trainer.split(plan.jobs[0], 2) == [[plan.jobs[0][0]], [plan.jobs[0][1]]]
 
 
-def test_a2c_update_is_one_advantage_actor_critic_step_on_the_whole_batch():
+@pytest.mark.parametrize(
+    "weights", [{}, {"value_coef": 0.5, "entropy_coef": 0.3, "max_grad_norm": 0.05}], ids=["plain", "weighted"]
+)
+def test_a2c_update_is_one_advantage_actor_critic_step_on_the_whole_batch(weights):
     from dh_maml.mlsh.ppo import normalized
     from dh_maml.mlsh.updates import learn
 
+    spec = MLSHSpec(update="a2c", **weights)
     torch.manual_seed(0)
     agent = ActorCritic(OBS, gym.spaces.Discrete(3), SPEC)
     obs, actions = torch.rand(40, 3), torch.randint(3, (40,))
     with torch.no_grad():
-        old, _ = agent.evaluate(obs, actions)
+        old, _, _ = agent.evaluate(obs, actions)
     advantages, returns = torch.randn(40), torch.randn(40)
-    log_probs, values = agent.evaluate(obs, actions)
-    loss = -(normalized(advantages) * log_probs).mean() + (values - returns).pow(2).mean()
+    log_probs, values, _ = agent.evaluate(obs, actions)
+    probs = torch.softmax(agent.actor(obs)[0], -1)
+    entropy = -(probs * probs.log()).sum(-1).mean()
+    loss = (
+        -(normalized(advantages) * log_probs).mean()
+        + spec.value_coef * (values - returns).pow(2).mean()
+        - spec.entropy_coef * entropy
+    )
     grads = torch.autograd.grad(loss, list(agent.parameters()))
+    norm = torch.sqrt(sum(g.pow(2).sum() for g in grads))
+    if spec.max_grad_norm:
+        assert norm > spec.max_grad_norm  # the clipping bites
+        grads = [g * spec.max_grad_norm / (norm + 1e-6) for g in grads]
     expected = [p.detach() - 0.1 * g for p, g in zip(agent.parameters(), grads)]
     learn(
-        MLSHSpec(update="a2c"),
+        spec,
         agent.evaluate,
         torch.optim.SGD(agent.parameters(), lr=0.1),
         Samples(obs, actions, old, advantages, returns),

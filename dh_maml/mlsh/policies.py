@@ -40,10 +40,11 @@ class ActorCritic(nn.Module):
         self.actor = make_policy(observation_space, action_space, policy_spec)
         self.critic = mlp_layers([obs_dim, *policy_spec.hidden_sizes, 1], policy_spec.nonlinearity)
 
-    def evaluate(self, obs: Tensor, actions: Tensor) -> tuple[Tensor, Tensor]:
-        """(log-probabilities of ``actions``, value predictions) under the current parameters."""
+    def evaluate(self, obs: Tensor, actions: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """(log-probabilities of ``actions``, value predictions, the action distributions' entropies) under the
+        current parameters."""
         dist = self.actor.distribution(self.actor(obs))
-        return dist.log_prob(actions), self.critic(obs).squeeze(-1)
+        return dist.log_prob(actions), self.critic(obs).squeeze(-1), dist.entropy()
 
     @torch.no_grad()
     def act(self, obs: Tensor) -> Acted:

@@ -26,7 +26,7 @@ from torch import Tensor
 from dh_maml.envs.base import TaskVectorEnv
 from dh_maml.episodes import gae
 from dh_maml.mlsh.policies import ActorCritic, SubPolicies, make_master
-from dh_maml.mlsh.ppo import Samples, ppo_update
+from dh_maml.mlsh.ppo import LossWeights, Samples, ppo_update
 from dh_maml.mlsh.sampling import HierarchyRollout, sample_hierarchy
 
 if TYPE_CHECKING:
@@ -154,7 +154,7 @@ def subpolicy_segments(
 
 def learn(
     spec: MLSHSpec,
-    evaluate: Callable[[Tensor, Tensor], tuple[Tensor, Tensor]],
+    evaluate: Callable[[Tensor, Tensor], tuple[Tensor, Tensor, Tensor]],
     optimizer: torch.optim.Optimizer,
     samples: Samples,
     minibatch: int,
@@ -164,7 +164,8 @@ def learn(
     on the whole batch, which is PPO's first step: every ratio is 1 there, so the clipped surrogate's gradient
     is exactly the advantage actor-critic one)."""
     epochs, size = (1, len(samples)) if spec.update == "a2c" else (spec.epochs, minibatch)
-    ppo_update(evaluate, optimizer, samples, spec.clip, epochs, size, generator)
+    weights = LossWeights(spec.value_coef, spec.entropy_coef, spec.max_grad_norm)
+    ppo_update(evaluate, optimizer, samples, spec.clip, epochs, size, generator, weights)
 
 
 def sub_minibatch(spec: MLSHSpec, samples: int) -> int:
