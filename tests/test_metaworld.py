@@ -11,7 +11,7 @@ from metaworld.policies import ENV_POLICY_MAP
 from dh_maml.config import SpecError
 from dh_maml.envs.metaworld import MetaWorldML1
 from dh_maml.envs.metaworld.benchmark import goal_sets
-from dh_maml.envs.metaworld.kernels import KERNELS, matrix_to_quat
+from dh_maml.envs.metaworld.kernels import KERNELS, Readings, matrix_to_quat
 from dh_maml.envs.metaworld.tasks import MetaWorldTask
 from dh_maml.envs.metaworld.vector_env import MetaWorldVectorEnv, make_metaworld_env
 from dh_maml.spec import load_spec
@@ -122,6 +122,29 @@ def test_quaternions_equal_scipys():
     matrices[:3] = np.eye(3)  # the identity and near-identity orientations objects rest in
     matrices[3] = Rotation.from_euler("z", 180, degrees=True).as_matrix()
     np.testing.assert_allclose(matrix_to_quat(matrices), Rotation.from_matrix(matrices).as_quat(), atol=1e-15)
+
+
+@pytest.mark.parametrize("env_name", ["door-open-v3", "stick-push-v3"])
+def test_one_take_over_mjdatas_buffer_reads_what_each_field_holds(env_name):
+    """The fast path's single read per step (``Reads.flat_index``) against the fields read one by one."""
+    import mujoco
+    from metaworld.env_dict import ALL_V3_ENVIRONMENTS
+
+    env = ALL_V3_ENVIRONMENTS[env_name]()
+    reads = KERNELS[env_name].ids(env.model)
+    data = mujoco.MjData(env.model)
+    data.qpos[:] = np.random.default_rng(0).uniform(-0.3, 0.3, env.model.nq)
+    mujoco.mj_forward(env.model, data)
+    span, index = reads.flat_index(data)
+    plain = np.concatenate([getattr(data, field)[rows].reshape(-1) for field, rows in reads.index.items()])
+    np.testing.assert_array_equal(span.take(index), plain)
+    assert len(set(plain.tolist())) > len(plain) // 2  # distinct values: a shifted offset would show
+    columns = reads.columns(data)
+    readings = Readings.of(reads, columns, plain[None])
+    for field, names in reads.names.items():
+        for name, row in zip(names, reads.index[field]):
+            np.testing.assert_array_equal(readings.values[field][name][0], getattr(data, field)[row])
+    env.close()
 
 
 def test_ml1_train_and_test_goals_come_from_metaworlds_benchmark_and_never_mix():
