@@ -383,3 +383,22 @@ def test_shared_policy_spec_keeps_the_budget_and_drops_the_hierarchy(tmp_path):
     other = load_spec(ROOT / "specs/mlsh-movement-bandits.yaml", ["policy.hidden_sizes=[8]"])
     with pytest.raises(SpecError, match="its policy section differs"):
         shared_policy_weights(tmp_path, other)
+
+
+def test_adam_on_its_multi_tensor_path_steps_bitwise_like_the_per_tensor_loop():
+    from dh_maml.mlsh.ppo import adam
+
+    torch.manual_seed(0)
+    nets = [ActorCritic(OBS, gym.spaces.Discrete(3), SPEC) for _ in range(2)]
+    nets[1].load_state_dict(nets[0].state_dict())
+    start = [p.detach().clone() for p in nets[0].parameters()]
+    optimizers = [adam(nets[0].parameters(), 1e-2), torch.optim.Adam(nets[1].parameters(), lr=1e-2, foreach=False)]
+    obs, actions = torch.rand(32, 3), torch.randint(3, (32,))
+    for _ in range(5):
+        for net, optimizer in zip(nets, optimizers):
+            log_probs, values, _ = net.evaluate(obs, actions)
+            optimizer.zero_grad()
+            (values.pow(2).mean() - log_probs.mean()).backward()
+            optimizer.step()
+    assert all(torch.equal(a, b) for a, b in zip(nets[0].parameters(), nets[1].parameters()))
+    assert all(not torch.equal(a, b) for a, b in zip(nets[0].parameters(), start))  # every tensor stepped

@@ -28,6 +28,7 @@ import torch
 from dh_maml.algorithms import EvaluationSettings, Gather, Trainer
 from dh_maml.envs.base import TaskFamily, TaskVectorEnv
 from dh_maml.mlsh.policies import SubPolicies, make_master
+from dh_maml.mlsh.ppo import adam
 from dh_maml.mlsh.sampling import sample_hierarchy
 from dh_maml.mlsh.shared import shared_policy_weights
 from dh_maml.mlsh.updates import SlotJob, learn, run_slots, sub_minibatch, subpolicy_segments
@@ -117,7 +118,7 @@ def flat_ppo(
         if start is not None:
             flat.load_state_dict(start)
         master = make_master(space, 1, policy_spec, seed)
-        optimizer = torch.optim.Adam(flat.parameters(), lr=lr)
+        optimizer = adam(flat.parameters(), lr)
         generator = torch.Generator().manual_seed(seed)
         for i in range(iterations):
             (roll,) = sample_hierarchy(

@@ -5,7 +5,7 @@ MLSH code's plain sum of surrogate and value loss."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import torch
@@ -68,6 +68,13 @@ def ppo_loss(
     clipped = ((ratio - 1.0).abs() > clip).float().mean().item()
     mean_entropy = torch.zeros(()) if entropy is None else entropy.mean()
     return PPOLoss(-surrogate.mean(), (values - returns).pow(2).mean(), mean_entropy, clipped)
+
+
+def adam(params: Iterable[Tensor], lr: float) -> torch.optim.Adam:
+    """Adam on its multi-tensor (``foreach``) path: the per-tensor loop's arithmetic, bitwise (tested), with
+    fewer operator calls; on the CPU torch picks the loop unless asked, and MLSH's small MLPs take hundreds of
+    steps per round."""
+    return torch.optim.Adam(params, lr=lr, foreach=True)
 
 
 def normalized(advantages: Tensor, eps: float = 1e-8) -> Tensor:

@@ -26,7 +26,7 @@ from torch import Tensor
 from dh_maml.envs.base import TaskVectorEnv
 from dh_maml.episodes import gae
 from dh_maml.mlsh.policies import ActorCritic, SubPolicies, make_master
-from dh_maml.mlsh.ppo import LossWeights, Samples, ppo_update
+from dh_maml.mlsh.ppo import LossWeights, Samples, adam, ppo_update
 from dh_maml.mlsh.sampling import HierarchyRollout, sample_hierarchy
 
 if TYPE_CHECKING:
@@ -193,7 +193,7 @@ def restore_master(
     """The task's master and its optimiser: fresh (weights from ``seed``, no Adam moments) when ``state`` is
     None, as every new task starts; otherwise as the task's last iteration left them."""
     master = make_master(observation_space, num_subpolicies, policy_spec, seed)
-    optimizer = torch.optim.Adam(master.parameters(), lr=lr)
+    optimizer = adam(master.parameters(), lr)
     if state is not None:
         master.load_state_dict(state.weights)
         optimizer.load_state_dict(state.optimizer)
@@ -296,7 +296,7 @@ class SubPolicyLearner:
 
     def __init__(self, subpolicies: SubPolicies, spec: MLSHSpec, seed: int):
         self.subpolicies, self.spec = subpolicies, spec
-        self.optimizers = [torch.optim.Adam(sub.parameters(), lr=spec.sub_lr) for sub in subpolicies]
+        self.optimizers = [adam(sub.parameters(), spec.sub_lr) for sub in subpolicies]
         self.generator = torch.Generator().manual_seed(seed)
 
     def update(self, segments: Sequence[Segments]) -> list[int]:
