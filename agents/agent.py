@@ -94,6 +94,13 @@ class HolderSet:
             future.cancel()
 
 
+def _timed(fn: Callable[[], Any]) -> float:
+    """Run ``fn``; its wall time in seconds."""
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
 class Agent:
     def __init__(self, trainer: Trainer, observers: Sequence[ObserverHandle]):
         self.trainer = trainer
@@ -187,6 +194,9 @@ class Agent:
         """
         t0 = time.perf_counter()
         trainer = self.trainer
+        left = trainer.deferred() if hasattr(trainer, "deferred") else None
+        # the previous round's deferred update runs on the learner thread while the observers sample
+        overlapped = None if left is None else asyncio.ensure_future(self.compute(_timed, left))
         plan = trainer.plan(len(self.live))
         weights = trainer.cpu_weights()
         last_arrival = t0
@@ -204,6 +214,7 @@ class Agent:
             holders.held.append((observer, job))
 
         times = await self.scatter(plan.jobs, call, trainer.split, consume)
+        overlapped_s = await overlapped if overlapped is not None else None
         t1 = time.perf_counter()
         self._holders = holders
         try:
@@ -224,6 +235,8 @@ class Agent:
         )
         if holders.compute_s:
             record["time/holders"] = holders.compute_s
+        if overlapped_s is not None:
+            record["time/overlapped_update"] = overlapped_s
         record["observers/alive"] = len(self.live)
         return record
 

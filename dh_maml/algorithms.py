@@ -45,7 +45,12 @@ class Holders(Protocol):
 class Trainer(Protocol):
     """The learner the agent drives, the same loop for every algorithm: plan an iteration's jobs, send them
     with the weights to ``entry`` on the observers, consume each result as it arrives, update (``holders``:
-    None where nobody holds anything, as in ``in_process``)."""
+    None where nobody holds anything, as in ``in_process``).
+
+    A trainer may also have ``deferred()``: work its last ``update`` left (a callable, or None), which the
+    agent runs on the learner thread while the next iteration samples, before that iteration's ``update``
+    (MLSH's sub-policy update with ``mlsh.overlap_update``); ``cpu_weights`` and ``state_dict`` must not
+    depend on whether it ran yet."""
 
     spec: Any
     family: Any

@@ -32,6 +32,9 @@ class InProcess:
         """One iteration, all of it as one job; returns its metrics record."""
         trainer = self.trainer
         t0 = time.perf_counter()
+        left = trainer.deferred() if hasattr(trainer, "deferred") else None
+        if left is not None:  # the previous round's update, which the agent overlaps with sampling
+            left()
         plan = trainer.plan(1)
         weights = trainer.cpu_weights()
         results = [(job, trainer.entry(self.rollouts, *trainer.call_args(plan, job, weights))) for job in plan.jobs]

@@ -127,6 +127,9 @@ class MLSHSpec:
     sub_advantages: str = field(default="episode", metadata=one_of("episode", "slice"))
     # share of a joint iteration's episodes played start to end by one sub-policy drawn uniformly
     joint_commit: float = field(default=0.0, metadata=bounds(0.0, 1.0))
+    # learn from a round's segments while the observers sample the next round (which then acts with the
+    # sub-policies from before that update: one version behind, the same on every run)
+    overlap_update: bool = False
     adaptation_iterations: int = field(default=10, metadata=bounds(1))  # the adaptation test's master iterations
     flat_lr: float = field(default=1e-3, metadata=bounds(0.0, lo_open=True))  # the flat PPO control's Adam step
 

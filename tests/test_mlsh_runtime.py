@@ -68,6 +68,49 @@ def test_distributed_mlsh_trains_logs_and_resumes_exactly(tmp_path, launcher):
             assert a.get(key) == pytest.approx(b.get(key), rel=1e-6), key
 
 
+def test_overlapped_updates_are_the_same_in_every_runtime_and_resume_exactly(tmp_path, launcher):
+    """With mlsh.overlap_update a round acts with the sub-policies from before the previous round's update,
+    whether that update ran beside the sampling (the agent's learner thread) or before it (in-process), and a
+    resumed run takes the pending update from its checkpoint."""
+    from dh_maml.in_process import InProcess
+    from dh_maml.spec import load_spec
+
+    overlap = [*SMALL, "--set", "mlsh.overlap_update=true"]
+    runs = {name: tmp_path / name for name in ("local", "full", "part")}
+    for name, observers, iterations in (("local", 0, 4), ("full", 2, 4), ("part", 2, 2)):
+        code, out, err = launcher(
+            "train",
+            "--spec",
+            SPEC,
+            "--iterations",
+            iterations,
+            "--run-dir",
+            runs[name],
+            "--observers",
+            observers,
+            *overlap,
+        ).wait()
+        assert code == 0, out + err
+    code, out, err = launcher("train", "--resume", runs["part"], "--iterations", 4).wait()
+    assert code == 0, out + err
+    full, resumed = metrics(runs["full"]), metrics(runs["part"])
+    assert [r["iteration"] for r in resumed] == [1, 2, 3, 4]
+    for a, b in zip(full, resumed):
+        for key in ("returns/mean", "returns/first", "returns/last", "mlsh/samples_sub0"):
+            assert a.get(key) == pytest.approx(b.get(key), rel=1e-6), key
+    assert all("time/overlapped_update" in r for r in full[1:])
+    # sampling in the agent's process overlaps too (the learner thread); in-process runs it all in turn
+    trainer = InProcess(load_spec(SPEC, [v for v in overlap if v != "--set"]))
+    in_process = [trainer.iterate()["returns/mean"] for _ in range(4)]
+    trainer.close()
+    assert [r["returns/mean"] for r in metrics(runs["local"])] == pytest.approx(in_process, rel=1e-6)
+    plain = InProcess(load_spec(SPEC, [v for v in SMALL if v != "--set"]))
+    sequential = [plain.iterate()["returns/mean"] for _ in range(4)]
+    plain.close()
+    assert sequential[0] == in_process[0]  # the same sub-policies act in round 1
+    assert sequential[1:] != in_process[1:]  # later rounds act one update behind
+
+
 def test_a_killed_observer_is_dropped_and_its_slots_run_on_the_other(tmp_path, launcher):
     run = tmp_path / "run"
     launch = launcher(

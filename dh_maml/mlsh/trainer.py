@@ -6,11 +6,20 @@ A round gives every task slot one iteration. Slots start staggered, slot s of S
 Masters travel with their slot's job (``MasterState``): observers hold no state
 between rounds, a lost observer's slots run elsewhere unchanged, and a
 checkpoint holds everything needed to continue exactly.
+
+With ``mlsh.overlap_update`` a round's sub-policy update is left to ``deferred``,
+which the agent runs on its learner thread while the observers sample the next
+round; that round acts with the sub-policies as they were before the update (a
+snapshot), in every run alike, so a run stays exactly reproducible. Checkpoints
+then hold the snapshot, the optimisers before the update and the segments it
+learns from.
 """
 
 from __future__ import annotations
 
+import copy
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,8 +30,9 @@ from dh_maml.algorithms import Holders, split_evenly
 from dh_maml.config import SpecError
 from dh_maml.envs import make_family
 from dh_maml.mlsh.policies import SubPolicies
+from dh_maml.mlsh.ppo import Samples
 from dh_maml.mlsh.rollouts import MLSHRollouts
-from dh_maml.mlsh.updates import MasterState, SlotBatch, SlotJob, SlotResult, SubPolicyLearner
+from dh_maml.mlsh.updates import MasterState, Segments, SlotBatch, SlotJob, SlotResult, SubPolicyLearner
 from dh_maml.seeding import TrainingProgress
 from dh_maml.spec import Spec
 
@@ -69,6 +79,10 @@ class MLSHTrainer(TrainingProgress):
         )
         self.learner = SubPolicyLearner(self.subpolicies, self.mlsh, spec.experiment.seed)
         self.slots = [Slot(phase=s * self.period // self.mlsh.slots) for s in range(self.mlsh.slots)]
+        # overlap_update: the sub-policies and optimisers before the pending update, and its segments
+        self._sampling: dict[str, torch.Tensor] | None = None
+        self._learner_state: dict[str, Any] | None = None
+        self._pending: list[Segments] = []
 
     @property
     def period(self) -> int:
@@ -88,6 +102,11 @@ class MLSHTrainer(TrainingProgress):
         )
 
     def cpu_weights(self) -> dict[str, torch.Tensor]:
+        """The sub-policies the next round acts with: with ``overlap_update``, as they were before the latest
+        update (which may still be running)."""
+        return self._sampling if self._sampling is not None else self._live_weights()
+
+    def _live_weights(self) -> dict[str, torch.Tensor]:
         return {k: v.detach().cpu().clone() for k, v in self.subpolicies.state_dict().items()}
 
     def call_args(self, plan: RoundPlan, jobs: list[SlotJob], weights: dict[str, torch.Tensor]) -> tuple:
@@ -108,9 +127,21 @@ class MLSHTrainer(TrainingProgress):
             slot.master, slot.phase = r.master, slot.phase + 1
             if slot.phase == self.period:
                 self.slots[r.slot] = Slot()
-        samples = self.learner.update([r.segments for r in results if r.segments is not None])
+        segments = [r.segments for r in results if r.segments is not None]
         self.iteration += 1
-        return RoundStats(samples)
+        if not self.mlsh.overlap_update:
+            return RoundStats(self.learner.update(segments))
+        self._sampling, self._learner_state = self._live_weights(), copy.deepcopy(self.learner.state_dict())
+        self._pending = segments
+        return RoundStats(self.learner.counts(segments))
+
+    def deferred(self) -> Callable[[], Any] | None:
+        """The update ``update`` left (``overlap_update``), to run before the next ``update``: the agent runs
+        it on the learner thread while the observers sample the next round."""
+        if not self._pending:
+            return None
+        segments, self._pending = self._pending, []
+        return lambda: self.learner.update(segments)
 
     def record(self, plan: RoundPlan, stats: RoundStats, wall: float, **times: float) -> dict[str, Any]:
         phases = {j.slot: j.phase for jobs in plan.jobs for j in jobs}
@@ -134,9 +165,14 @@ class MLSHTrainer(TrainingProgress):
         return record
 
     def state_dict(self) -> dict[str, Any]:
+        """Safe to take while a deferred update runs: with ``overlap_update`` it holds the snapshots from
+        before that update and the segments it learns from."""
+        overlap = self._sampling is not None
+        pending = {"pending": [_segments_state(s) for s in self._pending]} if overlap else {}
         return {
             "subpolicies": self.cpu_weights(),
-            "learner": self.learner.state_dict(),
+            "learner": self._learner_state if overlap else self.learner.state_dict(),
+            **pending,
             "slots": [
                 {
                     "task": None if s.task is None else dataclasses.asdict(s.task),
@@ -152,6 +188,9 @@ class MLSHTrainer(TrainingProgress):
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.subpolicies.load_state_dict(state["subpolicies"])
         self.learner.load_state_dict(state["learner"])
+        if "pending" in state:
+            self._sampling, self._learner_state = self._live_weights(), copy.deepcopy(self.learner.state_dict())
+            self._pending = [Segments(Samples(**s["samples"]), s["owner"]) for s in state["pending"]]
         self.slots = [
             Slot(
                 None if s["task"] is None else self.family.Task(**s["task"]),
@@ -162,3 +201,7 @@ class MLSHTrainer(TrainingProgress):
             for s in state["slots"]
         ]
         self.load_progress(state)
+
+
+def _segments_state(segments: Segments) -> dict[str, Any]:
+    return {"samples": dataclasses.asdict(segments.samples), "owner": segments.owner}

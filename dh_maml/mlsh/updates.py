@@ -299,6 +299,10 @@ class SubPolicyLearner:
         self.optimizers = [adam(sub.parameters(), spec.sub_lr) for sub in subpolicies]
         self.generator = torch.Generator().manual_seed(seed)
 
+    def counts(self, segments: Sequence[Segments]) -> list[int]:
+        """How many samples each sub-policy would learn from."""
+        return [sum(int((s.owner == k).sum()) for s in segments) for k in range(len(self.subpolicies))]
+
     def update(self, segments: Sequence[Segments]) -> list[int]:
         """Returns how many samples each sub-policy learned from."""
         if not segments:
