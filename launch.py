@@ -86,10 +86,10 @@ def _resolve_run(args: argparse.Namespace) -> tuple[Spec, Path, dict | None, Pat
     if args.wandb:
         overrides.append("metrics.wandb.enabled=true")
     if args.resume:
-        if args.spec is not None or args.run_dir is not None or args.shared_policy:
+        if args.spec is not None or args.run_dir is not None or args.baseline is not None:
             raise UsageError(
                 "--resume RUN_DIR continues a run with its own spec and directory; drop --spec, --run-dir and "
-                "--shared-policy"
+                "--baseline"
             )
         run_dir = Path(args.resume)
         saved = checkpoint_path(run_dir)
@@ -98,15 +98,14 @@ def _resolve_run(args: argparse.Namespace) -> tuple[Spec, Path, dict | None, Pat
     if args.spec is None:
         raise UsageError("--spec SPEC is required unless --resume RUN_DIR is given")
     spec = load_spec(args.spec, overrides)
-    if args.shared_policy:
-        if spec.experiment.algorithm != "mlsh":
-            raise UsageError(
-                f"--shared-policy: the shared-policy baseline is MLSH's (experiment.algorithm: mlsh); "
-                f"{args.spec} runs {spec.experiment.algorithm}"
-            )
-        from dh_maml.mlsh.shared import shared_policy_spec
+    if args.baseline is not None:
+        from dh_maml.algorithms import get_algorithm
 
-        spec = shared_policy_spec(spec)
+        algorithm = get_algorithm(spec.experiment.algorithm)
+        if args.baseline not in algorithm.baselines:
+            offered = ", ".join(sorted(algorithm.baselines)) or "none"
+            raise UsageError(f"--baseline {args.baseline}: {algorithm.name} offers {offered}")
+        spec = algorithm.baselines[args.baseline](spec)
     return spec, Path(args.run_dir) if args.run_dir else new_run_dir(spec), None, None
 
 
@@ -231,11 +230,10 @@ def cmd_test(args: argparse.Namespace) -> int:
     state = load_checkpoint(saved)
     trainer, algorithm = make_trainer(spec)
     restore(trainer, state, saved)
-    if args.shared is not None and spec.experiment.algorithm != "mlsh":
-        raise UsageError(f"--shared: MLSH's adaptation test only; {run_dir} ran {spec.experiment.algorithm}")
-    settings = EvaluationSettings(
-        args.tasks, args.steps, args.seed, True if args.paper_protocol else None, args.shared and Path(args.shared)
-    )
+    if args.baseline_run is not None and not algorithm.baselines:
+        raise UsageError(f"--baseline-run: {algorithm.name} has no baselines to compare with")
+    baseline = None if args.baseline_run is None else Path(args.baseline_run)
+    settings = EvaluationSettings(args.tasks, args.steps, args.seed, True if args.paper_protocol else None, baseline)
 
     async def body(agent: Agent) -> int:
         try:
@@ -306,10 +304,10 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--device", choices=["cpu", "cuda"], help="device of the learner (observers stay on CPU)")
     train.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its latest checkpoint")
     train.add_argument(
-        "--shared-policy",
-        action="store_true",
-        help="MLSH: train the spec's shared-policy baseline instead, one flat policy on the same tasks and env "
-        "steps (run named <experiment>-shared; compare with test --shared)",
+        "--baseline",
+        metavar="NAME",
+        help="train one of the algorithm's baselines on the spec instead (MLSH: shared-policy, one flat policy "
+        "on the same tasks and env steps, run named <experiment>-shared); compare with test --baseline-run",
     )
     train.add_argument(
         "--set",
@@ -353,15 +351,15 @@ def build_parser() -> argparse.ArgumentParser:
         description="Meta-test a saved policy on held-out tasks, fanned out over observers. "
         "MAML: returns after 0..K inner steps; writes JSON, CSV and PNG. MLSH: a "
         "fresh master adapts over the frozen sub-policies, beside flat PPO, "
-        "untrained sub-policies and (--shared) a shared policy; writes JSON and PNG.",
+        "untrained sub-policies and (--baseline-run) a shared policy; writes JSON and PNG.",
     )
     test.add_argument("--run", required=True, metavar="RUN_DIR", help="a run directory written by train")
     test.add_argument("--checkpoint", help="checkpoint file (default RUN_DIR/checkpoints/latest.pt)")
     test.add_argument(
-        "--shared",
-        metavar="SHARED_RUN",
-        help="MLSH: a run trained with train --shared-policy; its flat policy is fine-tuned per held-out task "
-        "beside the other methods",
+        "--baseline-run",
+        metavar="RUN_DIR",
+        help="a run trained with train --baseline, compared with (MLSH: the shared policy, fine-tuned per "
+        "held-out task beside the other methods)",
     )
     test.add_argument("--tasks", type=_count(1), help="number of held-out tasks (default meta_test.num_tasks)")
     test.add_argument(

@@ -17,7 +17,7 @@ from __future__ import annotations
 import importlib
 import os
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -94,7 +94,7 @@ class EvaluationSettings:
     steps: int | None = None
     seed: int | None = None
     paper_protocol: bool | None = None
-    shared_run: Path | None = None  # MLSH: a shared-policy run to fine-tune beside the other methods
+    baseline_run: Path | None = None  # a run of one of the algorithm's baselines, compared with
 
 
 @dataclass(frozen=True)
@@ -118,6 +118,9 @@ class Algorithm:
     evaluation_name: str  # file stem of `launch.py test`'s output, folder of scheduled evaluations
     headline: tuple[tuple[str, str], ...]  # (label, metric key) pairs the progress line shows
     plots: PlotKeys
+    # baselines a spec can be turned into (``launch.py train --baseline NAME``), which the evaluation then
+    # compares with when given such a run (``launch.py test --baseline-run RUN``)
+    baselines: dict[str, Callable[[Any], Any]] = field(default_factory=dict)
 
 
 def names() -> list[str]:

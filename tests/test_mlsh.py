@@ -377,7 +377,7 @@ def test_shared_policy_spec_keeps_the_budget_and_drops_the_hierarchy(tmp_path):
     assert [getattr(shared.mlsh, k) for k in same] == [getattr(spec.mlsh, k) for k in same]
     assert shared.experiment.name == "mlsh-movement-bandits-shared" and shared.env == spec.env
     write_spec(spec, tmp_path)  # an MLSH run, not a shared-policy one
-    with pytest.raises(SpecError, match="expected a run trained with 'launch\\.py train --shared-policy'"):
+    with pytest.raises(SpecError, match="expected a run trained with 'launch\\.py train --baseline shared-policy'"):
         shared_policy_weights(tmp_path, spec)
     write_spec(shared, tmp_path)
     other = load_spec(ROOT / "specs/mlsh-movement-bandits.yaml", ["policy.hidden_sizes=[8]"])

@@ -158,7 +158,18 @@ def test_adaptation_test_compares_four_methods_whoever_runs_it(tmp_path, launche
     code, out, err = launcher("plot", run).wait()
     assert code == 0 and "learning_curve.png" in out, out + err
     code, out, err = launcher(
-        "train", "--spec", SPEC, "--shared-policy", "--iterations", 2, "--run-dir", shared, "--observers", 0, *SMALL
+        "train",
+        "--spec",
+        SPEC,
+        "--baseline",
+        "shared-policy",
+        "--iterations",
+        2,
+        "--run-dir",
+        shared,
+        "--observers",
+        0,
+        *SMALL,
     ).wait()
     assert code == 0 and "training mlsh-movement-bandits-shared" in out, out + err
     reports = {}
@@ -176,7 +187,7 @@ def test_adaptation_test_compares_four_methods_whoever_runs_it(tmp_path, launche
             observers,
             "--out",
             dest,
-            "--shared",
+            "--baseline-run",
             shared,
         ).wait()
         assert code == 0, out + err
@@ -191,8 +202,10 @@ def test_adaptation_test_compares_four_methods_whoever_runs_it(tmp_path, launche
     assert 0 <= report["mlsh_beats_shared"] <= 4 and report["curves"]["shared-policy"] != report["curves"]["flat-ppo"]
     assert reports[0]["curves"] == reports[2]["curves"]
     assert (tmp_path / "a2.png").stat().st_size > 0
-    code, out, err = launcher("test", "--run", run, "--tasks", 2, "--steps", 1, "--shared", run).wait()
-    assert code == 2 and "expected a run trained with 'launch.py train --shared-policy'" in err, out + err
+    code, out, err = launcher("test", "--run", run, "--tasks", 2, "--steps", 1, "--baseline-run", run).wait()
+    assert code == 2 and "expected a run trained with 'launch.py train --baseline shared-policy'" in err, out + err
+    code, out, err = launcher("train", "--spec", SPEC, "--baseline", "flat", "--run-dir", tmp_path / "x").wait()
+    assert code == 2 and "--baseline flat: mlsh offers shared-policy" in err, out + err
 
 
 def test_mutual_information_of_choices_and_latent_goals():

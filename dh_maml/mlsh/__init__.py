@@ -5,6 +5,7 @@ observer side (``rollouts``) and the adaptation test (``adaptation``)."""
 from dh_maml.algorithms import Algorithm, PlotKeys
 from dh_maml.mlsh.adaptation import adaptation_test
 from dh_maml.mlsh.rollouts import MLSHRollouts
+from dh_maml.mlsh.shared import shared_policy_spec
 from dh_maml.mlsh.trainer import MLSHTrainer
 
 ALGORITHM = Algorithm(
@@ -13,6 +14,7 @@ ALGORITHM = Algorithm(
     rollouts=MLSHRollouts,
     evaluate=adaptation_test,
     evaluation_name="adaptation",
+    baselines={"shared-policy": shared_policy_spec},
     headline=(("return", "returns/mean"), ("adapted", "returns/last")),
     plots=PlotKeys(
         curves=(

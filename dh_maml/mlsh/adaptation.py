@@ -267,7 +267,7 @@ async def adaptation_test(gather: Gather, trainer: Trainer, settings: Evaluation
     seed = spec.meta_test.seed if settings.seed is None else settings.seed
     family = trainer.family.for_evaluation()
     tasks, seeds = held_out(family, spec.meta_test.num_tasks if settings.tasks is None else settings.tasks, seed)
-    shared = None if settings.shared_run is None else shared_policy_weights(settings.shared_run, spec)
+    shared = None if settings.baseline_run is None else shared_policy_weights(settings.baseline_run, spec)
     jobs = adaptation_jobs(tasks, seeds, shared)
     weights = trainer.cpu_weights()
     curves = await gather(MLSHRollouts.adaptation, jobs, lambda job: (weights, job, iterations, spec.mlsh.flat_lr))

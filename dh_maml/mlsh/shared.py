@@ -31,20 +31,20 @@ def shared_policy_spec(spec: Spec) -> Spec:
 
 
 def shared_policy_weights(run_dir: str | Path, spec: Spec) -> dict[str, torch.Tensor]:
-    """The flat policy of ``run_dir``, a run trained with ``launch.py train --shared-policy`` on the family,
+    """The flat policy of ``run_dir``, a run trained with ``launch.py train --baseline shared-policy`` on the family,
     options and policy of ``spec``; a ``SpecError`` saying what differs otherwise."""
     shared = read_run_spec(run_dir)
     problems = []
     if shared.experiment.algorithm != "mlsh" or shared.mlsh.num_subpolicies != 1 or shared.mlsh.warmup != 0:
         problems.append(
-            f"--shared {run_dir}: expected a run trained with 'launch.py train --shared-policy' (MLSH with one "
-            f"sub-policy and no warm-up), got {shared.experiment.algorithm} with "
+            f"--baseline-run {run_dir}: expected a run trained with 'launch.py train --baseline shared-policy' "
+            f"(MLSH with one sub-policy and no warm-up), got {shared.experiment.algorithm} with "
             f"{shared.mlsh.num_subpolicies} sub-policies and warm-up {shared.mlsh.warmup}"
         )
     for section in ("env", "policy"):
         if getattr(shared, section) != getattr(spec, section):
             problems.append(
-                f"--shared {run_dir}: its {section} section differs from the tested run's "
+                f"--baseline-run {run_dir}: its {section} section differs from the tested run's "
                 f"({getattr(shared, section)} against {getattr(spec, section)})"
             )
     if problems:
