@@ -116,6 +116,8 @@ def test_bad_input_gives_exit_2_and_a_readable_error(tmp_path):
     assert proc.returncode == 2 and "network.transports[1]: expected one of uv, shm, ibv, got 'tcp'" in proc.stderr
     proc = launch("train", "--resume", tmp_path / "nothing-here", check=False)
     assert proc.returncode == 2 and "not a run directory" in proc.stderr
+    proc = launch("train", "--spec", ROOT / "specs/navigation-2d.yaml", "--baseline", "shared-policy", check=False)
+    assert proc.returncode == 2 and "--baseline shared-policy: maml-trpo offers none" in proc.stderr
 
 
 @pytest.mark.parametrize("spec", SPECS, ids=[p.stem for p in SPECS])
