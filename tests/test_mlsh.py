@@ -402,3 +402,24 @@ def test_adam_on_its_multi_tensor_path_steps_bitwise_like_the_per_tensor_loop():
             optimizer.step()
     assert all(torch.equal(a, b) for a, b in zip(nets[0].parameters(), nets[1].parameters()))
     assert all(not torch.equal(a, b) for a, b in zip(nets[0].parameters(), start))  # every tensor stepped
+
+
+def test_an_overlapped_update_leaves_the_checkpoint_state_alone_until_the_next_round():
+    from dh_maml.in_process import InProcess
+    from dh_maml.spec import load_spec
+
+    small = ["mlsh.slots=2", "mlsh.warmup=0", "mlsh.episodes=2", "mlsh.epochs=1", "mlsh.overlap_update=true"]
+    runner = InProcess(load_spec(ROOT / "specs/mlsh-movement-bandits.yaml", small))
+    runner.iterate()
+    trainer = runner.trainer
+    before = trainer.state_dict()
+    assert len(before["pending"]) == 2  # both slots are joint: their segments wait for the deferred update
+    update = trainer.deferred()
+    assert update is not None and trainer.deferred() is None  # handed out once
+    update()  # the sub-policies moved ...
+    assert not all(torch.equal(a, b) for a, b in zip(trainer._live_weights().values(), before["subpolicies"].values()))
+    after = trainer.state_dict()  # ... but the state stays the one from before the update, with its segments
+    for a, b in zip(before["subpolicies"].values(), after["subpolicies"].values()):
+        assert torch.equal(a, b)
+    assert [torch.equal(a["owner"], b["owner"]) for a, b in zip(before["pending"], after["pending"])] == [True, True]
+    runner.close()

@@ -79,10 +79,12 @@ class MLSHTrainer(TrainingProgress):
         )
         self.learner = SubPolicyLearner(self.subpolicies, self.mlsh, spec.experiment.seed)
         self.slots = [Slot(phase=s * self.period // self.mlsh.slots) for s in range(self.mlsh.slots)]
-        # overlap_update: the sub-policies and optimisers before the pending update, and its segments
+        # overlap_update: the sub-policies and optimisers before the last round's update and the segments it
+        # learns from, kept (and checkpointed) until the next round's update, whether or not it ran yet
         self._sampling: dict[str, torch.Tensor] | None = None
         self._learner_state: dict[str, Any] | None = None
         self._pending: list[Segments] = []
+        self._handed_out = False  # ``deferred`` gave the pending update away
 
     @property
     def period(self) -> int:
@@ -132,15 +134,15 @@ class MLSHTrainer(TrainingProgress):
         if not self.mlsh.overlap_update:
             return RoundStats(self.learner.update(segments))
         self._sampling, self._learner_state = self._live_weights(), copy.deepcopy(self.learner.state_dict())
-        self._pending = segments
+        self._pending, self._handed_out = segments, False
         return RoundStats(self.learner.counts(segments))
 
     def deferred(self) -> Callable[[], Any] | None:
         """The update ``update`` left (``overlap_update``), to run before the next ``update``: the agent runs
         it on the learner thread while the observers sample the next round."""
-        if not self._pending:
+        if self._handed_out or not self._pending:
             return None
-        segments, self._pending = self._pending, []
+        self._handed_out, segments = True, self._pending
         return lambda: self.learner.update(segments)
 
     def record(self, plan: RoundPlan, stats: RoundStats, wall: float, **times: float) -> dict[str, Any]:
@@ -191,6 +193,7 @@ class MLSHTrainer(TrainingProgress):
         if "pending" in state:
             self._sampling, self._learner_state = self._live_weights(), copy.deepcopy(self.learner.state_dict())
             self._pending = [Segments(Samples(**s["samples"]), s["owner"]) for s in state["pending"]]
+            self._handed_out = False
         self.slots = [
             Slot(
                 None if s["task"] is None else self.family.Task(**s["task"]),
