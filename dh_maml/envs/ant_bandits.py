@@ -55,7 +55,7 @@ class AntBanditsVectorEnv(AntVectorEnv):
         return np.concatenate([self._qpos, self._qvel], axis=1)
 
     def _step_envs(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        self._before = self._qpos[:, :2].copy()
+        self._before[:] = self._qpos[:, :2]
         return super()._step_envs(actions)
 
     def _task_reward(self, motion: Motion) -> np.ndarray:
