@@ -142,18 +142,9 @@ def run_adaptation(
 ) -> Curves:
     """One job's curves; ``env_for(n)`` gives a vector env of ``n`` sub-envs."""
     episodes = mlsh_spec.episodes
+    common = (job.tasks, job.seeds, mlsh_spec, policy_spec, family.horizon, iterations)
     if job.method in FLAT:
-        return flat_ppo(
-            env_for(episodes),
-            job.tasks,
-            job.seeds,
-            mlsh_spec,
-            policy_spec,
-            family.horizon,
-            iterations,
-            flat_lr,
-            job.start,
-        )
+        return flat_ppo(env_for(episodes), *common, flat_lr, job.start)
     if job.method == "untrained-subpolicies":
         subpolicies = seeded_subpolicies(
             family.observation_space, family.action_space, len(trained), policy_spec, job.seeds[0]
@@ -162,16 +153,7 @@ def run_adaptation(
         subpolicies = trained
     else:
         raise ValueError(f"adaptation method: expected one of {', '.join(METHODS)}, got {job.method!r}")
-    return master_adaptation(
-        env_for(episodes * len(job.tasks)),
-        subpolicies,
-        job.tasks,
-        job.seeds,
-        mlsh_spec,
-        policy_spec,
-        family.horizon,
-        iterations,
-    )
+    return master_adaptation(env_for(episodes * len(job.tasks)), subpolicies, *common)
 
 
 def held_out(family: TaskFamily, num_tasks: int, seed: int) -> tuple[list, list[int]]:
