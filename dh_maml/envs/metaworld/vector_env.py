@@ -302,11 +302,10 @@ class MetaWorldVectorEnv(ArrayVectorEnv):
         hand = readings.body("hand")
         opening = norm(readings.body("rightclaw") - readings.body("leftclaw"))
         objects = group.kernel.objects(readings)
-        current = np.zeros((idx.size, CURRENT))
-        current[:, :3] = hand
-        current[:, 3] = clip(opening / 0.1, 0.0, 1.0)
-        current[:, 4 : 4 + objects.shape[1]] = objects
-        self._current[idx] = current
+        current = self._current
+        current[idx, :3] = hand
+        current[idx, 3] = clip(opening / 0.1, 0.0, 1.0)
+        current[idx, 4 : 4 + objects.shape[1]] = objects
         return readings
 
     def _assemble(self, rows: np.ndarray) -> None:
