@@ -230,9 +230,9 @@ def cmd_test(args: argparse.Namespace) -> int:
     state = load_checkpoint(saved)
     trainer, algorithm = make_trainer(spec)
     restore(trainer, state, saved)
-    if args.baseline_run is not None and not algorithm.baselines:
+    if args.baseline_run is not None and algorithm.load_baseline is None:
         raise UsageError(f"--baseline-run: {algorithm.name} has no baselines to compare with")
-    baseline = None if args.baseline_run is None else Path(args.baseline_run)
+    baseline = None if args.baseline_run is None else algorithm.load_baseline(Path(args.baseline_run), spec)
     settings = EvaluationSettings(args.tasks, args.steps, args.seed, True if args.paper_protocol else None, baseline)
 
     async def body(agent: Agent) -> int:

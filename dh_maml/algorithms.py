@@ -94,7 +94,7 @@ class EvaluationSettings:
     steps: int | None = None
     seed: int | None = None
     paper_protocol: bool | None = None
-    baseline_run: Path | None = None  # a run of one of the algorithm's baselines, compared with
+    baseline: Any = None  # what ``Algorithm.load_baseline`` read from a baseline's run, compared with
 
 
 @dataclass(frozen=True)
@@ -121,6 +121,9 @@ class Algorithm:
     # baselines a spec can be turned into (``launch.py train --baseline NAME``), which the evaluation then
     # compares with when given such a run (``launch.py test --baseline-run RUN``)
     baselines: dict[str, Callable[[Any], Any]] = field(default_factory=dict)
+    # (run directory, tested spec) -> what the evaluation compares with; read before the world starts, so a
+    # run that does not fit fails at once
+    load_baseline: Callable[[Path, Any], Any] | None = None
 
 
 def names() -> list[str]:

@@ -30,7 +30,6 @@ from dh_maml.envs.base import TaskFamily, TaskVectorEnv
 from dh_maml.mlsh.policies import SubPolicies, make_master
 from dh_maml.mlsh.ppo import adam
 from dh_maml.mlsh.sampling import sample_hierarchy
-from dh_maml.mlsh.shared import shared_policy_weights
 from dh_maml.mlsh.updates import SlotJob, learn, run_slots, sub_minibatch, subpolicy_segments
 from dh_maml.seeding import Stream, stream_rng
 
@@ -249,8 +248,7 @@ async def adaptation_test(gather: Gather, trainer: Trainer, settings: Evaluation
     seed = spec.meta_test.seed if settings.seed is None else settings.seed
     family = trainer.family.for_evaluation()
     tasks, seeds = held_out(family, spec.meta_test.num_tasks if settings.tasks is None else settings.tasks, seed)
-    shared = None if settings.baseline_run is None else shared_policy_weights(settings.baseline_run, spec)
-    jobs = adaptation_jobs(tasks, seeds, shared)
+    jobs = adaptation_jobs(tasks, seeds, settings.baseline)
     weights = trainer.cpu_weights()
     curves = await gather(MLSHRollouts.adaptation, jobs, lambda job: (weights, job, iterations, spec.mlsh.flat_lr))
     return summarize_curves([family.latent(t) for t in tasks], seeds, joined(jobs, curves))
