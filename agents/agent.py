@@ -15,13 +15,12 @@ import json
 import sys
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
 from dh_maml.algorithms import Trainer
-from dh_maml.runtime import Timed
+from dh_maml.runtime import Timed, compute_thread
 
 
 class NoObserversLeft(RuntimeError):
@@ -108,7 +107,7 @@ class Agent:
         self.live: list[ObserverHandle] = list(observers)
         self.world_intact = True  # no observer lost: everyone can shut down gracefully
         self.identities: dict[str, dict] = {}
-        self._learner = ThreadPoolExecutor(1, thread_name_prefix="learner")
+        self._learner = compute_thread("learner")
         self._holders: HolderSet | None = None  # the update's, while one runs
 
     async def compute(self, fn: Callable, *args: Any) -> Any:

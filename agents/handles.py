@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import torch
 
 from dh_maml.algorithms import Rollouts, get_algorithm
-from dh_maml.runtime import identity, timed
+from dh_maml.runtime import compute_thread, identity, timed
 from dh_maml.spec import spec_from_dict
 
 
@@ -82,7 +81,7 @@ class LocalObserver:
     name = "local"
 
     def __init__(self) -> None:
-        self._thread = ThreadPoolExecutor(1, thread_name_prefix="rollouts")
+        self._thread = compute_thread("rollouts")
         self._rollouts: Rollouts | None = None
 
     def _submit(self, fn: Callable[[], Any]) -> asyncio.Future:

@@ -17,6 +17,7 @@ import threading
 import time
 import warnings
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -40,6 +41,17 @@ def timed(work: Callable[[], Any]) -> Timed:
     start = time.perf_counter()
     result = work()
     return Timed(result, time.perf_counter() - start)
+
+
+def compute_thread(prefix: str) -> ThreadPoolExecutor:
+    """One thread for torch work that rounds as this process does. A new thread's first parallel ops take
+    OpenMP's default thread count, not the process's (``torch.set_num_threads``); reductions such as the
+    conjugate gradient's dot products then rounded differently in the first iteration after a resume."""
+    import torch
+
+    return ThreadPoolExecutor(
+        1, thread_name_prefix=prefix, initializer=torch.set_num_threads, initargs=(torch.get_num_threads(),)
+    )
 
 
 def identity() -> dict[str, Any]:

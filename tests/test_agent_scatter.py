@@ -4,6 +4,7 @@ import asyncio
 from types import SimpleNamespace
 
 import pytest
+import torch
 
 from dh_maml.agents.agent import Agent
 from dh_maml.runtime import Timed
@@ -53,3 +54,21 @@ def test_a_failed_observers_job_is_split_over_the_survivors():
     assert [o.name for o in agent.live] == ["a"]
     assert sorted(x for _, result in got for x in result) == [2, 4, 6, 8]
     assert set(times.compute_s) == {"a"} and times.compute_s["a"] == pytest.approx(0.02)  # its own job and the lost one
+
+
+def test_the_learner_thread_rounds_as_the_agents_process_does():
+    """A new thread's first parallel ops take OpenMP's default thread count, not the process's; the dot
+    products of the conjugate gradient then rounded differently in the first iteration after a resume."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        agent = Agent(SimpleNamespace(spec=None), [])
+        a, b = torch.randn(2, 50_000, generator=torch.Generator().manual_seed(0))
+        here = a.dot(b).item()
+
+        async def main():
+            return [await agent.compute(lambda: a.dot(b).item()) for _ in range(3)]
+
+        assert asyncio.run(main()) == [here] * 3
+    finally:
+        torch.set_num_threads(before)

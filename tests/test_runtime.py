@@ -72,9 +72,9 @@ def test_resume_reproduces_the_uninterrupted_distributed_run(tmp_path, launcher,
     assert code == 0, out + err
     full, part = metrics(tmp_path / "full"), metrics(tmp_path / "part")
     assert [r["iteration"] for r in part] == [1, 2, 3]
-    for a, b in zip(full, part):
-        for key in ("returns/pre", "returns/post", "loss/surrogate_after", "kl/after", "step/norm"):
-            assert a[key] == pytest.approx(b[key], rel=1e-6, abs=1e-9), key
+    for a, b in zip(full, part):  # bit for bit: the conjugate gradient amplifies any rounding difference
+        for key in ("returns/pre", "returns/post", "loss/surrogate_after", "kl/after", "cg/residual", "step/norm"):
+            assert a[key] == b[key], key
 
 
 def test_a_killed_observer_is_dropped_and_the_run_completes(tmp_path, launcher):
