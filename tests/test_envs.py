@@ -340,6 +340,47 @@ def test_plain_minigrid_envs_run_under_the_task_interface(env_id):
     assert steps[0].shape == (3, 147) and steps[20][3].all()  # truncated at the family's horizon
 
 
+MINIGRID_ENVS = [
+    ("minigrid", "MiniGrid-DoorKey-5x5-v0"),
+    ("minigrid", "MiniGrid-Empty-Random-5x5-v0"),
+    ("minigrid", "MiniGrid-FourRooms-v0"),
+    ("minigrid-two-goals", None),
+    ("minigrid-fourrooms", None),
+]
+
+
+@pytest.mark.parametrize("name, env_id", MINIGRID_ENVS)
+def test_minigrid_fast_view_equals_minigrids_own_at_every_step(name, env_id):
+    """``egocentric_view`` against ``MiniGridEnv.gen_obs`` over random episodes that turn, walk, pick up and
+    open (the door of DoorKey is opened and its key carried, so occlusion by a closed door, the view through
+    an open one and the carried object are all compared)."""
+    from minigrid.minigrid_env import MiniGridEnv
+
+    from dh_maml.envs.minigrid import PlainOptions
+    from dh_maml.envs.minigrid_view import FastView
+
+    family = FAMILIES[name]() if env_id is None else FAMILIES[name](options=PlainOptions(env_id))
+    env = family.make_env()
+    base = env.unwrapped
+    assert type(base).gen_obs is FastView.gen_obs
+    rng = np.random.default_rng(0)
+    tasks = family.sample_tasks(10, rng)
+    carried = opened = 0
+    for episode in range(10):
+        env.get_wrapper_attr("reset_task")(tasks[episode])
+        env.reset(seed=episode)
+        for _ in range(family.horizon):
+            np.testing.assert_array_equal(base.gen_obs()["image"], MiniGridEnv.gen_obs(base)["image"])
+            carried += base.carrying is not None
+            opened += any(getattr(c, "is_open", False) for c in base.grid.grid if c is not None and c.type == "door")
+            # forward, turns, pick up, toggle: MiniGrid's actions 2, 0, 1, 3, 5
+            _, _, terminated, truncated, _ = env.step(int(rng.choice([2, 2, 2, 0, 1, 3, 5])))
+            if terminated or truncated:
+                break
+    if env_id == "MiniGrid-DoorKey-5x5-v0":
+        assert carried > 0 and opened > 0
+
+
 def place_torso(env, i, xy, z=None):
     """Put sub-env ``i``'s torso at ``xy`` (and height ``z``), at rest."""
     import mujoco

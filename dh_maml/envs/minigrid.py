@@ -8,11 +8,13 @@ family's horizon.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import gymnasium as gym
 import numpy as np
+from gymnasium.envs.registration import load_env_creator
 from gymnasium.vector import AutoresetMode
 from gymnasium.wrappers import TimeLimit
 from minigrid.core.constants import COLOR_TO_IDX, OBJECT_TO_IDX, STATE_TO_IDX
@@ -23,6 +25,7 @@ from minigrid.envs import FourRoomsEnv
 from minigrid.minigrid_env import MiniGridEnv
 
 from dh_maml.envs.base import SyncTaskVectorEnv, TaskFamily
+from dh_maml.envs.minigrid_view import FastView
 
 GOAL_COLOURS = ("green", "blue")
 _SCALE = np.array(
@@ -62,7 +65,7 @@ class ColouredGoal(Goal):
         WorldObj.__init__(self, "goal", colour)
 
 
-class TwoGoalsEnv(MiniGridEnv):
+class TwoGoalsEnv(FastView, MiniGridEnv):
     """An empty room with a green and a blue goal tile, both placed at random each episode, and the agent at
     a random cell. Stepping on either tile ends the episode; only the task's colour pays."""
 
@@ -96,7 +99,7 @@ class TwoGoalsEnv(MiniGridEnv):
         return obs, reward, terminated, truncated, info
 
 
-class GoalCellFourRoomsEnv(FourRoomsEnv):
+class GoalCellFourRoomsEnv(FastView, FourRoomsEnv):
     """MiniGrid's four rooms (doors and agent placed at random each episode) with the task's goal cell."""
 
     def reset_task(self, task: GoalCellTask) -> None:
@@ -188,6 +191,12 @@ class MiniGridPlain(_MiniGridFamily):
         return [MiniGridTask() for _ in range(n)]
 
     def make_env(self) -> gym.Env:
-        import minigrid  # noqa: F401  (registers the MiniGrid-* ids)
+        spec = gym.spec(self.options.env_id)
+        return self._wrapped(PlainMiniGridEnv(fast_view_class(spec.entry_point)(**spec.kwargs, max_steps=self.horizon)))
 
-        return self._wrapped(PlainMiniGridEnv(gym.make(self.options.env_id, max_steps=self.horizon).unwrapped))
+
+@functools.cache
+def fast_view_class(entry_point: str) -> type[MiniGridEnv]:
+    """The registered MiniGrid env class at ``entry_point`` with ``FastView``'s observations."""
+    env_class = load_env_creator(entry_point)
+    return type(env_class.__name__, (FastView, env_class), {})
