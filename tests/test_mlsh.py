@@ -62,12 +62,12 @@ def test_ppo_update_moves_probability_towards_positive_advantages():
     advantages = (actions == 2).float() * 2 - 1  # action 2 is good, the others bad
     samples = Samples(obs, actions, old, advantages, values + advantages)
     optimizer = torch.optim.Adam(agent.parameters(), lr=1e-2)
-    ppo_update(agent.evaluate, optimizer, samples, clip=0.2, epochs=4, minibatch=64, generator=gen)
+    ppo_update(agent, optimizer, samples, clip=0.2, epochs=4, minibatch=64, generator=gen)
     with torch.no_grad():
         new, _, _ = agent.evaluate(obs, actions)
     assert (new - old)[actions == 2].mean() > 0.05 > 0 > (new - old)[actions != 2].mean()
     with pytest.raises(ValueError, match="needs samples"):
-        ppo_update(agent.evaluate, optimizer, samples.take(torch.tensor([], dtype=torch.long)), 0.2, 1, 8, gen)
+        ppo_update(agent, optimizer, samples.take(torch.tensor([], dtype=torch.long)), 0.2, 1, 8, gen)
 
 
 def test_macro_steps_sum_rewards_per_slice_and_mask_ended_episodes():
@@ -284,7 +284,7 @@ def test_a2c_update_is_one_advantage_actor_critic_step_on_the_whole_batch(weight
     expected = [p.detach() - 0.1 * g for p, g in zip(agent.parameters(), grads)]
     learn(
         spec,
-        agent.evaluate,
+        agent,
         torch.optim.SGD(agent.parameters(), lr=0.1),
         Samples(obs, actions, old, advantages, returns),
         minibatch=8,
@@ -385,7 +385,7 @@ def test_shared_policy_spec_keeps_the_budget_and_drops_the_hierarchy(tmp_path):
         shared_policy_weights(tmp_path, other)
 
 
-def test_adam_on_its_multi_tensor_path_steps_bitwise_like_the_per_tensor_loop():
+def test_fused_adam_steps_like_the_per_tensor_loop():
     from dh_maml.mlsh.ppo import adam
 
     torch.manual_seed(0)
@@ -400,8 +400,9 @@ def test_adam_on_its_multi_tensor_path_steps_bitwise_like_the_per_tensor_loop():
             optimizer.zero_grad()
             (values.pow(2).mean() - log_probs.mean()).backward()
             optimizer.step()
-    assert all(torch.equal(a, b) for a, b in zip(nets[0].parameters(), nets[1].parameters()))
-    assert all(not torch.equal(a, b) for a, b in zip(nets[0].parameters(), start))  # every tensor stepped
+    for a, b, s in zip(nets[0].parameters(), nets[1].parameters(), start):
+        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7)
+        assert (a - s).abs().max() > 1e-4  # every tensor stepped
 
 
 def test_an_overlapped_update_leaves_the_checkpoint_state_alone_until_the_next_round():

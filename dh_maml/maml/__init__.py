@@ -1,5 +1,5 @@
 """MAML with a TRPO outer step (Finn et al. 2017): the inner step (``inner``), the learner's exact
-second-order terms (``task_terms`` on ``mlp_products``, or the autograd ``reference``), the TRPO step
+second-order terms (``task_terms`` on ``policies.mlp_products``, or the autograd ``reference``), the TRPO step
 (``learner``), the observer side (``rollouts``) and the meta-test (``meta_test``)."""
 
 from dh_maml.algorithms import Algorithm, PlotKeys

@@ -21,8 +21,9 @@ from torch import Tensor
 from dh_maml.algorithms import split_evenly
 from dh_maml.maml.inner import TaskGroup, step_sizes
 from dh_maml.maml.reference import AutogradBlock
-from dh_maml.maml.task_terms import FlatBatch, ParamLayout, TaskBlock, Values, fast_path_unsupported
+from dh_maml.maml.task_terms import FlatBatch, ParamLayout, TaskBlock, Values
 from dh_maml.policies import Policy
+from dh_maml.policies.mlp_products import fast_path_unsupported
 from dh_maml.trpo import TRPOStats, flat, trpo_step
 
 if TYPE_CHECKING:

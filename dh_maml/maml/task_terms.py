@@ -25,24 +25,10 @@ from torch import Tensor
 from torch.distributions import Distribution, kl_divergence
 
 from dh_maml.episodes import EpisodeBatch, episode_weights
-from dh_maml.maml.mlp_products import Backprop, Layer, MLPPass
-from dh_maml.policies import CategoricalMLPPolicy, GaussianMLPPolicy, Policy
+from dh_maml.policies import Policy
+from dh_maml.policies.mlp_products import Backprop, Layer, MLPPass
 
 Values = list[Tensor]  # one tensor per policy parameter, in parameter order
-
-
-FAST_ACTIVATIONS = ("tanh", "relu")
-
-
-def fast_path_unsupported(policy: Policy) -> str | None:
-    """Why the kept-pass products cannot take ``policy`` apart, or None when they can: they know the MLP
-    body with tanh or relu and the heads of the package's own Gaussian and categorical policies, nothing
-    a subclass may have changed."""
-    if type(policy) not in (GaussianMLPPolicy, CategoricalMLPPolicy):
-        return f"{type(policy).__name__} is not one of the package's MLP policies"
-    if policy.activation not in FAST_ACTIVATIONS:
-        return f"activation {policy.activation!r} (the fast path has {', '.join(FAST_ACTIVATIONS)})"
-    return None
 
 
 @dataclass(frozen=True)

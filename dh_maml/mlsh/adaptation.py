@@ -124,7 +124,7 @@ def flat_ppo(
                 env, flat, [master], [task], horizon, mlsh_spec.macro_len, 0.0, _iteration_seed(seed, i)
             )
             samples = subpolicy_segments(roll, mlsh_spec.macro_len, mlsh_spec.gamma, mlsh_spec.gae_lambda).samples
-            learn(mlsh_spec, flat[0].evaluate, optimizer, samples, sub_minibatch(mlsh_spec, len(samples)), generator)
+            learn(mlsh_spec, flat[0], optimizer, samples, sub_minibatch(mlsh_spec, len(samples)), generator)
             returns[k, i] = roll.episode_returns().mean().item()
     return Curves(returns, np.zeros((len(tasks), iterations, 0)))
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import copy
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Any
 
@@ -154,7 +154,7 @@ def subpolicy_segments(
 
 def learn(
     spec: MLSHSpec,
-    evaluate: Callable[[Tensor, Tensor], tuple[Tensor, Tensor, Tensor]],
+    model: ActorCritic,
     optimizer: torch.optim.Optimizer,
     samples: Samples,
     minibatch: int,
@@ -165,7 +165,7 @@ def learn(
     is exactly the advantage actor-critic one)."""
     epochs, size = (1, len(samples)) if spec.update == "a2c" else (spec.epochs, minibatch)
     weights = LossWeights(spec.value_coef, spec.entropy_coef, spec.max_grad_norm)
-    ppo_update(evaluate, optimizer, samples, spec.clip, epochs, size, generator, weights)
+    ppo_update(model, optimizer, samples, spec.clip, epochs, size, generator, weights)
 
 
 def sub_minibatch(spec: MLSHSpec, samples: int) -> int:
@@ -267,7 +267,7 @@ def run_slots(
     for job, (master, optimizer), roll in zip(jobs, masters, rolls):
         learn(
             spec,
-            master.evaluate,
+            master,
             optimizer,
             master_samples(roll, spec.macro_len, spec.gamma, spec.gae_lambda),
             spec.master_minibatch,
@@ -311,9 +311,7 @@ class SubPolicyLearner:
         parts = split_by_subpolicy(pooled.samples, pooled.owner, len(self.subpolicies))
         for sub, optimizer, samples in zip(self.subpolicies, self.optimizers, parts):
             if len(samples):
-                learn(
-                    self.spec, sub.evaluate, optimizer, samples, sub_minibatch(self.spec, len(samples)), self.generator
-                )
+                learn(self.spec, sub, optimizer, samples, sub_minibatch(self.spec, len(samples)), self.generator)
         return [len(p) for p in parts]
 
     def state_dict(self) -> dict[str, Any]:

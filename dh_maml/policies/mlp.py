@@ -97,7 +97,7 @@ class Policy(nn.Module):
     def dist(self, params: Params, obs: Tensor) -> Distribution:
         return self.distribution(self.outputs(params, obs))
 
-    # The learner takes a policy apart as an MLP body plus a small head (see maml/mlp_products.py).
+    # The learner takes a policy apart as an MLP body plus a small head (see mlp_products.py).
     activation: str
     # Whether each action dimension's log-density depends on one body output and one entry of each head
     # parameter only, so the head's Hessian is diagonal in them (see maml/task_terms.Head).
