@@ -230,10 +230,10 @@ def cmd_test(args: argparse.Namespace) -> int:
     state = load_checkpoint(saved)
     trainer, algorithm = make_trainer(spec)
     restore(trainer, state, saved)
-    if args.baseline_run is not None and algorithm.load_baseline is None:
+    if args.baseline_run and algorithm.load_baselines is None:
         raise UsageError(f"--baseline-run: {algorithm.name} has no baselines to compare with")
-    baseline = None if args.baseline_run is None else algorithm.load_baseline(Path(args.baseline_run), spec)
-    settings = EvaluationSettings(args.tasks, args.steps, args.seed, True if args.paper_protocol else None, baseline)
+    baselines = algorithm.load_baselines([Path(r) for r in args.baseline_run], spec) if args.baseline_run else None
+    settings = EvaluationSettings(args.tasks, args.steps, args.seed, True if args.paper_protocol else None, baselines)
 
     async def body(agent: Agent) -> int:
         try:
@@ -307,7 +307,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--baseline",
         metavar="NAME",
         help="train one of the algorithm's baselines on the spec instead (MLSH: shared-policy, one flat policy "
-        "on the same tasks and env steps, run named <experiment>-shared); compare with test --baseline-run",
+        "on the same tasks and env steps, run named <experiment>-shared; oracle, the same on tasks of one latent "
+        "goal, e.g. --set env.options.goal=0); compare with test --baseline-run",
     )
     train.add_argument(
         "--set",
@@ -358,8 +359,10 @@ def build_parser() -> argparse.ArgumentParser:
     test.add_argument(
         "--baseline-run",
         metavar="RUN_DIR",
-        help="a run trained with train --baseline, compared with (MLSH: the shared policy, fine-tuned per "
-        "held-out task beside the other methods)",
+        action="append",
+        default=[],
+        help="a run trained with train --baseline, compared with; repeat for several (MLSH: the shared policy "
+        "and each latent goal's oracle, fine-tuned per held-out task beside the other methods)",
     )
     test.add_argument("--tasks", type=_count(1), help="number of held-out tasks (default meta_test.num_tasks)")
     test.add_argument(

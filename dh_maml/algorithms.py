@@ -94,7 +94,7 @@ class EvaluationSettings:
     steps: int | None = None
     seed: int | None = None
     paper_protocol: bool | None = None
-    baseline: Any = None  # what ``Algorithm.load_baseline`` read from a baseline's run, compared with
+    baselines: Any = None  # what ``Algorithm.load_baselines`` read from the baselines' runs, compared with
 
 
 @dataclass(frozen=True)
@@ -119,11 +119,11 @@ class Algorithm:
     headline: tuple[tuple[str, str], ...]  # (label, metric key) pairs the progress line shows
     plots: PlotKeys
     # baselines a spec can be turned into (``launch.py train --baseline NAME``), which the evaluation then
-    # compares with when given such a run (``launch.py test --baseline-run RUN``)
+    # compares with when given such runs (``launch.py test --baseline-run RUN``, repeatable)
     baselines: dict[str, Callable[[Any], Any]] = field(default_factory=dict)
-    # (run directory, tested spec) -> what the evaluation compares with; read before the world starts, so a
+    # (run directories, tested spec) -> what the evaluation compares with; read before the world starts, so a
     # run that does not fit fails at once
-    load_baseline: Callable[[Path, Any], Any] | None = None
+    load_baselines: Callable[[list[Path], Any], Any] | None = None
 
 
 def names() -> list[str]:

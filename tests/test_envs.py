@@ -416,6 +416,24 @@ def test_ant_bandits_pays_only_near_the_latent_goal_and_never_shows_which():
     assert [family.latent(t) for t in (AntBanditsTask(0), AntBanditsTask(1))] == ["top", "right"]
 
 
+@pytest.mark.parametrize("family_name", ["movement-bandits", "ant-bandits"])
+def test_a_two_goal_familys_goal_option_fixes_every_tasks_paying_goal(family_name):
+    from dh_maml.envs import make_family
+    from dh_maml.spec import EnvSpec, SpecError
+
+    free = make_family(EnvSpec(family_name))
+    assert {free.latent(t) for t in free.sample_tasks(32, np.random.default_rng(0))} == {
+        free.latent(free.Task(0)),
+        free.latent(free.Task(1)),
+    }
+    for goal in (0, 1):
+        fixed = make_family(EnvSpec(family_name, options={"goal": goal}))
+        assert fixed.sample_tasks(32, np.random.default_rng(0)) == [fixed.Task(goal)] * 32
+        assert fixed.held_out_tasks(4, np.random.default_rng(1)) == [fixed.Task(goal)] * 4
+    with pytest.raises(SpecError, match=r"env\.options\.goal: expected a value <= 1, got 2"):
+        make_family(EnvSpec(family_name, options={"goal": 2}))
+
+
 def test_ant_bandits_episodes_end_only_at_the_horizon_and_the_shaped_reward_is_progress_less_costs():
     from dh_maml.envs.ant_bandits import GOALS, AntBandits, AntBanditsOptions, AntBanditsTask
 

@@ -365,7 +365,7 @@ def test_the_shared_policy_is_fine_tuned_from_its_weights_and_flat_ppo_from_scra
 
 
 def test_shared_policy_spec_keeps_the_budget_and_drops_the_hierarchy(tmp_path):
-    from dh_maml.mlsh.shared import shared_policy_spec, shared_policy_weights
+    from dh_maml.mlsh.shared import load_baselines, shared_policy_spec
     from dh_maml.run_dir import write_spec
     from dh_maml.spec import SpecError, load_spec
 
@@ -378,11 +378,59 @@ def test_shared_policy_spec_keeps_the_budget_and_drops_the_hierarchy(tmp_path):
     assert shared.experiment.name == "mlsh-movement-bandits-shared" and shared.env == spec.env
     write_spec(spec, tmp_path)  # an MLSH run, not a shared-policy one
     with pytest.raises(SpecError, match="expected a run trained with 'launch\\.py train --baseline shared-policy'"):
-        shared_policy_weights(tmp_path, spec)
+        load_baselines([tmp_path], spec)
     write_spec(shared, tmp_path)
     other = load_spec(ROOT / "specs/mlsh-movement-bandits.yaml", ["policy.hidden_sizes=[8]"])
     with pytest.raises(SpecError, match="its policy section differs"):
-        shared_policy_weights(tmp_path, other)
+        load_baselines([tmp_path], other)
+
+
+def _baseline_run(path, spec):
+    from dh_maml.checkpoint import save_checkpoint
+    from dh_maml.run_dir import checkpoint_path, write_spec
+
+    write_spec(spec, path)
+    weights = {"w": torch.full((2,), float(len(str(path))))}  # tells the runs apart
+    save_checkpoint({"iteration": 1, "subpolicies": weights}, checkpoint_path(path))
+    return weights
+
+
+def test_an_oracle_is_the_shared_policy_on_one_latent_goal_and_is_told_apart_from_it(tmp_path):
+    from dh_maml.mlsh.shared import load_baselines, oracle_spec, shared_policy_spec
+    from dh_maml.spec import SpecError, load_spec
+
+    spec = load_spec(ROOT / "specs/mlsh-movement-bandits.yaml")
+    with pytest.raises(SpecError, match="--baseline oracle: every task of movement-bandits must have the same latent"):
+        oracle_spec(spec)
+    oracle = oracle_spec(load_spec(ROOT / "specs/mlsh-movement-bandits.yaml", ["env.options.goal=1"]))
+    assert oracle.experiment.name == "mlsh-movement-bandits-oracle-1"
+    assert oracle.mlsh == shared_policy_spec(spec).mlsh and oracle.env.options["goal"] == 1
+    runs = {name: tmp_path / name for name in ("shared", "oracle-one", "oracle-two")}
+    shared = _baseline_run(runs["shared"], shared_policy_spec(spec))
+    one = _baseline_run(runs["oracle-one"], oracle)
+    baselines = load_baselines([runs["oracle-one"], runs["shared"]], spec)
+    assert baselines.shared is not None and torch.equal(baselines.shared["w"], shared["w"])
+    assert list(baselines.oracles) == ["1"] and torch.equal(baselines.oracles["1"]["w"], one["w"])
+    _baseline_run(runs["oracle-two"], oracle)
+    with pytest.raises(SpecError, match="a second oracle of latent goal 1"):
+        load_baselines([runs["oracle-one"], runs["oracle-two"]], spec)
+    unshaped = load_spec(ROOT / "specs/mlsh-movement-bandits.yaml", ["env.options.goal=0", "env.options.shaped=false"])
+    _baseline_run(runs["oracle-two"], oracle_spec(unshaped))
+    with pytest.raises(SpecError, match="its env section differs"):  # only the goal may differ
+        load_baselines([runs["oracle-two"]], spec)
+
+
+def test_the_report_measures_mlsh_against_each_latents_oracle():
+    from dh_maml.mlsh.adaptation import Curves, summarize_curves
+
+    returns = np.array([[0.0, 4.0], [0.0, 2.0], [0.0, 6.0]])  # window: iteration 2
+    curves = {m: Curves(returns, np.ones((3, 2, 2))) for m in ("mlsh", "flat-ppo")}
+    report = summarize_curves(["0", "1", "0"], [1, 2, 3], curves, {"0": np.array([[1.0, 8.0], [1.0, 12.0]])})
+    assert report.of_oracle == {"0": pytest.approx(5.0 / 10.0)}
+    assert report.oracle_curves == {"0": [[1.0, 8.0], [1.0, 12.0]]}
+    assert any("50 % on latent 0" in line for line in report.report())
+    zero = summarize_curves(["0", "1", "0"], [1, 2, 3], curves, {"1": np.zeros((1, 2))})
+    assert zero.of_oracle == {"1": None} and any("n/a on latent 1" in line for line in zero.report())
 
 
 def test_fused_adam_steps_like_the_per_tensor_loop():

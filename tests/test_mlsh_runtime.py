@@ -138,8 +138,8 @@ def test_a_killed_observer_is_dropped_and_its_slots_run_on_the_other(tmp_path, l
     assert all(r["env_steps"] == 4 * 20 * 50 for r in records)  # every slot ran every round
 
 
-def test_adaptation_test_compares_four_methods_whoever_runs_it(tmp_path, launcher):
-    run, shared = tmp_path / "run", tmp_path / "shared"
+def test_adaptation_test_compares_every_method_whoever_runs_it(tmp_path, launcher):
+    run, shared, oracle = tmp_path / "run", tmp_path / "shared", tmp_path / "oracle"
     scheduled = [
         "--set",
         "meta_test.every=2",
@@ -172,6 +172,11 @@ def test_adaptation_test_compares_four_methods_whoever_runs_it(tmp_path, launche
         *SMALL,
     ).wait()
     assert code == 0 and "training mlsh-movement-bandits-shared" in out, out + err
+    code, out, err = launcher(
+        "train", "--spec", SPEC, "--baseline", "oracle", "--set", "env.options.goal=1", "--iterations", 1,
+        "--run-dir", oracle, "--observers", 0, *SMALL,
+    ).wait()  # fmt: skip
+    assert code == 0 and "training mlsh-movement-bandits-oracle-1" in out, out + err
     reports = {}
     for observers in (0, 2):
         dest = tmp_path / f"a{observers}.json"
@@ -189,10 +194,12 @@ def test_adaptation_test_compares_four_methods_whoever_runs_it(tmp_path, launche
             dest,
             "--baseline-run",
             shared,
+            "--baseline-run",
+            oracle,
         ).wait()
         assert code == 0, out + err
         assert "flat-ppo" in out and "untrained-subpolicies" in out and "bits" in out
-        assert "shared-policy" in out and "the shared policy's on" in out
+        assert "shared-policy" in out and "the shared policy's on" in out and "oracle of latent 1" in out
         reports[observers] = json.loads(dest.read_text())
     report = reports[2]
     assert sorted(report["curves"]) == ["flat-ppo", "mlsh", "shared-policy", "untrained-subpolicies"]
@@ -200,12 +207,16 @@ def test_adaptation_test_compares_four_methods_whoever_runs_it(tmp_path, launche
     assert report["window"] == [2] and set(report["latents"]) <= {"0", "1"}
     assert 0 <= report["mlsh_beats_flat"] <= 4 and 0.0 <= report["mutual_information_bits"] <= 1.0
     assert 0 <= report["mlsh_beats_shared"] <= 4 and report["curves"]["shared-policy"] != report["curves"]["flat-ppo"]
-    assert reports[0]["curves"] == reports[2]["curves"]
+    ones = [i for i, latent in enumerate(report["latents"]) if latent == "1"]
+    assert np.shape(report["oracle_curves"].get("1", [])) == (len(ones), 2) and set(report["of_oracle"]) <= {"1"}
+    assert reports[0]["curves"] == reports[2]["curves"] and reports[0]["oracle_curves"] == report["oracle_curves"]
     assert (tmp_path / "a2.png").stat().st_size > 0
     code, out, err = launcher("test", "--run", run, "--tasks", 2, "--steps", 1, "--baseline-run", run).wait()
     assert code == 2 and "expected a run trained with 'launch.py train --baseline shared-policy'" in err, out + err
     code, out, err = launcher("train", "--spec", SPEC, "--baseline", "flat", "--run-dir", tmp_path / "x").wait()
-    assert code == 2 and "--baseline flat: mlsh offers shared-policy" in err, out + err
+    assert code == 2 and "--baseline flat: mlsh offers oracle, shared-policy" in err, out + err
+    code, out, err = launcher("train", "--spec", SPEC, "--baseline", "oracle", "--run-dir", tmp_path / "x").wait()
+    assert code == 2 and "--baseline oracle: every task of movement-bandits must have the same latent" in err
 
 
 def test_mutual_information_of_choices_and_latent_goals():

@@ -16,10 +16,11 @@ costs, survival bonus).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
+from dh_maml.config import bounds
 from dh_maml.envs.movement_bandits import TwoGoalBandits
 from dh_maml.envs.mujoco import AntVectorEnv, Motion
 
@@ -31,6 +32,7 @@ RADIUS = 1.0
 @dataclass(frozen=True)
 class AntBanditsOptions:
     shaped: bool = False  # add the speed towards the paying goal and the Ant's own reward terms
+    goal: int | None = field(default=None, metadata=bounds(0, 1))  # every task pays here (a per-goal oracle's)
 
 
 @dataclass(frozen=True)

@@ -14,11 +14,12 @@ iteration, for training only (evaluation reports the sparse reward).
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import gymnasium as gym
 import numpy as np
 
+from dh_maml.config import bounds
 from dh_maml.envs.base import ArrayVectorEnv, TaskFamily
 
 SIZE, START, STEP, RADIUS = 400.0, 200.0, 20.0, 50.0
@@ -28,6 +29,7 @@ MOVES = np.array([[0, 0], [STEP, 0], [-STEP, 0], [0, STEP], [0, -STEP]], dtype=n
 @dataclass(frozen=True)
 class MovementBanditsOptions:
     shaped: bool = False  # sparse reward minus distance / 400
+    goal: int | None = field(default=None, metadata=bounds(0, 1))  # every task pays here (a per-goal oracle's)
 
 
 @dataclass(frozen=True)
@@ -67,13 +69,17 @@ class MovementBanditsVectorEnv(ArrayVectorEnv):
 
 
 class TwoGoalBandits(TaskFamily):
-    """Two goals, one pays: the task is the paying goal's index (``Task(correct)``), drawn with equal odds.
-    Training may shape the reward (``options.shaped``); evaluation reports the sparse one."""
+    """Two goals, one pays: the task is the paying goal's index (``Task(correct)``), drawn with equal odds, or
+    always ``options.goal`` where set (what a per-goal oracle trains on). Training may shape the reward
+    (``options.shaped``); evaluation reports the sparse one."""
 
     goal_names: tuple[str, str] | None = None  # how results name each latent goal (its index if None)
 
     def sample_tasks(self, n: int, rng: np.random.Generator) -> list:
-        return [self.Task(int(c)) for c in rng.integers(0, 2, size=n)]
+        correct = rng.integers(0, 2, size=n)
+        if self.options.goal is not None:
+            correct[:] = self.options.goal
+        return [self.Task(int(c)) for c in correct]
 
     def latent(self, task: MovementBanditsTask) -> int | str:
         return task.correct if self.goal_names is None else self.goal_names[task.correct]

@@ -5,7 +5,7 @@ observer side (``rollouts``) and the adaptation test (``adaptation``)."""
 from dh_maml.algorithms import Algorithm, PlotKeys
 from dh_maml.mlsh.adaptation import adaptation_test
 from dh_maml.mlsh.rollouts import MLSHRollouts
-from dh_maml.mlsh.shared import shared_policy_spec, shared_policy_weights
+from dh_maml.mlsh.shared import load_baselines, oracle_spec, shared_policy_spec
 from dh_maml.mlsh.trainer import MLSHTrainer
 
 ALGORITHM = Algorithm(
@@ -14,8 +14,8 @@ ALGORITHM = Algorithm(
     rollouts=MLSHRollouts,
     evaluate=adaptation_test,
     evaluation_name="adaptation",
-    baselines={"shared-policy": shared_policy_spec},
-    load_baseline=shared_policy_weights,
+    baselines={"shared-policy": shared_policy_spec, "oracle": oracle_spec},
+    load_baselines=load_baselines,
     headline=(("return", "returns/mean"), ("adapted", "returns/last")),
     plots=PlotKeys(
         curves=(

@@ -9,7 +9,9 @@ initialised sub-policies) and, given a shared-policy run, ``shared-policy``
 same env steps, fine-tuned per task as flat PPO trains). If the sub-policies
 learned something shared, ``mlsh`` is ahead from the first iterations and the
 master's choice tells which latent goal the task has; if the hierarchy is what
-helps, it is also ahead of ``shared-policy``.
+helps, it is also ahead of ``shared-policy``. Given a latent goal's oracle (a
+flat policy trained where that goal always pays), ``oracle`` fine-tunes it on
+that goal's held-out tasks: the return MLSH would reach if it knew the goal.
 """
 
 from __future__ import annotations
@@ -30,14 +32,15 @@ from dh_maml.envs.base import TaskFamily, TaskVectorEnv
 from dh_maml.mlsh.policies import SubPolicies, make_master
 from dh_maml.mlsh.ppo import adam
 from dh_maml.mlsh.sampling import sample_hierarchy
+from dh_maml.mlsh.shared import Baselines
 from dh_maml.mlsh.updates import SlotJob, learn, run_slots, sub_minibatch, subpolicy_segments
 from dh_maml.seeding import Stream, stream_rng
 
 if TYPE_CHECKING:
     from dh_maml.spec import MLSHSpec, PolicySpec
 
-METHODS = ("mlsh", "flat-ppo", "untrained-subpolicies", "shared-policy")
-FLAT = ("flat-ppo", "shared-policy")  # one policy per task, trained with PPO
+METHODS = ("mlsh", "flat-ppo", "untrained-subpolicies", "shared-policy")  # run on every held-out task
+FLAT = ("flat-ppo", "shared-policy", "oracle")  # one policy per task, trained with PPO
 
 
 @dataclass
@@ -163,25 +166,40 @@ def held_out(family: TaskFamily, num_tasks: int, seed: int) -> tuple[list, list[
 
 
 def adaptation_jobs(
-    tasks: Sequence, seeds: Sequence[int], shared: dict[str, torch.Tensor] | None = None
+    tasks: Sequence, seeds: Sequence[int], latents: Sequence[str], baselines: Baselines | None = None
 ) -> list[AdaptationJob]:
     """The masters of a method adapt side by side in one job; the flat methods train one policy per task, one
-    job each (``shared-policy`` only given the shared policy's weights)."""
+    job each (``shared-policy`` and ``oracle`` only given their weights, an oracle on its latent's tasks)."""
+    baselines = baselines or Baselines()
     together = [AdaptationJob(m, list(tasks), list(seeds)) for m in ("mlsh", "untrained-subpolicies")]
     flat = [AdaptationJob("flat-ppo", [t], [s]) for t, s in zip(tasks, seeds)]
-    if shared is not None:
-        flat += [AdaptationJob("shared-policy", [t], [s], shared) for t, s in zip(tasks, seeds)]
+    if baselines.shared is not None:
+        flat += [AdaptationJob("shared-policy", [t], [s], baselines.shared) for t, s in zip(tasks, seeds)]
+    for t, s, latent in zip(tasks, seeds, latents):
+        if latent in baselines.oracles:
+            flat.append(AdaptationJob("oracle", [t], [s], baselines.oracles[latent]))
     return together + flat
 
 
 def joined(jobs: Sequence[AdaptationJob], results: Sequence[Curves]) -> dict[str, Curves]:
-    """Each method's curves over all tasks, in task order."""
+    """Each method's curves over all tasks, in task order (the oracles apart: ``oracle_returns``)."""
     out = {}
     for method in METHODS:
         parts = [c for j, c in zip(jobs, results) if j.method == method]
         if parts:
             out[method] = Curves(np.concatenate([c.returns for c in parts]), np.concatenate([c.choices for c in parts]))
     return out
+
+
+def oracle_returns(
+    jobs: Sequence[AdaptationJob], results: Sequence[Curves], latent: Callable[[Any], str]
+) -> dict[str, np.ndarray]:
+    """Each oracle's returns [its latent's tasks, iterations], in task order."""
+    out: dict[str, list[np.ndarray]] = {}
+    for job, curves in zip(jobs, results):
+        if job.method == "oracle":
+            out.setdefault(latent(job.tasks[0]), []).append(curves.returns[0])
+    return {k: np.stack(v) for k, v in out.items()}
 
 
 def mutual_information_bits(latents: Sequence[Any], choices: np.ndarray) -> float:
@@ -209,6 +227,9 @@ class AdaptationReport:
     mlsh_beats_flat: int  # tasks where MLSH's area is larger than flat PPO's
     mutual_information_bits: float  # chosen sub-policy vs latent goal, MLSH over the window
     mlsh_beats_shared: int | None = None  # tasks where MLSH's area is larger than the shared policy's
+    oracle_curves: dict[str, list[list[float]]] = dataclasses.field(default_factory=dict)  # latent -> [task][it.]
+    # latent -> MLSH's mean return over the window on that latent's tasks / the oracle's (None: oracle's <= 0)
+    of_oracle: dict[str, float | None] = dataclasses.field(default_factory=dict)
 
     @property
     def methods(self) -> list[str]:
@@ -223,7 +244,16 @@ class AdaptationReport:
         for method in self.methods:
             late = "  ".join(f"latent {k}: {v:6.2f}" for k, v in self.late_by_latent[method].items())
             lines.append(f"{method:>22}: mean return over {window}  {late}")
+        for latent, curves in self.oracle_curves.items():
+            late = float(np.mean(np.asarray(curves)[:, [w - 1 for w in self.window]]))
+            lines.append(f"{'oracle of latent ' + latent:>22}: mean return over {window}  {late:6.2f}")
         shared = "" if self.mlsh_beats_shared is None else f", the shared policy's on {self.mlsh_beats_shared}"
+        if self.of_oracle:
+            shares = ", ".join(
+                f"{'n/a' if share is None else f'{100 * share:.0f} %'} on latent {latent}"
+                for latent, share in self.of_oracle.items()
+            )
+            lines.append(f"MLSH's mean return over {window} against the per-goal oracle's: {shares}")
         return [
             *lines,
             f"MLSH's area under the first {self.iterations} iterations beats flat PPO's on {self.mlsh_beats_flat} "
@@ -248,13 +278,21 @@ async def adaptation_test(gather: Gather, trainer: Trainer, settings: Evaluation
     seed = spec.meta_test.seed if settings.seed is None else settings.seed
     family = trainer.family.for_evaluation()
     tasks, seeds = held_out(family, spec.meta_test.num_tasks if settings.tasks is None else settings.tasks, seed)
-    jobs = adaptation_jobs(tasks, seeds, settings.baseline)
+    latent = lambda task: str(family.latent(task))
+    jobs = adaptation_jobs(tasks, seeds, [latent(t) for t in tasks], settings.baselines)
     weights = trainer.cpu_weights()
     curves = await gather(MLSHRollouts.adaptation, jobs, lambda job: (weights, job, iterations, spec.mlsh.flat_lr))
-    return summarize_curves([family.latent(t) for t in tasks], seeds, joined(jobs, curves))
+    return summarize_curves(
+        [latent(t) for t in tasks], seeds, joined(jobs, curves), oracle_returns(jobs, curves, latent)
+    )
 
 
-def summarize_curves(latents: Sequence[Any], seeds: Sequence[int], curves: dict[str, Curves]) -> AdaptationReport:
+def summarize_curves(
+    latents: Sequence[Any],
+    seeds: Sequence[int],
+    curves: dict[str, Curves],
+    oracles: dict[str, np.ndarray] | None = None,
+) -> AdaptationReport:
     iterations = curves["mlsh"].returns.shape[1]
     window = list(range(iterations // 2 + 1, iterations + 1))  # 6..10 for 10 iterations
     cols = [w - 1 for w in window]
@@ -269,6 +307,9 @@ def summarize_curves(latents: Sequence[Any], seeds: Sequence[int], curves: dict[
     auc = {m: c.returns.sum(1).tolist() for m, c in curves.items()}
     beats = lambda other: int(sum(a > b for a, b in zip(auc["mlsh"], auc[other])))
     mi = mutual_information_bits(names, curves["mlsh"].choices[:, cols].sum(1))
+    oracles = oracles or {}
+    oracle_late = {k: float(v[:, cols].mean()) for k, v in oracles.items()}
+    of_oracle = {k: late["mlsh"][k] / v if v > 0 else None for k, v in oracle_late.items() if k in late["mlsh"]}
     return AdaptationReport(
         iterations,
         window,
@@ -280,6 +321,8 @@ def summarize_curves(latents: Sequence[Any], seeds: Sequence[int], curves: dict[
         beats("flat-ppo"),
         mi,
         beats("shared-policy") if "shared-policy" in curves else None,
+        {k: v.tolist() for k, v in oracles.items()},
+        of_oracle,
     )
 
 
@@ -305,6 +348,8 @@ def write_report(result: AdaptationReport, out: str | Path, title: str) -> list[
     for label in sorted(set(result.latents)):
         rows = [i for i, n in enumerate(result.latents) if n == label]
         ax.plot(x, mlsh[rows].mean(0), linestyle="--", linewidth=1, label=f"mlsh, latent {label}")
+    for label, curves in result.oracle_curves.items():
+        ax.plot(x, np.asarray(curves).mean(0), linestyle=":", linewidth=1.5, label=f"oracle, latent {label}")
     ax.set_xlabel("adaptation iteration (fresh master)")
     ax.set_ylabel("mean episode return")
     ax.set_title(f"{title}: {len(result.latents)} held-out tasks (± s.e.)")

@@ -1,23 +1,39 @@
-"""The shared-policy baseline: one flat policy meta-trained on MLSH's task distribution, no hierarchy.
+"""The flat baselines: one policy meta-trained on MLSH's task distribution, no hierarchy.
 
-It is trained by MLSH's own machinery as a hierarchy of one sub-policy (the
-master's choice is trivial) that every task updates in every iteration, credited
-over whole episodes. Iterations, task slots and episodes stay the spec's, so it
-sees the same tasks and env steps as the MLSH run it is compared with; the
-adaptation test then fine-tunes it per held-out task as flat PPO trains.
+``shared-policy`` is trained by MLSH's own machinery as a hierarchy of one
+sub-policy (the master's choice is trivial) that every task updates in every
+iteration, credited over whole episodes. Iterations, task slots and episodes
+stay the spec's, so it sees the same tasks and env steps as the MLSH run it is
+compared with; the adaptation test then fine-tunes it per held-out task as flat
+PPO trains. ``oracle`` is the same, trained where every task has one latent
+goal (a family option such as ``env.options.goal``): the return a flat policy
+reaches when it knows which goal pays, which MLSH's is measured against.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from dh_maml.checkpoint import load_checkpoint
 from dh_maml.config import SpecError
+from dh_maml.envs import make_family
 from dh_maml.run_dir import checkpoint_path, read_run_spec
 from dh_maml.spec import Spec
+
+Weights = dict[str, torch.Tensor]
+
+
+@dataclass
+class Baselines:
+    """What the adaptation test compares MLSH with, besides its own controls."""
+
+    shared: Weights | None = None  # the shared policy's weights
+    oracles: dict[str, Weights] = field(default_factory=dict)  # latent goal -> that goal's oracle's weights
 
 
 def shared_policy_spec(spec: Spec) -> Spec:
@@ -30,23 +46,66 @@ def shared_policy_spec(spec: Spec) -> Spec:
     return dataclasses.replace(spec, mlsh=flat, experiment=experiment)
 
 
-def shared_policy_weights(run_dir: str | Path, spec: Spec) -> dict[str, torch.Tensor]:
-    """The flat policy of ``run_dir``, a run trained with ``launch.py train --baseline shared-policy`` on the family,
-    options and policy of ``spec``; a ``SpecError`` saying what differs otherwise."""
-    shared = read_run_spec(run_dir)
-    problems = []
-    if shared.experiment.algorithm != "mlsh" or shared.mlsh.num_subpolicies != 1 or shared.mlsh.warmup != 0:
-        problems.append(
-            f"--baseline-run {run_dir}: expected a run trained with 'launch.py train --baseline shared-policy' "
-            f"(MLSH with one sub-policy and no warm-up), got {shared.experiment.algorithm} with "
-            f"{shared.mlsh.num_subpolicies} sub-policies and warm-up {shared.mlsh.warmup}"
+def fixed_latent(spec: Spec) -> str | None:
+    """The one latent goal every task of ``spec``'s family has, or None where tasks differ in it."""
+    family = make_family(spec.env)
+    latents = {str(family.latent(t)) for t in family.sample_tasks(64, np.random.default_rng(0))}
+    return latents.pop() if len(latents) == 1 else None
+
+
+def oracle_spec(spec: Spec) -> Spec:
+    """``spec``'s per-goal oracle, named ``<experiment>-oracle-<latent>``: the shared-policy baseline on a family
+    whose tasks all have one latent goal."""
+    latent = fixed_latent(spec)
+    if latent is None:
+        raise SpecError(
+            [
+                f"--baseline oracle: every task of {spec.env.family} must have the same latent goal, so fix it "
+                "with the family's option (e.g. --set env.options.goal=0)"
+            ]
         )
-    for section in ("env", "policy"):
-        if getattr(shared, section) != getattr(spec, section):
+    shared = shared_policy_spec(spec)
+    experiment = dataclasses.replace(shared.experiment, name=f"{spec.experiment.name}-oracle-{latent}")
+    return dataclasses.replace(shared, experiment=experiment)
+
+
+def _without_goal(env_options: dict) -> dict:
+    return {k: v for k, v in env_options.items() if k != "goal"}
+
+
+def load_baselines(run_dirs: list[Path], spec: Spec) -> Baselines:
+    """The flat policies of ``run_dirs``, runs trained with ``launch.py train --baseline shared-policy`` or
+    ``--baseline oracle`` on the family, options (but for the oracle's fixed goal) and policy of ``spec``; a
+    ``SpecError`` saying what differs otherwise."""
+    baselines, problems = Baselines(), []
+    tested_fixed = fixed_latent(spec) is not None
+    for run_dir in run_dirs:
+        run = read_run_spec(run_dir)
+        if run.experiment.algorithm != "mlsh" or run.mlsh.num_subpolicies != 1 or run.mlsh.warmup != 0:
+            problems.append(
+                f"--baseline-run {run_dir}: expected a run trained with 'launch.py train --baseline shared-policy' "
+                f"or '--baseline oracle' (MLSH with one sub-policy and no warm-up), got {run.experiment.algorithm} "
+                f"with {run.mlsh.num_subpolicies} sub-policies and warm-up {run.mlsh.warmup}"
+            )
+            continue
+        latent = None if tested_fixed else fixed_latent(run)
+        env = dataclasses.replace(run.env, options=_without_goal(run.env.options)) if latent else run.env
+        differ = [(k, theirs) for k, theirs in (("env", env), ("policy", run.policy)) if theirs != getattr(spec, k)]
+        for section, theirs in differ:
             problems.append(
                 f"--baseline-run {run_dir}: its {section} section differs from the tested run's "
-                f"({getattr(shared, section)} against {getattr(spec, section)})"
+                f"({theirs} against {getattr(spec, section)})"
             )
+        if differ:
+            continue
+        weights = load_checkpoint(checkpoint_path(run_dir))["subpolicies"]
+        if latent is None and baselines.shared is None:
+            baselines.shared = weights
+        elif latent is not None and latent not in baselines.oracles:
+            baselines.oracles[latent] = weights
+        else:
+            what = "shared policy" if latent is None else f"oracle of latent goal {latent}"
+            problems.append(f"--baseline-run {run_dir}: a second {what}; give each baseline once")
     if problems:
-        raise SpecError(problems, str(Path(run_dir) / "spec.yaml"))
-    return load_checkpoint(checkpoint_path(run_dir))["subpolicies"]
+        raise SpecError(problems, ", ".join(str(Path(r) / "spec.yaml") for r in run_dirs))
+    return baselines
