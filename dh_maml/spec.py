@@ -52,6 +52,9 @@ class PolicySpec:
     nonlinearity: str = field(default="tanh", metadata=one_of("tanh", "relu"))
     init_std: float = field(default=1.0, metadata=bounds(0.0, lo_open=True))
     min_std: float = field(default=1e-6, metadata=bounds(0.0, lo_open=True))
+    # the output layer's initial weights times this: below 1 the first actions sit near the mean 0 whatever
+    # the observation (an Ant whose initial policy outputs about ±1 jumps out of its healthy range; docs/ant.md)
+    init_output_scale: float = field(default=1.0, metadata=bounds(0.0, lo_open=True))
 
 
 @dataclass

@@ -80,3 +80,26 @@ def test_the_gpu_check_runs_its_cpu_path_and_writes_its_figures(tmp_path):
         assert family["devices"]["cpu"]["median_trpo_s"] > 0
         if not family.get("gpu"):
             assert family["devices"]["cuda"] == {"skipped": "CUDA is not available here"}
+
+
+def test_the_ant_probe_splits_the_reward_into_its_terms_and_says_why_episodes_end():
+    import numpy as np
+
+    from bench.ant_episodes import probe
+    from dh_maml.envs import make_family
+    from dh_maml.envs.mujoco import DirectionTask
+    from dh_maml.spec import EnvSpec
+
+    family = make_family(EnvSpec("ant-dir", horizon=30))
+    env = family.make_vector_env(4)
+    env.set_tasks([DirectionTask(1.0), DirectionTask(-1.0)] * 2)
+    still = probe(env, None, "zero", seed=0)
+    assert still["ended"] == {"torso above the healthy range": 0, "torso below it": 0, "not finite": 0, "horizon": 4}
+    assert still["length_mean"] == 30 and still["per_episode"]["control cost"] == 0.0
+    terms = still["per_episode"]
+    parts = terms["task term"] - terms["control cost"] - terms["contact cost"] + terms["survival bonus"]
+    assert terms["survival bonus"] == pytest.approx(30 * 0.05) and terms["reward"] == pytest.approx(parts)
+    shaken = probe(env, None, "noise:3.0", seed=0)  # clipped full torques: the Ant hops out of its range
+    assert shaken["length_mean"] < 30 and shaken["ended"]["torso above the healthy range"] > 0
+    assert sum(shaken["ended"].values()) == 4 and shaken["per_episode"]["control cost"] > 0
+    assert np.isfinite(shaken["per_step"]["reward"])

@@ -1,5 +1,6 @@
 import gymnasium as gym
 import numpy as np
+import pytest
 import torch
 
 from dh_maml.policies import CategoricalMLPPolicy, GaussianMLPPolicy, make_policy
@@ -44,3 +45,21 @@ def test_make_policy_matches_action_space():
     box = gym.spaces.Box(-1, 1, (3,), np.float32)
     assert isinstance(make_policy(box, gym.spaces.Box(-1, 1, (2,)), PolicySpec()), GaussianMLPPolicy)
     assert isinstance(make_policy(box, gym.spaces.Discrete(4), PolicySpec()), CategoricalMLPPolicy)
+
+
+@pytest.mark.parametrize(
+    "space", [gym.spaces.Box(-1.0, 1.0, shape=(2,)), gym.spaces.Discrete(3)], ids=["box", "discrete"]
+)
+def test_init_output_scale_shrinks_the_first_outputs_and_nothing_else(space):
+    obs_space, obs = gym.spaces.Box(-1.0, 1.0, shape=(3,)), torch.randn(5, 3)
+    policies = []
+    for scale in (1.0, 0.01):
+        torch.manual_seed(0)
+        policies.append(make_policy(obs_space, space, PolicySpec(hidden_sizes=[8], init_output_scale=scale)))
+    plain, scaled = policies
+    torch.testing.assert_close(scaled(obs)[0], 0.01 * plain(obs)[0])  # zero biases: the outputs scale alike
+    names = [name for name, _ in plain.named_parameters()]
+    last = plain.layer_keys()[-1][0]
+    for name in names:
+        a, b = plain.get_parameter(name), scaled.get_parameter(name)
+        torch.testing.assert_close(b, 0.01 * a if name == last else a)

@@ -185,12 +185,15 @@ class CategoricalMLPPolicy(Policy):
 
 
 def make_policy(observation_space: gym.Space, action_space: gym.Space, policy_spec: PolicySpec) -> Policy:
-    """The policy matching a family's spaces: Gaussian for Box actions, categorical for Discrete."""
+    """The policy matching a family's spaces: Gaussian for Box actions, categorical for Discrete; the output
+    layer's initial weights scaled by ``policy_spec.init_output_scale``."""
     obs_dim = int(math.prod(observation_space.shape))
     if isinstance(action_space, gym.spaces.Discrete):
-        return CategoricalMLPPolicy(obs_dim, int(action_space.n), policy_spec.hidden_sizes, policy_spec.nonlinearity)
-    if isinstance(action_space, gym.spaces.Box):
-        return GaussianMLPPolicy(
+        policy: Policy = CategoricalMLPPolicy(
+            obs_dim, int(action_space.n), policy_spec.hidden_sizes, policy_spec.nonlinearity
+        )
+    elif isinstance(action_space, gym.spaces.Box):
+        policy = GaussianMLPPolicy(
             obs_dim,
             int(math.prod(action_space.shape)),
             policy_spec.hidden_sizes,
@@ -198,4 +201,10 @@ def make_policy(observation_space: gym.Space, action_space: gym.Space, policy_sp
             policy_spec.init_std,
             policy_spec.min_std,
         )
-    raise TypeError(f"unsupported action space {action_space}: expected Box or Discrete")
+    else:
+        raise TypeError(f"unsupported action space {action_space}: expected Box or Discrete")
+    if policy_spec.init_output_scale != 1.0:
+        weight, _ = policy.layer_keys()[-1]
+        with torch.no_grad():
+            policy.get_parameter(weight).mul_(policy_spec.init_output_scale)
+    return policy

@@ -1,0 +1,125 @@
+#!/usr/bin/env python
+"""What an Ant family's episodes are made of under a policy: their lengths, why they end, and the reward's
+terms per step (task term, control cost, contact cost, survival bonus). The measurements of docs/ant.md.
+
+    python bench/ant_episodes.py --spec specs/ant-dir.yaml                     # the spec's initial policy
+    python bench/ant_episodes.py --spec specs/ant-dir.yaml --set policy.init_output_scale=0.01
+    python bench/ant_episodes.py --run runs/ant-dir/<stamp>                    # a trained (meta-)policy
+    python bench/ant_episodes.py --spec specs/ant-dir.yaml --actions zero      # or: mean, noise:0.5
+
+``--actions``: ``policy`` samples the policy (the default), ``mean`` takes its mean, ``zero`` sends no torque,
+``noise:S`` sends Gaussian torques of standard deviation S whatever the observation. Prints a table and
+writes JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from dh_maml.checkpoint import load_checkpoint  # noqa: E402
+from dh_maml.envs import make_family  # noqa: E402
+from dh_maml.envs.mujoco import AntVectorEnv  # noqa: E402
+from dh_maml.policies import make_policy  # noqa: E402
+from dh_maml.run_dir import checkpoint_path, read_run_spec  # noqa: E402
+from dh_maml.spec import load_spec, with_overrides  # noqa: E402
+
+
+def actions_of(how: str, policy, obs: np.ndarray, rng: np.random.Generator, act_dim: int) -> np.ndarray:
+    if how == "zero":
+        return np.zeros((len(obs), act_dim), dtype=np.float32)
+    if how.startswith("noise:"):
+        return (float(how.split(":", 1)[1]) * rng.standard_normal((len(obs), act_dim))).astype(np.float32)
+    with torch.no_grad():
+        dist = policy.dist(policy.params(), torch.as_tensor(obs, dtype=torch.float32))
+        return (dist.mean if how == "mean" else dist.sample()).numpy()
+
+
+def probe(env: AntVectorEnv, policy, how: str, seed: int) -> dict:
+    """One episode in every sub-env, up to the horizon; the terms as the env computes them."""
+    n, act_dim = env.num_envs, env.action_space.shape[1]
+    rng = np.random.default_rng(seed)
+    torch.manual_seed(seed)
+    obs, _ = env.reset(seed=seed)
+    alive, length = np.ones(n, bool), np.zeros(n, int)
+    ended = {"torso above the healthy range": 0, "torso below it": 0, "not finite": 0, "horizon": 0}
+    terms = {k: np.zeros(n) for k in ("task term", "control cost", "contact cost", "survival bonus", "reward")}
+    high_z = env.healthy_z[1]
+    for _ in range(env.horizon):
+        actions = actions_of(how, policy, obs, rng, act_dim)
+        obs, reward, terminated, truncated, _ = env.step(actions)
+        ctrl = env.ctrl_cost_weight * np.square(actions).sum(1)
+        contact = env.contact_cost_weight * np.square(env._clipped_contact()).reshape(n, -1).sum(1)
+        for key, value in (
+            ("reward", reward),
+            ("control cost", ctrl),
+            ("contact cost", contact),
+            ("survival bonus", np.full(n, env.survive_reward)),
+            ("task term", reward + ctrl + contact - env.survive_reward),
+        ):
+            terms[key] += np.where(alive, value, 0.0)
+        length += alive
+        for i in np.flatnonzero(alive & terminated):
+            z = env._qpos[i, 2]
+            above = "torso above the healthy range" if z > high_z else "torso below it"
+            ended["not finite" if not np.isfinite(z) else above] += 1
+        ended["horizon"] += int((alive & truncated & ~terminated).sum())
+        alive &= ~(terminated | truncated)
+        if not alive.any():
+            break
+    return {
+        "episodes": n,
+        "length_mean": float(length.mean()),
+        "length_median": float(np.median(length)),
+        "ended": ended,
+        "per_episode": {k: float(v.mean()) for k, v in terms.items()},
+        "per_step": {k: float((v / np.maximum(length, 1)).mean()) for k, v in terms.items()},
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--spec", help="an Ant spec (its initial policy), unless --run is given")
+    parser.add_argument("--run", help="a run directory: its spec and latest checkpoint's policy")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="spec overrides")
+    parser.add_argument("--actions", default="policy", help="policy, mean, zero or noise:S (default policy)")
+    parser.add_argument("--episodes", type=int, default=64)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", default=str(ROOT / "bench/results/ant_episodes.json"))
+    args = parser.parse_args()
+    if (args.spec is None) == (args.run is None):
+        parser.error("give one of --spec SPEC or --run RUN_DIR")
+    if args.actions not in ("policy", "mean", "zero") and not args.actions.startswith("noise:"):
+        parser.error(f"--actions: expected policy, mean, zero or noise:S, got {args.actions!r}")
+    torch.set_num_threads(1)
+    spec = with_overrides(read_run_spec(args.run), args.set) if args.run else load_spec(args.spec, args.set)
+    family = make_family(spec.env)
+    env = family.make_vector_env(args.episodes)
+    if not isinstance(env, AntVectorEnv):
+        parser.error(f"{spec.env.family} is not an Ant family")
+    torch.manual_seed(spec.experiment.seed)
+    policy = make_policy(family.observation_space, family.action_space, spec.policy)
+    if args.run:
+        policy.load_state_dict(load_checkpoint(checkpoint_path(args.run))["policy"])
+    env.set_tasks(family.sample_tasks(args.episodes, np.random.default_rng(args.seed)))
+    result = {"family": spec.env.family, "actions": args.actions, **probe(env, policy, args.actions, args.seed)}
+    print(f"{spec.env.family}, actions {args.actions}: {args.episodes} episodes of at most {family.horizon} steps")
+    print(f"  length: mean {result['length_mean']:.1f}, median {result['length_median']:.1f}")
+    print("  ended by: " + ", ".join(f"{k} {v}" for k, v in result["ended"].items() if v))
+    for key in result["per_step"]:
+        print(f"  {key:>15}: {result['per_step'][key]:+8.4f} per step, {result['per_episode'][key]:+9.3f} per episode")
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
