@@ -349,6 +349,18 @@ def test_committed_episodes_keep_one_uniformly_drawn_subpolicy_from_start_to_end
     assert (free.choices == 0).all()
 
 
+def test_a_trained_flat_policy_goes_on_at_its_training_lr_and_flat_ppo_at_flat_lr(monkeypatch):
+    import dh_maml.mlsh.adaptation as adaptation
+
+    family, subs, spec = movement_setup(episodes=4)
+    used = {}
+    monkeypatch.setattr(adaptation, "flat_ppo", lambda *args: used.setdefault(len(used), args[-2]))
+    for method, start in (("flat-ppo", None), ("shared-policy", {}), ("oracle", {})):
+        job = adaptation.AdaptationJob(method, [family.sample_tasks(1, np.random.default_rng(0))[0]], [1], start)
+        adaptation.run_adaptation(family.make_vector_env, family, subs, job, spec, SPEC, 2, flat_lr=0.123)
+    assert spec.sub_lr != 0.123 and used == {0: 0.123, 1: spec.sub_lr, 2: spec.sub_lr}
+
+
 def test_the_shared_policy_is_fine_tuned_from_its_weights_and_flat_ppo_from_scratch():
     from dh_maml.envs.movement_bandits import MovementBanditsTask
     from dh_maml.mlsh.adaptation import flat_ppo, seeded_subpolicies
