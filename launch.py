@@ -224,6 +224,8 @@ def cmd_test(args: argparse.Namespace) -> int:
         overrides.append(f"meta_test.eval_episodes={args.eval_episodes}")
     if args.scored_actions is not None:
         overrides.append(f"meta_test.scored_actions={args.scored_actions}")
+    if args.balanced is not None:
+        overrides.append(f"meta_test.balanced={str(args.balanced).lower()}")
     spec = with_overrides(read_run_spec(run_dir), overrides)
     torch.set_num_threads(1)  # small tensors: parallel work is split by task instead
     saved = args.checkpoint or checkpoint_path(run_dir)
@@ -384,6 +386,12 @@ def build_parser() -> argparse.ArgumentParser:
         choices=("sampled", "mean"),
         help="MAML: how scored episodes act, sampled or the policy's mean as Meta-World's evaluation does "
         "(default meta_test.scored_actions; mean needs --eval-episodes > 0)",
+    )
+    test.add_argument(
+        "--balanced",
+        action=argparse.BooleanOptionalAction,
+        help="MAML, families with finitely many kinds of task (the direction families): hold out equally many "
+        "of each kind, or (--no-balanced) draw them as training does (default meta_test.balanced)",
     )
     test.add_argument(
         "--observers", type=_count(0, MAX_OBSERVERS), help="observer processes (default sampler.observers of the run)"

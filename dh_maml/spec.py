@@ -190,6 +190,9 @@ class MetaTestSpec:
     # how those scored episodes act: sampled from the policy, or its mean action (Meta-World's evaluation
     # scores its agents' deterministic action); adaptation always samples
     scored_actions: str = field(default="sampled", metadata=one_of("sampled", "mean"))
+    # families with finitely many kinds of task (halfcheetah-dir, ant-dir: forward and backward): hold out
+    # equally many of each, so a headline does not depend on how a draw split; false draws them as training does
+    balanced: bool = True
 
 
 @dataclass

@@ -169,6 +169,12 @@ class TaskFamily(ABC):
         """What the task asks for, as a label to group results by (the task itself unless a family says)."""
         return task
 
+    def task_kinds(self) -> list[Any] | None:
+        """The distinct tasks of a family that draws from finitely many (the two directions of a direction
+        family), else None. A meta-test can then hold out equally many of each and report each on its own,
+        so that a headline does not depend on how a random draw happened to split."""
+        return None
+
     @cached_property
     def _spaces(self) -> tuple[gym.Space, gym.Space]:
         """Read once from a one-env instance: building a MuJoCo env costs far more than keeping two spaces."""

@@ -290,16 +290,28 @@ class HalfCheetahVel(MujocoFamily):
     name, env_cls, draw, Task = "halfcheetah-vel", HalfCheetahVelEnv, staticmethod(_velocities(2.0)), VelocityTask
 
 
-class HalfCheetahDir(MujocoFamily):
-    name, env_cls, draw, Task = "halfcheetah-dir", HalfCheetahDirEnv, staticmethod(_directions), DirectionTask
+class _DirectionFamily(MujocoFamily):
+    """Two tasks, forward and backward: the meta-test can balance them and report each."""
+
+    Task = DirectionTask
+
+    def task_kinds(self) -> list[DirectionTask]:
+        return [DirectionTask(1.0), DirectionTask(-1.0)]
+
+    def latent(self, task: DirectionTask) -> str:
+        return "forward" if task.direction > 0 else "backward"
+
+
+class HalfCheetahDir(_DirectionFamily):
+    name, env_cls, draw = "halfcheetah-dir", HalfCheetahDirEnv, staticmethod(_directions)
 
 
 class AntVel(MujocoFamily):
     name, env_cls, draw, Task = "ant-vel", AntVelEnv, staticmethod(_velocities(3.0)), VelocityTask
 
 
-class AntDir(MujocoFamily):
-    name, env_cls, draw, Task = "ant-dir", AntDirEnv, staticmethod(_directions), DirectionTask
+class AntDir(_DirectionFamily):
+    name, env_cls, draw = "ant-dir", AntDirEnv, staticmethod(_directions)
 
 
 class AntGoal(MujocoFamily):

@@ -28,6 +28,16 @@ CHUNK_TASKS = 20
 
 
 @dataclass
+class LatentReturns:
+    """One kind of task's returns (a direction family's forward or backward tasks): mean and standard error
+    over its tasks, per number of inner steps."""
+
+    tasks: int
+    mean: list[float]
+    se: list[float]
+
+
+@dataclass
 class MetaTestResult:
     steps: list[int]
     mean: list[float]
@@ -42,6 +52,10 @@ class MetaTestResult:
     success_by_latent: dict[str, list[float]] | None = None  # per task class (latent), per step
     scored_episodes: int = 0  # per task and step; 0: the episodes the next step adapts on
     scored_actions: str = "sampled"  # how the scored episodes acted: sampled, or the policy's mean
+    # families with finitely many kinds of task (directions): each kind's returns, and whether the held-out
+    # tasks were balanced over the kinds (equally many of each, up to one) rather than drawn
+    returns_by_latent: dict[str, LatentReturns] | None = None
+    balanced: bool = False
 
     def write(self, out: Path, title: str) -> list[Path]:
         return write_meta_test(self, out, title)
@@ -53,12 +67,16 @@ class MetaTestResult:
                 f"success after {k} step(s): {100 * m:5.1f} % ± {100 * s:.1f}"
                 for k, m, s in zip(self.steps, self.success, self.success_se)
             ]
+        for label, kind in (self.returns_by_latent or {}).items():
+            per_step = "  ".join(f"{k}: {m:.2f} ± {s:.2f}" for k, m, s in zip(self.steps, kind.mean, kind.se))
+            lines.append(f"{label} ({kind.tasks} tasks), after steps {per_step}")
         scored = (
             f", {self.scored_episodes} scored episode(s) per task and step ({self.scored_actions} actions)"
             if self.scored_episodes
             else ""
         )
-        return [*lines, f"{self.tasks} held-out tasks (seed {self.seed}){scored}"]
+        held_out = "balanced over task kinds, " if self.balanced else ""
+        return [*lines, f"{self.tasks} held-out tasks ({held_out}seed {self.seed}){scored}"]
 
     def note(self) -> str:
         note = "meta-test: " + "  ".join(f"{k} step(s) {m:.2f}" for k, m in zip(self.steps, self.mean))
@@ -75,10 +93,20 @@ class MetaTestChunk:
     seed: int
 
 
-def held_out_chunks(family: TaskFamily, num_tasks: int, seed: int) -> list[MetaTestChunk]:
-    """Held-out tasks from their own stream, cut into chunks whose seeds depend only on ``seed`` and position,
-    so results do not depend on how many processes share the work."""
-    tasks = family.held_out_tasks(num_tasks, stream_rng(seed, Stream.META_TEST_TASKS))
+def held_out_tasks(family: TaskFamily, num_tasks: int, seed: int, balanced: bool = False) -> list:
+    """Held-out tasks from their own stream; ``balanced`` (families with finitely many kinds of task): each
+    kind equally often, up to one, in a shuffled order, instead of drawn independently."""
+    rng = stream_rng(seed, Stream.META_TEST_TASKS)
+    kinds = family.task_kinds() if balanced else None
+    if kinds is None:
+        return family.held_out_tasks(num_tasks, rng)
+    return [kinds[i % len(kinds)] for i in rng.permutation(num_tasks)]
+
+
+def held_out_chunks(family: TaskFamily, num_tasks: int, seed: int, balanced: bool = False) -> list[MetaTestChunk]:
+    """Held-out tasks cut into chunks whose seeds depend only on ``seed`` and position, so results do not
+    depend on how many processes share the work."""
+    tasks = held_out_tasks(family, num_tasks, seed, balanced)
     return [
         MetaTestChunk(tasks[i : i + CHUNK_TASKS], int(np.random.SeedSequence([seed, i]).generate_state(1)[0]))
         for i in range(0, len(tasks), CHUNK_TASKS)
@@ -138,8 +166,11 @@ def summarize(
     latents: Sequence[str] = (),
     scored_episodes: int = 0,
     scored_actions: str = "sampled",
+    returns_by_latent: bool = False,
+    balanced: bool = False,
 ) -> MetaTestResult:
-    """Mean and standard error over tasks of [tasks, K+1] returns (and success rates, also per latent)."""
+    """Mean and standard error over tasks of [tasks, K+1] returns (and success rates, also per latent; and
+    with ``returns_by_latent``, returns per latent)."""
     n, k = per_task.shape
     mean, se = _mean_se(per_task)
     result = MetaTestResult(
@@ -151,11 +182,17 @@ def summarize(
         per_task.tolist(),
         scored_episodes=scored_episodes,
         scored_actions=scored_actions,
+        balanced=balanced,
     )
+    labels = np.array([str(latent) for latent in latents])
+    if returns_by_latent:
+        result.returns_by_latent = {
+            label: LatentReturns(int((labels == label).sum()), *_mean_se(per_task[labels == label]))
+            for label in dict.fromkeys(labels)
+        }
     if successes is not None:
         result.success, result.success_se = _mean_se(successes)
         result.per_task_success = successes.tolist()
-        labels = np.array([str(latent) for latent in latents])
         result.success_by_latent = {
             label: successes[labels == label].mean(axis=0).tolist() for label in dict.fromkeys(labels)
         }
@@ -181,7 +218,9 @@ async def meta_test(gather: Gather, trainer: Trainer, settings: EvaluationSettin
 
     tasks, steps, seed, protocol = meta_test_settings(trainer.spec, settings)
     weights = trainer.cpu_weights()
-    chunks = held_out_chunks(trainer.family, tasks, seed)
+    mt = trainer.spec.meta_test
+    by_kind = trainer.family.task_kinds() is not None
+    chunks = held_out_chunks(trainer.family, tasks, seed, mt.balanced)
     scores = await gather(MAMLRollouts.meta_test, chunks, lambda chunk: (weights, chunk, steps, protocol))
     successes = [s.successes for s in scores]
     return summarize(
@@ -189,8 +228,10 @@ async def meta_test(gather: Gather, trainer: Trainer, settings: EvaluationSettin
         seed,
         None if any(s is None for s in successes) else np.concatenate(successes),
         [trainer.family.latent(task) for chunk in chunks for task in chunk.tasks],
-        trainer.spec.meta_test.eval_episodes,
-        trainer.spec.meta_test.scored_actions,
+        mt.eval_episodes,
+        mt.scored_actions,
+        returns_by_latent=by_kind,
+        balanced=mt.balanced and by_kind,
     )
 
 
@@ -210,7 +251,13 @@ def write_meta_test(result: MetaTestResult, out: str | Path, title: str = "meta-
         writer.writerow(["steps", "mean", "se"])
         writer.writerows(zip(result.steps, result.mean, result.se))
     fig, ax = plt.subplots(figsize=(5, 3.5))
-    ax.errorbar(result.steps, result.mean, yerr=result.se, marker="o", capsize=4)
+    ax.errorbar(result.steps, result.mean, yerr=result.se, marker="o", capsize=4, label="all tasks")
+    for label, kind in (result.returns_by_latent or {}).items():
+        ax.errorbar(
+            result.steps, kind.mean, yerr=kind.se, marker=".", capsize=3, alpha=0.8, label=f"{label} ({kind.tasks})"
+        )
+    if result.returns_by_latent:
+        ax.legend(fontsize=8)
     ax.set_xlabel("inner gradient steps")
     ax.set_ylabel("mean return")
     ax.set_xticks(result.steps)

@@ -1,0 +1,89 @@
+"""The meta-test's held-out tasks and its per-kind report for families with finitely many kinds of task."""
+
+import asyncio
+import json
+from collections import Counter
+
+import numpy as np
+import pytest
+
+from dh_maml.algorithms import EvaluationSettings
+from dh_maml.envs.mujoco import AntDir, DirectionTask, HalfCheetahDir, HalfCheetahVel
+from dh_maml.in_process import InProcess
+from dh_maml.maml.meta_test import held_out_tasks, meta_test, summarize
+from dh_maml.seeding import Stream, stream_rng
+from dh_maml.spec import load_spec
+
+
+@pytest.mark.parametrize("family", [HalfCheetahDir(), AntDir()])
+@pytest.mark.parametrize("n", [1, 7, 40])
+def test_balanced_held_out_tasks_hold_each_direction_equally_often_in_a_seeded_order(family, n):
+    tasks = held_out_tasks(family, n, seed=3, balanced=True)
+    counts = Counter(t.direction for t in tasks)
+    assert len(tasks) == n and set(counts) <= {1.0, -1.0}
+    assert max(counts.values()) - min(counts.get(1.0, 0), counts.get(-1.0, 0)) <= 1
+    assert tasks == held_out_tasks(family, n, seed=3, balanced=True)
+    if n == 40:
+        assert tasks != held_out_tasks(family, n, seed=4, balanced=True)  # the order is shuffled per seed
+        assert tasks[:20] != [DirectionTask(1.0), DirectionTask(-1.0)] * 10
+
+
+def test_unbalanced_or_continuous_held_out_tasks_are_the_familys_own_draw():
+    for family, balanced in ((HalfCheetahDir(), False), (HalfCheetahVel(), True)):
+        drawn = family.held_out_tasks(40, stream_rng(3, Stream.META_TEST_TASKS))
+        assert held_out_tasks(family, 40, seed=3, balanced=balanced) == drawn
+    assert HalfCheetahVel().task_kinds() is None
+
+
+def test_returns_per_kind_are_each_kinds_own_mean_and_standard_error():
+    rng = np.random.default_rng(0)
+    per_task = rng.normal(size=(9, 3))
+    latents = ["forward", "backward", "forward", "forward", "backward", "backward", "forward", "backward", "forward"]
+    result = summarize(per_task, seed=1, latents=latents, returns_by_latent=True, balanced=True)
+    labels = np.array(latents)
+    for label, n in (("forward", 5), ("backward", 4)):
+        rows = per_task[labels == label]
+        kind = result.returns_by_latent[label]
+        assert kind.tasks == n
+        np.testing.assert_allclose(kind.mean, rows.mean(axis=0))
+        np.testing.assert_allclose(kind.se, rows.std(axis=0, ddof=1) / np.sqrt(n))
+    np.testing.assert_allclose(result.mean, per_task.mean(axis=0))  # the headline still averages every task
+    assert summarize(per_task, seed=1, latents=latents).returns_by_latent is None
+
+
+@pytest.mark.parametrize("balanced", [True, False])
+def test_a_direction_familys_meta_test_reports_each_direction(tmp_path, balanced):
+    spec = load_spec(
+        None,
+        [
+            "env.family=halfcheetah-dir",
+            "env.horizon=5",
+            "maml.meta_batch_size=2",
+            "maml.fast_batch_size=2",
+            "policy.hidden_sizes=[8]",
+            f"meta_test.balanced={str(balanced).lower()}",
+        ],
+    )
+    run = InProcess(spec)
+
+    async def gather(entry, jobs, call_args):
+        return [entry(run.rollouts, *call_args(job)) for job in jobs]
+
+    result = asyncio.run(meta_test(gather, run.trainer, EvaluationSettings(tasks=6, steps=1, seed=5)))
+    run.close()
+    counts = {label: kind.tasks for label, kind in result.returns_by_latent.items()}
+    expected = Counter(
+        "forward" if t.direction > 0 else "backward" for t in held_out_tasks(HalfCheetahDir(), 6, 5, balanced)
+    )
+    assert counts == dict(expected) and result.balanced is balanced
+    if balanced:
+        assert counts == {"forward": 3, "backward": 3}
+    per_task = np.array(result.per_task)
+    weighted = sum(kind.tasks * np.array(kind.mean) for kind in result.returns_by_latent.values()) / 6
+    np.testing.assert_allclose(weighted, per_task.mean(axis=0), rtol=1e-6, atol=1e-9)
+    report = "\n".join(result.report())
+    assert all(f"{label} ({n} tasks), after steps 0:" in report for label, n in counts.items())
+    assert ("balanced over task kinds" in report) is balanced
+    files = result.write(tmp_path / "meta_test.json", "cheetah-dir")
+    saved = json.loads(files[0].read_text())
+    assert saved["returns_by_latent"]["forward"]["tasks"] == counts["forward"] and saved["balanced"] is balanced
