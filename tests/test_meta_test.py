@@ -87,3 +87,25 @@ def test_a_direction_familys_meta_test_reports_each_direction(tmp_path, balanced
     files = result.write(tmp_path / "meta_test.json", "cheetah-dir")
     saved = json.loads(files[0].read_text())
     assert saved["returns_by_latent"]["forward"]["tasks"] == counts["forward"] and saved["balanced"] is balanced
+
+
+def _small_run(family: str, meta_batch: int) -> InProcess:
+    overrides = ["env.horizon=5", f"maml.meta_batch_size={meta_batch}", "maml.fast_batch_size=2"]
+    return InProcess(load_spec(None, [f"env.family={family}", *overrides, "policy.hidden_sizes=[8]"]))
+
+
+def test_a_direction_familys_training_record_holds_each_directions_returns():
+    run = _small_run("halfcheetah-dir", 6)
+    tasks = run.trainer.plan(1).tasks  # the same draw the first iteration of a fresh run makes
+    run.close()
+    run = _small_run("halfcheetah-dir", 6)
+    record = run.iterate()
+    run.close()
+    forward = sum(t.direction > 0 for t in tasks)
+    assert 0 < forward < 6, "seed 1's first meta-batch is expected to hold both directions"
+    for phase in ("pre", "post"):
+        mixed = forward * record[f"returns/{phase}/forward"] + (6 - forward) * record[f"returns/{phase}/backward"]
+        assert mixed / 6 == pytest.approx(record[f"returns/{phase}"], rel=1e-5)
+    run = _small_run("halfcheetah-vel", 2)
+    assert not any(key.startswith(("returns/pre/", "returns/post/")) for key in run.iterate())
+    run.close()

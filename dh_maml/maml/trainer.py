@@ -5,7 +5,7 @@ things it does: plan an iteration and turn sampled task groups into a meta-updat
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -117,7 +117,11 @@ class MetaTrainer(TrainingProgress):
     def record(
         self, plan: IterationPlan, stats: MetaStepStats, wall: float, consume: float, update: float, **times: float
     ) -> dict[str, Any]:
-        return iteration_record(self.iteration, plan.groups, stats, wall=wall, graphs=consume, trpo=update, **times)
+        kinds = self.family.task_kinds() is not None
+        latent = (lambda i: str(self.family.latent(plan.tasks[i]))) if kinds else None
+        return iteration_record(
+            self.iteration, plan.groups, stats, wall=wall, latent=latent, graphs=consume, trpo=update, **times
+        )
 
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to continue exactly: weights, iteration, every RNG, the spec."""
@@ -129,10 +133,17 @@ class MetaTrainer(TrainingProgress):
 
 
 def iteration_record(
-    iteration: int, groups: Sequence[TaskGroup], stats: MetaStepStats, wall: float | None = None, **times: float
+    iteration: int,
+    groups: Sequence[TaskGroup],
+    stats: MetaStepStats,
+    wall: float | None = None,
+    latent: Callable[[int], str] | None = None,
+    **times: float,
 ) -> dict[str, Any]:
     """The metrics of one iteration; ``time/iteration`` is ``wall``, else the sum of the named phases. Groups
-    are taken in task order, so the order they arrived in never changes a bit of the record."""
+    are taken in task order, so the order they arrived in never changes a bit of the record. ``latent`` (task
+    id -> label, families with finitely many kinds of task) adds each kind's mean returns, so a learning curve
+    shows whether one direction lags."""
     groups = sorted(groups, key=lambda g: g.task_ids[0])
     pre = torch.cat([g.train[0].task_returns() for g in groups])
     post = torch.cat([g.valid.task_returns() for g in groups])
@@ -149,6 +160,12 @@ def iteration_record(
         "env_steps_per_s": steps / total if total > 0 else 0.0,
         "time/iteration": total,
     }
+    if latent is not None:
+        labels = np.array([latent(i) for g in groups for i in g.task_ids])
+        for label in sorted(set(labels)):
+            mask = torch.from_numpy(labels == label)
+            record[f"returns/pre/{label}"] = pre[mask].mean().item()
+            record[f"returns/post/{label}"] = post[mask].mean().item()
     for key, batches in (("success/pre", [g.train[0] for g in groups]), ("success/post", [g.valid for g in groups])):
         rates = [b.task_success_rates() for b in batches]
         if all(r is not None for r in rates):
