@@ -103,3 +103,35 @@ def test_the_ant_probe_splits_the_reward_into_its_terms_and_says_why_episodes_en
     assert shaken["length_mean"] < 30 and shaken["ended"]["torso above the healthy range"] > 0
     assert sum(shaken["ended"].values()) == 4 and shaken["per_episode"]["control cost"] > 0
     assert np.isfinite(shaken["per_step"]["reward"])
+
+
+def test_the_direction_study_reads_each_episodes_velocity_off_its_rewards():
+    import numpy as np
+    import torch
+
+    from bench.direction_adaptation import velocities
+    from dh_maml.envs import make_family
+    from dh_maml.envs.mujoco import DirectionTask
+    from dh_maml.episodes import EpisodeBatch
+    from dh_maml.spec import EnvSpec
+
+    horizon = 10
+    env = make_family(EnvSpec("halfcheetah-dir", horizon=horizon)).make_vector_env(2)
+    env.set_tasks([DirectionTask(1.0), DirectionTask(-1.0)])
+    env.reset(seed=0)
+    rng = np.random.default_rng(0)
+    actions, rewards, speeds = [], [], []
+    for _ in range(horizon):
+        action = rng.uniform(-1.5, 1.5, size=(2, 6)).astype(np.float32)
+        x = env._main_body_x().copy()
+        _, reward, *_ = env.step(action)
+        actions.append(action)
+        rewards.append(reward)
+        speeds.append((env._main_body_x() - x) / env.dt)
+    as_batch = lambda a: torch.as_tensor(np.stack(a, axis=1)).float().unsqueeze(2)  # [N, T, E=1, ...]
+    batch = EpisodeBatch(
+        torch.zeros(2, horizon, 1, 17), as_batch(actions), as_batch(rewards), torch.ones(2, horizon, 1)
+    )
+    measured = velocities(batch, np.array([1.0, -1.0]), env.ctrl_cost_weight)[:, 0].numpy()
+    np.testing.assert_allclose(measured, np.mean(speeds, axis=0), rtol=1e-4, atol=1e-4)
+    assert abs(measured).min() > 1e-3  # a non-trivial check: the cheetah moved
