@@ -100,13 +100,15 @@ class EvaluationSettings:
 @dataclass(frozen=True)
 class PlotKeys:
     """What ``launch.py plot`` draws from ``metrics.jsonl``: curves (key, label, key of its spread or None),
-    the parts of an iteration's time (key, label) and success-rate curves (key, label), drawn where the
-    task family reports success."""
+    the parts of an iteration's time (key, label), success-rate curves (key, label), drawn where the
+    task family reports success, and curves per kind of task (key prefix, label): every logged key
+    ``prefix + kind``, drawn where the family has kinds (the direction families' forward and backward)."""
 
     curves: tuple[tuple[str, str, str | None], ...]
     ylabel: str
     time_parts: tuple[tuple[str, str], ...]
     success: tuple[tuple[str, str], ...] = ()
+    per_kind: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)

@@ -167,4 +167,46 @@ def plot_run(run_dir: str | Path, out_dir: str | Path | None = None, title: str 
     timing = out / "iteration_time.png"
     fig.savefig(timing, dpi=120)
     plt.close(fig)
-    return [curve, timing, *plot_success(Path(run_dir), records, keys, out, title, plt)]
+    return [
+        curve,
+        timing,
+        *plot_success(Path(run_dir), records, keys, out, title, plt),
+        *plot_per_kind(records, keys, out, title, plt),
+    ]
+
+
+def plot_per_kind(
+    records: list[dict], keys: PlotKeys, out: Path, title: str, plt: object, window: int = 10
+) -> list[Path]:
+    """``learning_curve_by_kind.png``: each kind of task's mean return per iteration (faint) and over the last
+    ``window`` iterations (solid), so a lagging direction shows; nothing where the family has no kinds."""
+    logged = sorted({key for r in records for key in r})
+    curves = [
+        (key, f"{key.removeprefix(prefix)}, {label}")
+        for prefix, label in keys.per_kind
+        for key in logged
+        if key.startswith(prefix)
+    ]
+    if not curves:
+        return []
+    it = _column(records, "iteration")
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for key, label in curves:
+        values = _column(records, key)
+        (line,) = ax.plot(it, values, alpha=0.25, linewidth=0.8)
+        kernel = np.ones(min(window, len(values)))
+        with np.errstate(invalid="ignore", divide="ignore"):  # a window with nothing logged stays a gap
+            smooth = np.convolve(np.nan_to_num(values), kernel, "valid") / np.convolve(
+                ~np.isnan(values), kernel, "valid"
+            )
+        ax.plot(it[len(kernel) - 1 :], smooth, color=line.get_color(), label=label)
+    ax.set_xlabel("iteration")
+    ax.set_ylabel(keys.ylabel)
+    ax.set_title(f"{title}: per kind of task (solid: mean of {window} iterations)", fontsize="medium")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize="small")
+    fig.tight_layout()
+    path = out / "learning_curve_by_kind.png"
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return [path]

@@ -129,3 +129,35 @@ def test_plot_command(tmp_path):
         [sys.executable, str(ROOT / "launch.py"), "plot", str(tmp_path / "none")], capture_output=True, text=True
     )
     assert proc.returncode == 2 and "has no metrics.jsonl" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_a_direction_familys_run_also_gets_a_curve_per_direction(tmp_path, monkeypatch):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from dh_maml.plots import plot_per_kind
+
+    run = tmp_path / "run"
+    write_run(run, 12)
+    records = read_metrics(run)
+    for record in records:
+        i = record["iteration"]
+        record.update({"returns/pre/forward": -50.0 + i, "returns/post/forward": -40.0 + 2 * i})
+        record.update({"returns/pre/backward": -30.0, "returns/post/backward": -20.0 + 3 * i})
+    keys = run_plot_keys(run, records)
+    drawn = []
+    original = plt.Axes.plot
+
+    def plot(self, x, y, **kw):
+        drawn.append((kw.get("label"), list(y)))
+        return original(self, x, y, **kw)
+
+    monkeypatch.setattr(plt.Axes, "plot", plot)
+    (path,) = plot_per_kind(records, keys, tmp_path, "cheetah-dir", plt, window=4)
+    assert path.name == "learning_curve_by_kind.png" and path.read_bytes().startswith(PNG)
+    smoothed = {label: y for label, y in drawn if label}
+    assert set(smoothed) == {f"{d}, {w} adaptation" for d in ("forward", "backward") for w in ("before", "after")}
+    assert smoothed["backward, after adaptation"] == pytest.approx([-20.0 + 3 * (i + 1.5) for i in range(1, 10)])
+    assert plot_per_kind(read_metrics(run), keys, tmp_path, "navigation", plt) == []

@@ -26,5 +26,6 @@ ALGORITHM = Algorithm(
             ("time/trpo", "TRPO step"),
         ),
         success=(("success/pre", "meta-train, before adaptation"), ("success/post", "meta-train, after adaptation")),
+        per_kind=(("returns/pre/", "before adaptation"), ("returns/post/", "after adaptation")),
     ),
 )
