@@ -3,6 +3,7 @@
 the measurements behind docs/halfcheetah-dir.md.
 
     python bench/direction_adaptation.py --run runs/halfcheetah-dir/<stamp> [--tasks 40] [--lrs 0.05,0.1,0.2]
+    python bench/direction_adaptation.py --spec specs/halfcheetah-dir.yaml     # the spec's initial policy
 
 On equally many forward and backward held-out tasks, per direction: before and after one inner step, the
 return, the robot's mean velocity along x (per episode; HalfCheetah, whose reward is d v - 0.05 |a|^2) and
@@ -36,6 +37,7 @@ from dh_maml.maml.meta_test import held_out_tasks  # noqa: E402
 from dh_maml.policies import make_policy  # noqa: E402
 from dh_maml.run_dir import checkpoint_path, read_run_spec  # noqa: E402
 from dh_maml.sampling import Sampler  # noqa: E402
+from dh_maml.spec import load_spec  # noqa: E402
 
 
 def masked_mean_std(values: torch.Tensor, mask: torch.Tensor) -> tuple[float, float]:
@@ -87,7 +89,8 @@ def summary(values: np.ndarray) -> dict[str, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--run", required=True, help="a run directory of a direction family")
+    parser.add_argument("--run", help="a run directory of a direction family: its spec and trained policy")
+    parser.add_argument("--spec", help="a spec of a direction family: its initial policy (instead of --run)")
     parser.add_argument("--checkpoint", help="checkpoint file (default RUN_DIR/checkpoints/latest.pt)")
     parser.add_argument("--tasks", type=int, default=40, help="held-out tasks, half each way (default 40)")
     parser.add_argument("--seed", type=int, default=None, help="held-out task seed (default meta_test.seed)")
@@ -96,16 +99,21 @@ def main() -> None:
     )
     parser.add_argument("--out", default=str(ROOT / "bench/results/direction_adaptation.json"))
     args = parser.parse_args()
+    if (args.spec is None) == (args.run is None):
+        parser.error("give one of --run RUN_DIR or --spec SPEC")
     torch.set_num_threads(1)
-    spec = read_run_spec(args.run)
+    spec = read_run_spec(args.run) if args.run else load_spec(args.spec)
     family = make_family(spec.env)
     if family.task_kinds() is None:
-        parser.error(f"--run: {spec.env.family} is not a direction family (expected halfcheetah-dir or ant-dir)")
+        flag = "--run" if args.run else "--spec"
+        parser.error(f"{flag}: {spec.env.family} is not a direction family (expected halfcheetah-dir or ant-dir)")
     maml = spec.maml
     lrs = [float(x) for x in args.lrs.split(",")] if args.lrs else [maml.fast_lr]
     seed = spec.meta_test.seed if args.seed is None else args.seed
+    torch.manual_seed(spec.experiment.seed)  # the initial policy training would start from
     policy = make_policy(family.observation_space, family.action_space, spec.policy)
-    policy.load_state_dict(load_checkpoint(args.checkpoint or checkpoint_path(args.run))["policy"])
+    if args.run:
+        policy.load_state_dict(load_checkpoint(args.checkpoint or checkpoint_path(args.run))["policy"])
     sampler = Sampler(family, policy)
     tasks = held_out_tasks(family, args.tasks, seed, balanced=True)
     labels = np.array([str(family.latent(t)) for t in tasks])
@@ -140,7 +148,7 @@ def main() -> None:
 
     kinds = list(dict.fromkeys(labels))
     result = {
-        "run": str(args.run),
+        "run": str(args.run or args.spec),
         "tasks": args.tasks,
         "seed": seed,
         "lrs": lrs,
@@ -150,7 +158,9 @@ def main() -> None:
         "per_task": {name: values.tolist() for name, values in per_task.items()},
         "directions": labels.tolist(),
     }
-    print(f"{spec.env.family}, {args.run}: {args.tasks} held-out tasks (seed {seed}), mean ± s.e. over tasks")
+    print(
+        f"{spec.env.family}, {args.run or args.spec}: {args.tasks} held-out tasks (seed {seed}), mean ± s.e. over tasks"
+    )
     print(f"{'':>44}" + "".join(f"{kind + f' ({(labels == kind).sum()})':>22}" for kind in kinds))
     for name in per_task:
         row = "".join(
