@@ -135,3 +135,24 @@ def test_the_direction_study_reads_each_episodes_velocity_off_its_rewards():
     measured = velocities(batch, np.array([1.0, -1.0]), env.ctrl_cost_weight)[:, 0].numpy()
     np.testing.assert_allclose(measured, np.mean(speeds, axis=0), rtol=1e-4, atol=1e-4)
     assert abs(measured).min() > 1e-3  # a non-trivial check: the cheetah moved
+
+
+def test_the_direction_study_runs_on_a_specs_initial_policy_and_refuses_other_families(tmp_path):
+    import json
+    import subprocess
+
+    script = [sys.executable, str(ROOT / "bench/direction_adaptation.py")]
+    out = tmp_path / "study.json"
+    spec = ROOT / "specs/halfcheetah-dir.yaml"
+    done = subprocess.run([*script, "--spec", spec, "--tasks", "2", "--out", out], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    result = json.loads(out.read_text())
+    assert result["directions"] in (["forward", "backward"], ["backward", "forward"])
+    for kind in ("forward", "backward"):
+        assert {"return before", "return after (lr 0.1)", "velocity before", "KL(before || after)"} <= set(
+            result["by_direction"][kind]
+        )
+    wrong = subprocess.run([*script, "--spec", ROOT / "specs/halfcheetah-vel.yaml"], capture_output=True, text=True)
+    assert wrong.returncode == 2 and "--spec: halfcheetah-vel is not a direction family" in wrong.stderr
+    both = subprocess.run([*script, "--spec", spec, "--run", tmp_path], capture_output=True, text=True)
+    assert both.returncode == 2 and "give one of --run RUN_DIR or --spec SPEC" in both.stderr
