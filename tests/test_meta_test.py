@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from dh_maml.algorithms import EvaluationSettings
+from dh_maml.envs import make_family
 from dh_maml.envs.mujoco import AntDir, DirectionTask, HalfCheetahDir, HalfCheetahVel
 from dh_maml.in_process import InProcess
 from dh_maml.maml.meta_test import held_out_tasks, meta_test, summarize
@@ -109,3 +110,21 @@ def test_a_direction_familys_training_record_holds_each_directions_returns():
     run = _small_run("halfcheetah-vel", 2)
     assert not any(key.startswith(("returns/pre/", "returns/post/")) for key in run.iterate())
     run.close()
+
+
+@pytest.mark.parametrize("direction, value", [("forward", 1.0), ("backward", -1.0)])
+def test_a_one_direction_control_run_trains_and_holds_out_that_direction_only(direction, value):
+    spec = load_spec(None, ["env.family=ant-dir", f"env.options.direction={direction}"])
+    family = make_family(spec.env)
+    assert family.task_kinds() == [DirectionTask(value)]
+    assert family.sample_tasks(9, np.random.default_rng(0)) == [DirectionTask(value)] * 9
+    assert held_out_tasks(family, 6, seed=2, balanced=True) == [DirectionTask(value)] * 6
+    both = AntDir()
+    assert len(set(both.sample_tasks(40, np.random.default_rng(0)))) == 2 and len(both.task_kinds()) == 2
+
+
+def test_a_direction_that_is_not_one_says_which_are():
+    from dh_maml.config import SpecError
+
+    with pytest.raises(SpecError, match=r"env\.options\.direction: expected one of forward, backward, got 'up'"):
+        load_spec(None, ["env.family=halfcheetah-dir", "env.options.direction=up"])

@@ -15,7 +15,7 @@ so a rollout equals one of gymnasium's vector env step for step
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import gymnasium as gym
@@ -23,6 +23,7 @@ import mujoco
 import numpy as np
 from gymnasium.envs.mujoco.mujoco_env import expand_model_path
 
+from dh_maml.config import one_of
 from dh_maml.envs.base import ArrayVectorEnv, TaskFamily
 
 
@@ -290,12 +291,26 @@ class HalfCheetahVel(MujocoFamily):
     name, env_cls, draw, Task = "halfcheetah-vel", HalfCheetahVelEnv, staticmethod(_velocities(2.0)), VelocityTask
 
 
+@dataclass(frozen=True)
+class DirectionOptions:
+    # every task runs this way: a one-direction control run, to tell how fast each direction is learned alone
+    direction: str | None = field(default=None, metadata=one_of("forward", "backward"))
+
+
 class _DirectionFamily(MujocoFamily):
-    """Two tasks, forward and backward: the meta-test can balance them and report each."""
+    """Two tasks, forward and backward, drawn with equal odds (or always ``options.direction``): the
+    meta-test can balance them and report each."""
 
     Task = DirectionTask
+    Options = DirectionOptions
+
+    def sample_tasks(self, n: int, rng: np.random.Generator) -> list[DirectionTask]:
+        tasks = super().sample_tasks(n, rng)  # drawn either way, so the task stream is the same
+        return tasks if self.options.direction is None else [self.task_kinds()[0]] * n
 
     def task_kinds(self) -> list[DirectionTask]:
+        if self.options.direction is not None:
+            return [DirectionTask(1.0 if self.options.direction == "forward" else -1.0)]
         return [DirectionTask(1.0), DirectionTask(-1.0)]
 
     def latent(self, task: DirectionTask) -> str:
