@@ -107,13 +107,17 @@ def plot_success(run_dir: Path, records: list[dict], keys: PlotKeys, out: Path, 
     ax.set_ylabel("success rate (%)")
     ax.set_ylim(0, 100)
     ax.set_title(f"{title}: success")
+    return [_finish(fig, ax, out / "success.png", plt)]
+
+
+def _finish(fig: object, ax: object, path: Path, plt: object) -> Path:
+    """How the secondary plots end: a light grid, a small legend, saved at 120 dpi and closed."""
     ax.grid(alpha=0.3)
     ax.legend(fontsize="small")
     fig.tight_layout()
-    path = out / "success.png"
     fig.savefig(path, dpi=120)
     plt.close(fig)
-    return [path]
+    return path
 
 
 def plot_run(run_dir: str | Path, out_dir: str | Path | None = None, title: str | None = None) -> list[Path]:
@@ -203,10 +207,4 @@ def plot_per_kind(
     ax.set_xlabel("iteration")
     ax.set_ylabel(keys.ylabel)
     ax.set_title(f"{title}: per kind of task (solid: mean of {window} iterations)", fontsize="medium")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize="small")
-    fig.tight_layout()
-    path = out / "learning_curve_by_kind.png"
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return [path]
+    return [_finish(fig, ax, out / "learning_curve_by_kind.png", plt)]
