@@ -40,9 +40,8 @@ from dh_maml.sampling import Sampler  # noqa: E402
 from dh_maml.spec import load_spec  # noqa: E402
 
 
-def masked_mean_std(values: torch.Tensor, mask: torch.Tensor) -> tuple[float, float]:
-    picked = values[mask.bool()].double()
-    return picked.mean().item(), picked.std().item()
+def masked_mean(values: torch.Tensor, mask: torch.Tensor) -> float:
+    return values[mask.bool()].double().mean().item()
 
 
 def velocities(batch: EpisodeBatch, directions: np.ndarray, ctrl_cost_weight: float) -> torch.Tensor:
@@ -139,7 +138,7 @@ def main() -> None:
                 for name, batch in (("before", pre), ("after", post)):
                     ctrl = w * batch.actions.double().pow(2).sum(-1)
                     per_task[f"control cost per step {name}"] = np.array(
-                        [masked_mean_std(ctrl[i], batch.mask[i])[0] for i in range(len(tasks))]
+                        [masked_mean(ctrl[i], batch.mask[i]) for i in range(len(tasks))]
                     )
             norms, kls = step_size_and_kl(policy, params, adapted, pre, lr)
             per_task["inner gradient norm"], per_task["KL(before || after)"] = norms, kls
