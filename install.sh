@@ -17,7 +17,7 @@ extras=${2:-}
 torch_req=${TORCH-torch==2.13.0}
 # shellcheck disable=SC2086  # VENV_OPTS is a list of options
 "${PYTHON:-python3}" -m venv ${VENV_OPTS:-} "$venv"
-pip=("$venv/bin/pip" install -q)
+pip=("$venv/bin/python" -m pip install -q)
 if [[ -n $torch_req ]]; then
     "${pip[@]}" ${TORCH_INDEX:+--index-url "$TORCH_INDEX"} "$torch_req"
 fi

@@ -75,8 +75,11 @@ def test_the_gpu_check_runs_its_cpu_path_and_writes_its_figures(tmp_path):
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     figures = json.loads((tmp_path / "gpu_check.json").read_text())
-    assert sorted(figures) == ["halfcheetah-vel", "navigation-2d"]
-    for family in figures.values():
+    assert figures["failed"] == []
+    assert sorted(figures["trpo_step"]) == ["halfcheetah-vel", "navigation-2d"]
+    [run] = figures["iteration"]["products-observers"]["runs"]
+    assert run["observers"] == 1 and run["median time/iteration"] > 0
+    for family in figures["trpo_step"].values():
         assert family["devices"]["cpu"]["median_trpo_s"] > 0
         if not family.get("gpu"):
             assert family["devices"]["cuda"] == {"skipped": "CUDA is not available here"}
