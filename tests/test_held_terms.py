@@ -7,12 +7,13 @@ import os
 from pathlib import Path
 
 import pytest
+import torch
 from conftest import ROOT, metrics
 
 from dh_maml.in_process import OneHolder
 from dh_maml.maml import ALGORITHM
 from dh_maml.maml.rollouts import MAMLRollouts
-from dh_maml.maml.trainer import MetaTrainer
+from dh_maml.maml.trainer import MetaTrainer, held_by_observers
 from dh_maml.spec import load_spec
 from dh_maml.trpo import flat
 
@@ -104,3 +105,10 @@ def test_an_observer_dying_during_the_trpo_step_leaves_the_same_step(tmp_path, l
     assert whole[0]["step/norm"] == survived[0]["step/norm"]
     for key in ("loss/surrogate_before", "loss/surrogate_after", "kl/after", "step/norm", "returns/post"):
         assert survived[1][key] == pytest.approx(whole[1][key], rel=1e-4), key
+
+
+def test_auto_products_take_the_step_on_a_cuda_learner_and_on_the_observers_otherwise():
+    cpu, cuda = torch.device("cpu"), torch.device("cuda", 0)
+    assert held_by_observers("auto", cpu) and not held_by_observers("auto", cuda)
+    assert held_by_observers("observers", cuda) and not held_by_observers("agent", cpu)
+    assert load_spec(None, []).trpo.products == "auto" and MetaTrainer(load_spec(None, SMALL)).held

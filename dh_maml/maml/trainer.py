@@ -51,6 +51,13 @@ class IterationPlan:
     objectives: list[GroupObjective] = field(default_factory=list)
 
 
+def held_by_observers(products: str, device: torch.device) -> bool:
+    """``trpo.products``: whether the observers compute the step's terms. ``auto`` leaves them to a CUDA
+    learner, measured faster than the observers with up to 8 of them (docs/results.md), and otherwise to
+    the observers, whose share shrinks as they are added."""
+    return products == "observers" or (products == "auto" and device.type != "cuda")
+
+
 class MetaTrainer(TrainingProgress):
     """The learner's side of MAML-TRPO; the agent drives it through ``plan``, ``call_args``, ``split``,
     ``consume``, ``update`` and ``record``, whoever samples."""
@@ -81,7 +88,7 @@ class MetaTrainer(TrainingProgress):
     @property
     def held(self) -> bool:
         """Whether the observers compute the TRPO step's terms of the groups they sample."""
-        return self.spec.trpo.products == "observers"
+        return held_by_observers(self.spec.trpo.products, self.device)
 
     def call_args(self, plan: IterationPlan, shard: Shard, weights: dict[str, torch.Tensor]) -> tuple:
         return plan.version, weights, [plan.tasks[i] for i in shard.ids], shard.ids, shard.seed, self.held
