@@ -10,10 +10,12 @@
 #    and CUDA device maps to two observers); they skip where CUDA is missing.
 # 3. The learner's terms and TRPO step timed on the CPU and on the GPU (bench/trpo_step.py) for
 #    navigation-2d and halfcheetah-vel, reference hyperparameters.
-# 4. Whole halfcheetah-vel iterations of the real runtime (bench/distributed_iteration.py) on the machine's
-#    cores: 2 and 8 observers with the step's products on the observers (the default), and 8 observers
-#    with the products on the agent, its learner on the CPU and on the GPU.
+# 4. Whole iterations of the real runtime (bench/distributed_iteration.py) on the machine's cores:
+#    halfcheetah-vel with 2 and 8 observers and the step's products on the observers, with 8 and the
+#    products on the agent's CPU and on its GPU, and with 2 and the default (trpo.products: auto) on the
+#    GPU; navigation-2d with 2 observers and the default, learner on the CPU and on the GPU.
 # GPU_CHECK_QUICK=1: tiny batches and one short run, for the test of this script on a CPU-only machine.
+# Only gpu_check.json (every figure) and gpu_check.log are written to $OUT.
 # A step that fails (or outlasts its limit: runs that hang must not eat a lease) is logged and the rest
 # still run (one lease, one try); the script then exits 1.
 set -euo pipefail
@@ -28,6 +30,7 @@ if [[ ! -x $venv/bin/python ]]; then
     # file puts them on our venv's path, after its own, so pip (the host's: ensurepip may be missing there)
     # resolves torch & co. as already installed.
     opts="--system-site-packages --without-pip"
+    # shellcheck disable=SC2086  # opts is a list of options
     "$host" -m venv $opts "$venv"
     site_dir=$("$venv/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
     "$host" -c 'import site; print("\n".join(site.getsitepackages()))' >"$site_dir/gpu-check-host.pth"
@@ -36,6 +39,8 @@ fi
 py=$venv/bin/python
 "$py" -c 'import torch; print("torch", torch.__version__, "cuda", torch.cuda.is_available())' | tee "$out/gpu_check.log"
 log=$out/gpu_check.log
+parts=$(mktemp -d)  # each step's JSON, joined into $out/gpu_check.json at the end
+trap 'rm -rf "$parts"' EXIT
 failed=()
 step() {  # run one step, its output into the log; a failure is recorded, not fatal
     if ! "$@" 2>&1 | tee -a "$log"; then
@@ -54,31 +59,35 @@ fi
 step timeout 240 "$py" -m pytest -q -p no:cacheprovider tests/test_cuda.py
 for spec in navigation-2d halfcheetah-vel; do
     step "$py" bench/trpo_step.py --spec "specs/$spec.yaml" --devices cpu,cuda "${repeats[@]}" "${small[@]}" \
-        --out "$out/trpo_step-$spec.json"
+        --out "$parts/trpo_step-$spec.json"
 done
-iteration() {  # LABEL OBSERVERS [--set ...]: whole halfcheetah-vel iterations, figures to iteration-LABEL.json
-    local label=$1 observers=$2
-    shift 2
-    step timeout 200 "$py" bench/distributed_iteration.py --spec specs/halfcheetah-vel.yaml --observers "$observers" \
-        --iterations "$iterations" "${small[@]}" "$@" --out "$out/iteration-$label.json"
+iteration() {  # LABEL SPEC OBSERVERS [--set ...]: whole iterations, figures to iteration-LABEL.json
+    local label=$1 spec=$2 observers=$3
+    shift 3
+    step timeout 200 "$py" bench/distributed_iteration.py --spec "specs/$spec.yaml" --observers "$observers" \
+        --iterations "$iterations" "${small[@]}" "$@" --out "$parts/iteration-$label.json"
 }
-iteration products-observers "$counts"
+iteration halfcheetah-vel-products-observers halfcheetah-vel "$counts" --set trpo.products=observers
 if [[ -n $wide ]]; then
-    iteration products-agent-cpu "$wide" --set trpo.products=agent
+    iteration halfcheetah-vel-products-agent-cpu halfcheetah-vel "$wide" --set trpo.products=agent
+    iteration navigation-2d-cpu navigation-2d 2
     if "$py" -c 'import sys, torch; sys.exit(not torch.cuda.is_available())'; then
-        iteration products-agent-cuda "$wide" --set trpo.products=agent --set experiment.device=cuda
+        iteration halfcheetah-vel-products-agent-cuda halfcheetah-vel "$wide" --set trpo.products=agent \
+            --set experiment.device=cuda
+        iteration halfcheetah-vel-cuda halfcheetah-vel 2 --set experiment.device=cuda
+        iteration navigation-2d-cuda navigation-2d 2 --set experiment.device=cuda
     fi
 fi
-"$py" - "$out" "${failed[@]}" <<'PY'
+"$py" - "$parts" "$out" "${failed[@]}" <<'PY'
 import json, sys
 from pathlib import Path
-out = Path(sys.argv[1])
+parts, out, failed = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3:]
 joined = {
-    "trpo_step": {p.stem.removeprefix("trpo_step-"): json.loads(p.read_text()) for p in sorted(out.glob("trpo_step-*.json"))},
-    "iteration": {p.stem.removeprefix("iteration-"): json.loads(p.read_text()) for p in sorted(out.glob("iteration-*.json"))},
-    "failed": sys.argv[2:],
+    kind: {p.stem.removeprefix(f"{kind}-"): json.loads(p.read_text()) for p in sorted(parts.glob(f"{kind}-*.json"))}
+    for kind in ("trpo_step", "iteration")
 }
+joined["failed"] = failed
 (out / "gpu_check.json").write_text(json.dumps(joined, indent=2))
-print(f"wrote {out / 'gpu_check.json'}" + (f"; failed: {sys.argv[2:]}" if sys.argv[2:] else ""))
+print(f"wrote {out / 'gpu_check.json'}" + (f"; failed: {failed}" if failed else ""))
 PY
 [[ ${#failed[@]} == 0 ]]

@@ -77,7 +77,8 @@ def test_the_gpu_check_runs_its_cpu_path_and_writes_its_figures(tmp_path):
     figures = json.loads((tmp_path / "gpu_check.json").read_text())
     assert figures["failed"] == []
     assert sorted(figures["trpo_step"]) == ["halfcheetah-vel", "navigation-2d"]
-    [run] = figures["iteration"]["products-observers"]["runs"]
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["gpu_check.json", "gpu_check.log"]
+    [run] = figures["iteration"]["halfcheetah-vel-products-observers"]["runs"]
     assert run["observers"] == 1 and run["median time/iteration"] > 0
     for family in figures["trpo_step"].values():
         assert family["devices"]["cpu"]["median_trpo_s"] > 0
