@@ -52,6 +52,22 @@ def test_returns_per_kind_are_each_kinds_own_mean_and_standard_error():
     assert summarize(per_task, seed=1, latents=latents).returns_by_latent is None
 
 
+def test_paired_changes_difference_each_task_before_averaging():
+    # tasks far apart, each step adding about 1 to every task: unpaired errors would hide the gain
+    rng = np.random.default_rng(0)
+    base = rng.normal(scale=100.0, size=(30, 1))
+    per_task = base + np.array([0.0, 1.0, 1.5, 1.5]) + rng.normal(scale=0.1, size=(30, 4))
+    result = summarize(per_task, seed=1)
+    assert [(c.start, c.end) for c in result.paired] == [(0, 1), (1, 2), (2, 3), (1, 3)]
+    first, _, _, one_to_last = result.paired
+    diff = per_task[:, 1] - per_task[:, 0]
+    assert first.mean == pytest.approx(diff.mean()) and first.se == pytest.approx(diff.std(ddof=1) / np.sqrt(30))
+    assert first.mean / first.se > 20 and result.se[1] > 10  # paired: tight; per step: the tasks' spread
+    assert one_to_last.mean == pytest.approx((per_task[:, 3] - per_task[:, 1]).mean())
+    assert any(line.startswith("paired change per task: 0→1 +") for line in result.report())
+    assert summarize(per_task[:, :2], seed=1).paired == [result.paired[0]]
+
+
 @pytest.mark.parametrize("balanced", [True, False])
 def test_a_direction_familys_meta_test_reports_each_direction(tmp_path, balanced):
     spec = load_spec(

@@ -38,6 +38,18 @@ class LatentReturns:
 
 
 @dataclass
+class PairedChange:
+    """The mean over tasks of each task's return after ``end`` inner steps less its return after ``start``,
+    and that difference's standard error: paired by task, so the spread between tasks (far larger than
+    what a step adds on a velocity family) cancels out of the error."""
+
+    start: int
+    end: int
+    mean: float
+    se: float
+
+
+@dataclass
 class MetaTestResult:
     steps: list[int]
     mean: list[float]
@@ -56,6 +68,8 @@ class MetaTestResult:
     # tasks were balanced over the kinds (equally many of each, up to one) rather than drawn
     returns_by_latent: dict[str, LatentReturns] | None = None
     balanced: bool = False
+    # each step against the one before, and the first step against the last (with 2 or more)
+    paired: list[PairedChange] | None = None
 
     def write(self, out: Path, title: str) -> list[Path]:
         return write_meta_test(self, out, title)
@@ -67,6 +81,12 @@ class MetaTestResult:
                 f"success after {k} step(s): {100 * m:5.1f} % ± {100 * s:.1f}"
                 for k, m, s in zip(self.steps, self.success, self.success_se)
             ]
+        if self.paired:
+            changes = ", ".join(
+                f"{c.start}→{c.end} {c.mean:+.2f} ± {c.se:.2f}" + (f" ({c.mean / c.se:+.1f} s.e.)" if c.se > 0 else "")
+                for c in self.paired
+            )
+            lines.append(f"paired change per task: {changes}")
         for label, kind in (self.returns_by_latent or {}).items():
             per_step = "  ".join(f"{k}: {m:.2f} ± {s:.2f}" for k, m, s in zip(self.steps, kind.mean, kind.se))
             lines.append(f"{label} ({kind.tasks} tasks), after steps {per_step}")
@@ -159,6 +179,17 @@ def _mean_se(per_task: np.ndarray) -> tuple[list[float], list[float]]:
     return per_task.mean(axis=0).tolist(), se.tolist()
 
 
+def paired_changes(per_task: np.ndarray) -> list[PairedChange]:
+    """Step k against step k-1 for every k >= 1, then step 1 against the last step when they differ."""
+    last = per_task.shape[1] - 1
+    pairs = [(k - 1, k) for k in range(1, last + 1)] + ([(1, last)] if last >= 2 else [])
+    changes = []
+    for start, end in pairs:
+        [mean], [se] = _mean_se(per_task[:, end : end + 1] - per_task[:, start : start + 1])
+        changes.append(PairedChange(start, end, mean, se))
+    return changes
+
+
 def summarize(
     per_task: np.ndarray,
     seed: int,
@@ -183,6 +214,7 @@ def summarize(
         scored_episodes=scored_episodes,
         scored_actions=scored_actions,
         balanced=balanced,
+        paired=paired_changes(per_task),
     )
     labels = np.array([str(latent) for latent in latents])
     if returns_by_latent:
