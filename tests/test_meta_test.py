@@ -66,6 +66,7 @@ def test_paired_changes_difference_each_task_before_averaging():
     assert one_to_last.mean == pytest.approx((per_task[:, 3] - per_task[:, 1]).mean())
     assert any(line.startswith("paired change per task: 0→1 +") for line in result.report())
     assert summarize(per_task[:, :2], seed=1).paired == [result.paired[0]]
+    assert summarize(per_task[:, :3], seed=1).paired == result.paired[:2]  # 1→2 once, not twice
 
 
 @pytest.mark.parametrize("balanced", [True, False])

@@ -68,7 +68,7 @@ class MetaTestResult:
     # tasks were balanced over the kinds (equally many of each, up to one) rather than drawn
     returns_by_latent: dict[str, LatentReturns] | None = None
     balanced: bool = False
-    # each step against the one before, and the first step against the last (with 2 or more)
+    # each step against the one before, and the first step against the last (with 3 or more)
     paired: list[PairedChange] | None = None
 
     def write(self, out: Path, title: str) -> list[Path]:
@@ -180,9 +180,10 @@ def _mean_se(per_task: np.ndarray) -> tuple[list[float], list[float]]:
 
 
 def paired_changes(per_task: np.ndarray) -> list[PairedChange]:
-    """Step k against step k-1 for every k >= 1, then step 1 against the last step when they differ."""
+    """Step k against step k-1 for every k >= 1, then step 1 against the last step when that is not
+    already one of them (3 or more steps)."""
     last = per_task.shape[1] - 1
-    pairs = [(k - 1, k) for k in range(1, last + 1)] + ([(1, last)] if last >= 2 else [])
+    pairs = [(k - 1, k) for k in range(1, last + 1)] + ([(1, last)] if last >= 3 else [])
     changes = []
     for start, end in pairs:
         [mean], [se] = _mean_se(per_task[:, end : end + 1] - per_task[:, start : start + 1])
