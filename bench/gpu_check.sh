@@ -37,8 +37,8 @@ if [[ ! -x $venv/bin/python ]]; then
     PIP_NO_INDEX=1 PIP_FIND_LINKS="$PWD/.whl" TORCH='' VENV_OPTS=$opts PYTHON="$host" ./install.sh "$venv"
 fi
 py=$venv/bin/python
-"$py" -c 'import torch; print("torch", torch.__version__, "cuda", torch.cuda.is_available())' | tee "$out/gpu_check.log"
 log=$out/gpu_check.log
+"$py" -c 'import torch; print("torch", torch.__version__, "cuda", torch.cuda.is_available())' | tee "$log"
 parts=$(mktemp -d)  # each step's JSON, joined into $out/gpu_check.json at the end
 trap 'rm -rf "$parts"' EXIT
 failed=()

@@ -12,6 +12,7 @@ from conftest import ROOT
 from dh_maml.maml.rollouts import MAMLRollouts
 from dh_maml.maml.trainer import MetaTrainer
 from dh_maml.spec import load_spec
+from dh_maml.trpo import flat
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA here")
 SMALL = ["maml.meta_batch_size=4", "maml.fast_batch_size=5"]
@@ -28,19 +29,16 @@ def test_a_cuda_learner_computes_the_cpu_learner_s_terms_and_takes_a_trpo_step()
     plan = cpu.plan(2)
     weights = cpu.cpu_weights()
     groups = [MAMLRollouts.sample(rollouts, *cpu.call_args(plan, job, weights)) for job in plan.jobs]
+    v = torch.randn(flat(cpu.learner.params()).numel(), generator=torch.Generator().manual_seed(0))
     terms, figures = {}, {}
-    v = None
     for device, trainer in learners.items():
         trainer.policy.load_state_dict(weights)
         terms[device] = trainer.learner.terms([trainer.objective(group) for group in groups])
-        start = terms[device].start()
-        if v is None:
-            v = torch.randn(start.gradient.shape, generator=torch.Generator().manual_seed(0))
-        params = torch.nn.utils.parameters_to_vector(trainer.policy.parameters()).detach()
+        params, direction = flat(trainer.learner.params()), v.to(trainer.device)
         figures[device] = {
-            "gradient": start.gradient.cpu(),
-            "product": terms[device].product(v.to(params.device)).cpu(),
-            "score": terms[device].score(params + 1e-2 * v.to(params.device)).cpu(),
+            "gradient": terms[device].start().gradient.cpu(),
+            "product": terms[device].product(direction).cpu(),
+            "score": terms[device].score(params + 1e-2 * direction).cpu(),
         }
     for name in ("gradient", "product"):
         gap = ((figures["cuda"][name] - figures["cpu"][name]).norm() / figures["cpu"][name].norm()).item()
