@@ -62,12 +62,13 @@ class Sampler:
             torch.manual_seed(seed)
             for t in range(horizon):
                 obs_t = torch.from_numpy(obs.reshape(n_tasks, eps, obs_dim).astype(np.float32, copy=False))
-                obs_buf[:, t] = obs_t.numpy()
                 mask_buf[:, t] = alive
                 outputs = self.policy.task_outputs(params, obs_t, per_task_params)
                 dist = self.policy.distribution(outputs)
                 actions = (dist.mode if mode else dist.sample()).numpy()
-                act_buf[:, t] = actions
+                # padding is zero, whatever ended (or retired) sub-envs do after their episode
+                obs_buf[:, t] = np.where(alive[..., None], obs_t.numpy(), 0.0)
+                act_buf[:, t] = np.where(alive.reshape(alive.shape + (1,) * len(act_shape)), actions, 0)
                 obs, rewards, terminated, truncated, info = env.step(actions.reshape(n_tasks * eps, *act_shape))
                 rew_buf[:, t] = rewards.reshape(n_tasks, eps) * alive
                 if "success" in info:
@@ -77,6 +78,7 @@ class Sampler:
                 alive &= ~(terminated | truncated).reshape(n_tasks, eps)
                 if not alive.any():
                     break
+                env.retire(~alive.reshape(-1))
         return EpisodeBatch(
             observations=torch.from_numpy(obs_buf),
             actions=torch.from_numpy(act_buf),

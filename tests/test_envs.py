@@ -202,6 +202,34 @@ def test_ant_terminates_when_torso_leaves_healthy_range_and_restarts_next_step()
     assert abs(obs[0, 0] - first[0, 0]) < 0.2  # a fresh start near the initial height, not the falling torso
 
 
+def test_retired_sub_envs_are_not_stepped_and_leave_the_others_unchanged():
+    """An ended Ant episode's sub-env, once retired, costs no physics and changes no other sub-env's results."""
+    envs = [AntDir().make_vector_env(3) for _ in range(2)]
+    rng = np.random.default_rng(1)
+    actions = rng.uniform(-1, 1, size=(6, 3, 8)).astype(np.float32)
+    results = []
+    for retire, env in zip((False, True), envs):
+        env.set_tasks([DirectionTask(1.0), DirectionTask(-1.0), DirectionTask(1.0)])
+        env.reset(seed=4)
+        env.data[1].qpos[2] = 1.5  # sub-env 1 ends on the first step
+        steps = []
+        for t, action in enumerate(actions):
+            steps.append(env.step(action))
+            if retire and t == 0:
+                env.retire(np.array([False, True, False]))
+                frozen = env.data[1].qpos.copy()
+        results.append(steps)
+    assert (envs[1].data[1].qpos == frozen).all()  # neither reset nor stepped after retiring
+    for (obs, rew, term, trunc, _), (obs_r, rew_r, term_r, trunc_r, _) in zip(*results):
+        live = [0, 2]
+        assert (obs[live] == obs_r[live]).all() and (rew[live] == rew_r[live]).all()
+        assert (term[live] == term_r[live]).all() and (trunc[live] == trunc_r[live]).all()
+    assert [s[1][1] for s in results[1][1:]] == [0.0] * 5 and not any(s[2][1] or s[3][1] for s in results[1][1:])
+    obs, _ = envs[1].reset(seed=4)  # a reset brings every sub-env back
+    envs[1].step(actions[0])
+    assert (envs[1].data[1].qpos != frozen).any()
+
+
 def test_mujoco_actions_of_the_wrong_shape_are_a_clear_error():
     env = HalfCheetahVel().make_vector_env(2)
     env.set_tasks(HalfCheetahVel().sample_tasks(2, np.random.default_rng(0)))

@@ -78,3 +78,21 @@ def test_mode_acts_with_the_policys_mean_action():
     sampled = sampler.sample(pol.params(), tasks, 3, seed=5)
     assert not torch.equal(sampled.actions, a.actions)
     sampler.close()
+
+
+def test_retiring_ended_sub_envs_leaves_the_batch_unchanged(monkeypatch):
+    """The sampler retires sub-envs whose episode ended (Ant: most end early); the episodes it returns are
+    the ones it returns when every sub-env keeps stepping."""
+    from dh_maml.envs.base import ArrayVectorEnv
+    from dh_maml.envs.mujoco import AntDir, DirectionTask
+
+    fam = AntDir(horizon=30)
+    pol = GaussianMLPPolicy(fam.observation_space.shape[0], 8, (8,), init_std=1.0)
+    tasks = [DirectionTask(1.0), DirectionTask(-1.0)]
+    batches = [Sampler(fam, pol).sample(pol.params(), tasks, episodes_per_task=4, seed=3)]
+    monkeypatch.setattr(ArrayVectorEnv, "retire", lambda self, mask: None)
+    batches.append(Sampler(fam, pol).sample(pol.params(), tasks, episodes_per_task=4, seed=3))
+    retired, stepped = batches
+    assert (retired.lengths < 30).any()  # some episodes did end early, so something was retired
+    for name in ("observations", "actions", "rewards", "mask"):
+        assert torch.equal(getattr(retired, name), getattr(stepped, name)), name

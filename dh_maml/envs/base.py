@@ -37,6 +37,15 @@ class TaskVectorEnv(VectorEnv):
     def reset_task(self, task: Any) -> None:
         self.set_tasks([task] * self.num_envs)
 
+    def retire(self, mask: np.ndarray) -> None:
+        """Sub-envs (a boolean mask) whose episodes the caller has finished with until the next ``reset``.
+
+        A sampler that keeps one episode per sub-env masks out whatever an ended sub-env does after its end;
+        an env that can skip stepping it saves that work (on Ant, where most early episodes end within 40
+        of 100 steps, more than half the physics). What a retired sub-env returns from ``step`` is then
+        unspecified. This default steps every sub-env as gymnasium's contract says, which is always correct.
+        """
+
 
 class SyncTaskVectorEnv(SyncVectorEnv, TaskVectorEnv):
     """gymnasium's SyncVectorEnv with one task per sub-env, set through each env's ``reset_task`` (found on
@@ -69,6 +78,7 @@ class ArrayVectorEnv(TaskVectorEnv):
         self.action_space = batch_space(action_space, num_envs)
         self._t = np.zeros(num_envs, dtype=np.int64)
         self._needs_reset = np.zeros(num_envs, dtype=bool)
+        self._retired = np.zeros(num_envs, dtype=bool)
         self._tasks: list[Any] | None = None
 
     def set_tasks(self, tasks: Sequence[Any]) -> None:
@@ -97,6 +107,15 @@ class ArrayVectorEnv(TaskVectorEnv):
         """Per-sub-env arrays a family reports beside rewards (e.g. Meta-World's ``success``); none by default."""
         return {}
 
+    def retire(self, mask: np.ndarray) -> None:
+        """Retired sub-envs are neither stepped nor reset until the next ``reset``: ``step`` returns their
+        last observation, reward 0 and neither flag."""
+        self._retired |= np.asarray(mask, dtype=bool)
+
+    def _live(self) -> np.ndarray:
+        """The sub-envs this step advances: neither restarting (reset after the step) nor retired."""
+        return ~(self._needs_reset | self._retired)
+
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict]:
         super().reset(seed=seed)
         if self._tasks is None:
@@ -107,11 +126,12 @@ class ArrayVectorEnv(TaskVectorEnv):
         self._reset_envs(every)
         self._t[:] = 0
         self._needs_reset[:] = False
+        self._retired[:] = False
         return self._observe(), self._info()
 
     def step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict]:
         actions = np.asarray(actions)
-        restart = np.flatnonzero(self._needs_reset)
+        restart = np.flatnonzero(self._needs_reset & ~self._retired)
         rewards, terminated = self._step_envs(actions)
         self._t += 1
         truncated = (self._t >= self.horizon) & ~terminated
@@ -121,6 +141,9 @@ class ArrayVectorEnv(TaskVectorEnv):
             rewards[restart] = 0.0
             terminated[restart] = False
             truncated[restart] = False
+        rewards[self._retired] = 0.0
+        terminated &= ~self._retired
+        truncated &= ~self._retired
         self._needs_reset = terminated | truncated
         return self._observe(), rewards, terminated, truncated, self._info()
 

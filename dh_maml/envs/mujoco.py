@@ -125,7 +125,7 @@ class MujocoVectorEnv(ArrayVectorEnv):
                 f"{self.model.nu}) (sub-envs, actuators), got {actions.shape}"
             )
         before = self._main_body_x()
-        for i in np.flatnonzero(~self._needs_reset):  # the others are reset after this step
+        for i in np.flatnonzero(self._live()):
             data = self.data[i]
             data.ctrl[:] = actions[i]
             mujoco.mj_step(self.model, data, nstep=self.frame_skip)

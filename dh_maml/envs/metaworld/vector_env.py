@@ -239,7 +239,7 @@ class MetaWorldVectorEnv(ArrayVectorEnv):
                 f"{type(self).__name__}.step: expected actions of shape ({self.num_envs}, 4), got {actions.shape}"
             )
         rewards = np.zeros(self.num_envs)
-        live = ~self._needs_reset
+        live = self._live()
         fast = live & self._fast
         self._set_inputs(actions, fast)
         stepped = []
