@@ -484,3 +484,32 @@ def test_an_overlapped_update_leaves_the_checkpoint_state_alone_until_the_next_r
         assert torch.equal(a, b)
     assert [torch.equal(a["owner"], b["owner"]) for a, b in zip(before["pending"], after["pending"])] == [True, True]
     runner.close()
+
+
+def test_retiring_ended_minigrid_episodes_skips_their_steps_and_leaves_the_rollout_unchanged(monkeypatch):
+    """Sub-envs whose episode ended are retired (MiniGrid's Python step is then skipped); the rollout is the
+    one every sub-env stepping to the end gives."""
+    from dh_maml.envs.base import SyncTaskVectorEnv
+    from dh_maml.envs.minigrid import MiniGridPlain, MiniGridTask, PlainOptions
+
+    family = MiniGridPlain(horizon=60, options=PlainOptions(env_id="MiniGrid-Empty-5x5-v0"))
+    torch.manual_seed(0)
+    subs = SubPolicies(family.observation_space, family.action_space, 2, SPEC)
+    masters = [ActorCritic(family.observation_space, gym.spaces.Discrete(2), SPEC) for _ in range(2)]
+    tasks = [MiniGridTask(), MiniGridTask()]
+
+    def run() -> tuple[list, list[int]]:
+        env = family.make_vector_env(16)
+        rolls = sample_hierarchy(env, subs, masters, tasks, family.horizon, macro_len=3, epsilon=0.1, seed=2)
+        return rolls, [sub_env.unwrapped.step_count for sub_env in env.envs]
+
+    retired, retired_counts = run()
+    monkeypatch.setattr(SyncTaskVectorEnv, "retire", lambda self, mask: None)
+    stepped, stepped_counts = run()
+    lengths = torch.cat([roll.mask.sum(0) for roll in retired]).long().tolist()
+    assert min(lengths) < max(lengths)  # some episodes ended early, so something was retired
+    assert retired_counts == lengths  # a retired sub-env stopped at its episode's end: neither reset nor stepped
+    assert stepped_counts != lengths
+    for a, b in zip(retired, stepped):
+        for name in ("obs", "actions", "log_probs", "values", "rewards", "mask", "choices", "master_log_probs"):
+            assert torch.equal(getattr(a, name), getattr(b, name)), name

@@ -8,9 +8,9 @@ episode of several tasks steps in one call and one batched policy forward.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from functools import cached_property
+from functools import cached_property, partial
 from typing import Any, ClassVar
 
 import gymnasium as gym
@@ -47,15 +47,52 @@ class TaskVectorEnv(VectorEnv):
         """
 
 
+class _Retirable(gym.Wrapper):
+    """A sub-env that, once retired, neither steps nor resets: it repeats its last observation, reward 0."""
+
+    def __init__(self, env: gym.Env):
+        super().__init__(env)
+        self.retired = False
+        self._last: Any = None
+
+    def reset(self, **kwargs: Any) -> tuple[Any, dict]:
+        if self.retired:
+            return self._last, {}
+        self._last, info = self.env.reset(**kwargs)
+        return self._last, info
+
+    def step(self, action: Any) -> tuple[Any, float, bool, bool, dict]:
+        if self.retired:
+            return self._last, 0.0, False, False, {}
+        self._last, reward, terminated, truncated, info = self.env.step(action)
+        return self._last, reward, terminated, truncated, info
+
+
 class SyncTaskVectorEnv(SyncVectorEnv, TaskVectorEnv):
     """gymnasium's SyncVectorEnv with one task per sub-env, set through each env's ``reset_task`` (found on
-    the env or any wrapper around it)."""
+    the env or any wrapper around it). Retired sub-envs (``retire``) skip their env's Python ``step``."""
+
+    def __init__(self, env_fns: Sequence[Callable[[], gym.Env]], **kwargs: Any):
+        super().__init__([partial(_retirable, fn) for fn in env_fns], **kwargs)
 
     def set_tasks(self, tasks: Sequence[Any]) -> None:
         if len(tasks) != self.num_envs:
             raise ValueError(f"set_tasks: expected {self.num_envs} tasks (one per sub-env), got {len(tasks)}")
         for env, task in zip(self.envs, tasks):
             env.get_wrapper_attr("reset_task")(task)
+
+    def retire(self, mask: np.ndarray) -> None:
+        for env, retired in zip(self.envs, np.asarray(mask, dtype=bool)):
+            env.retired |= bool(retired)
+
+    def reset(self, *, seed: int | list[int] | None = None, options: dict | None = None) -> tuple[Any, dict]:
+        for env in self.envs:
+            env.retired = False
+        return super().reset(seed=seed, options=options)
+
+
+def _retirable(make_env: Callable[[], gym.Env]) -> _Retirable:
+    return _Retirable(make_env())
 
 
 class ArrayVectorEnv(TaskVectorEnv):

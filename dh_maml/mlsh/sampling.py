@@ -127,6 +127,7 @@ def _rollout(
     for t in range(horizon):
         obs = roll.obs[t]
         obs.copy_(torch.from_numpy(np.asarray(obs_np, dtype=np.float32).reshape(n, obs_dim)))
+        obs.mul_(alive.unsqueeze(-1))  # padding is zero, whatever ended (or retired) sub-envs do after their end
         m = t // macro_len
         if t % macro_len == 0:
             for master, part in zip(masters, slices):
@@ -142,4 +143,5 @@ def _rollout(
         if not alive.any():
             steps = t + 1
             break
+        env.retire(alive.numpy() == 0)
     return [roll.part(steps, macro_len, part) for part in slices]
