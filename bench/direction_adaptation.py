@@ -8,7 +8,8 @@ the measurements behind docs/halfcheetah-dir.md.
 On equally many forward and backward held-out tasks, per direction: before and after one inner step, the
 return, the robot's mean velocity along x (per episode; HalfCheetah, whose reward is d v - 0.05 |a|^2) and
 the control cost; the inner step itself (the norm of the task's gradient, the KL between the policies before
-and after the step on the states it adapted on); the linear baseline's fit (explained variance of the
+and after the step on the states it adapted on, and the steps split into what both directions share, what
+tells them apart and what is left per task); the linear baseline's fit (explained variance of the
 discounted returns) and the spread of the raw advantages that normalisation divides out; and the one-step
 return at each inner step size of ``--lrs``. Every step size adapts on the same pre-step episodes. Prints a
 table and writes JSON.
@@ -81,6 +82,25 @@ def step_size_and_kl(policy, before: dict, after: dict, batch: EpisodeBatch, lr:
     return np.array(norms), np.array(kls)
 
 
+def step_split(before: dict, after: dict, directions: np.ndarray, lr: float) -> dict[str, float]:
+    """The inner steps (theta'_i - theta) / lr split into the part both directions share (half the sum of the
+    two directions' mean steps), the part that tells them apart (half the difference) and what is left per
+    task (root mean square about its direction's mean step). A step can steer only with its direction
+    part; what is left per task is the noise of adapting on one task's episodes (the two means carry that
+    noise divided by the square root of the tasks per direction)."""
+    steps = torch.stack(
+        [torch.cat([((after[k][i] - before[k]) / lr).flatten() for k in before]) for i in range(len(directions))]
+    ).double()
+    forward, backward = steps[directions > 0], steps[directions < 0]
+    mean_f, mean_b = forward.mean(0), backward.mean(0)
+    rest = torch.cat([forward - mean_f, backward - mean_b])
+    return {
+        "shared by both directions": ((mean_f + mean_b) / 2).norm().item(),
+        "telling the directions apart": ((mean_f - mean_b) / 2).norm().item(),
+        "left per task (rms)": rest.pow(2).sum(1).mean().sqrt().item(),
+    }
+
+
 def summary(values: np.ndarray) -> dict[str, float]:
     n = len(values)
     return {"mean": float(values.mean()), "se": float(values.std(ddof=1) / np.sqrt(n)) if n > 1 else 0.0}
@@ -123,6 +143,7 @@ def main() -> None:
     params = {k: v.detach() for k, v in policy.params().items()}
 
     per_task: dict[str, np.ndarray] = {}
+    split: dict[str, float] = {}  # measured at the spec's inner step size, when --lrs includes it
     for lr in lrs:
         (pre, _, _), (post, adapted, _) = list(adaptation_steps(sampler, params, tasks, maml, [lr], seed, baseline))
         per_task["return before"] = pre.task_returns().numpy()
@@ -142,6 +163,7 @@ def main() -> None:
                     )
             norms, kls = step_size_and_kl(policy, params, adapted, pre, lr)
             per_task["inner gradient norm"], per_task["KL(before || after)"] = norms, kls
+            split = step_split(params, adapted, directions, lr)
             explained, spread = baseline_fit(pre, maml.gamma, maml.gae_lambda, maml.baseline_reg)
             per_task["baseline explained variance"], per_task["raw advantage std"] = explained, spread
 
@@ -154,6 +176,7 @@ def main() -> None:
         "by_direction": {
             kind: {name: summary(values[labels == kind]) for name, values in per_task.items()} for kind in kinds
         },
+        "inner step split (norms)": split,
         "per_task": {name: values.tolist() for name, values in per_task.items()},
         "directions": labels.tolist(),
     }
@@ -167,6 +190,9 @@ def main() -> None:
             for k in kinds
         )
         print(f"{name:>44}{row}")
+    if split:
+        parts = ", ".join(f"{k} {v:.3f}" for k, v in split.items())
+        print(f"inner steps at lr {maml.fast_lr:g}, split (norms): {parts}")
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2))

@@ -141,6 +141,25 @@ def test_the_direction_study_reads_each_episodes_velocity_off_its_rewards():
     assert abs(measured).min() > 1e-3  # a non-trivial check: the cheetah moved
 
 
+def test_inner_step_split_separates_the_shared_the_directional_and_the_per_task_parts():
+    import numpy as np
+    import torch
+
+    from bench.direction_adaptation import step_split
+
+    shared, apart = torch.tensor([3.0, 0.0, 0.0]), torch.tensor([0.0, 4.0, 0.0])
+    noise = torch.tensor([0.0, 0.0, 1.0])
+    directions = np.array([1.0, 1.0, -1.0, -1.0])
+    steps = [shared + d * apart + sign * noise for d, sign in zip(directions, (1, -1, 1, -1))]
+    before = {"w": torch.zeros(3)}
+    lr = 0.5
+    after = {"w": torch.stack([lr * step for step in steps])}
+    split = step_split(before, after, directions, lr)
+    assert split == pytest.approx(
+        {"shared by both directions": 3.0, "telling the directions apart": 4.0, "left per task (rms)": 1.0}
+    )
+
+
 def test_the_direction_study_runs_on_a_specs_initial_policy_and_refuses_other_families(tmp_path):
     import json
     import subprocess
