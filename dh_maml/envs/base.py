@@ -145,8 +145,9 @@ class ArrayVectorEnv(TaskVectorEnv):
         return {}
 
     def retire(self, mask: np.ndarray) -> None:
-        """Retired sub-envs are neither stepped nor reset until the next ``reset``: ``step`` returns their
-        last observation, reward 0 and neither flag."""
+        """Retired sub-envs are not reset until the next ``reset``, and a family that steps its sub-envs one
+        by one (MuJoCo, Meta-World: ``_live``) skips them; ``step`` reports reward 0 and neither flag for
+        them. Array families that step every sub-env in one numpy expression gain nothing and skip nothing."""
         self._retired |= np.asarray(mask, dtype=bool)
 
     def _live(self) -> np.ndarray:
