@@ -1,6 +1,7 @@
 #!/usr/bin/env python
 """What an Ant family's episodes are made of under a policy: their lengths, why they end, and the reward's
-terms per step (task term, control cost, contact cost, survival bonus). The measurements of docs/ant.md.
+terms per step (task term, control cost, contact cost, survival bonus), and how much each varies between
+episodes. The measurements of docs/ant.md.
 
     python bench/ant_episodes.py --spec specs/ant-dir.yaml                     # the spec's initial policy
     python bench/ant_episodes.py --spec specs/ant-dir.yaml --set policy.init_output_scale=0.01
@@ -81,6 +82,8 @@ def probe(env: AntVectorEnv, policy, how: str, seed: int) -> dict:
         "length_median": float(np.median(length)),
         "ended": ended,
         "per_episode": {k: float(v.mean()) for k, v in terms.items()},
+        # how much each term varies between episodes: what a policy gradient on these episodes can tell apart
+        "per_episode_std": {k: float(v.std()) for k, v in terms.items()},
         "per_step": {k: float((v / np.maximum(length, 1)).mean()) for k, v in terms.items()},
     }
 
@@ -115,7 +118,10 @@ def main() -> None:
     print(f"  length: mean {result['length_mean']:.1f}, median {result['length_median']:.1f}")
     print("  ended by: " + ", ".join(f"{k} {v}" for k, v in result["ended"].items() if v))
     for key in result["per_step"]:
-        print(f"  {key:>15}: {result['per_step'][key]:+8.4f} per step, {result['per_episode'][key]:+9.3f} per episode")
+        print(
+            f"  {key:>15}: {result['per_step'][key]:+8.4f} per step, {result['per_episode'][key]:+9.3f} per episode"
+            f" (std over episodes {result['per_episode_std'][key]:.3f})"
+        )
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2))
