@@ -62,13 +62,15 @@ class Sampler:
             torch.manual_seed(seed)
             for t in range(horizon):
                 obs_t = torch.from_numpy(obs.reshape(n_tasks, eps, obs_dim).astype(np.float32, copy=False))
+                obs_buf[:, t] = obs_t.numpy()
                 mask_buf[:, t] = alive
                 outputs = self.policy.task_outputs(params, obs_t, per_task_params)
                 dist = self.policy.distribution(outputs)
                 actions = (dist.mode if mode else dist.sample()).numpy()
-                # padding is zero, whatever ended (or retired) sub-envs do after their episode
-                obs_buf[:, t] = np.where(alive[..., None], obs_t.numpy(), 0.0)
-                act_buf[:, t] = np.where(alive.reshape(alive.shape + (1,) * len(act_shape)), actions, 0)
+                act_buf[:, t] = actions
+                if not alive.all():  # padding is zero, whatever ended (or retired) sub-envs do after their end
+                    obs_buf[:, t][~alive] = 0.0
+                    act_buf[:, t][~alive] = 0
                 obs, rewards, terminated, truncated, info = env.step(actions.reshape(n_tasks * eps, *act_shape))
                 rew_buf[:, t] = rewards.reshape(n_tasks, eps) * alive
                 if "success" in info:
