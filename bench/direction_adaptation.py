@@ -67,19 +67,23 @@ def baseline_fit(batch: EpisodeBatch, gamma: float, lam: float, reg: float) -> t
     return np.array(explained), np.array(spread)
 
 
+def inner_steps(before: dict, after: dict, lr: float) -> torch.Tensor:
+    """[tasks, parameters]: each task's inner step (theta'_i - theta) / lr, flattened."""
+    tasks = len(next(iter(after.values())))
+    return torch.stack([torch.cat([((after[k][i] - before[k]) / lr).flatten() for k in before]) for i in range(tasks)])
+
+
 def step_size_and_kl(policy, before: dict, after: dict, batch: EpisodeBatch, lr: float) -> tuple[np.ndarray, ...]:
     """Per task: |theta' - theta| / lr (the inner gradient's norm) and mean KL(pi_theta || pi_theta') over the
     pre-step states."""
-    norms, kls = [], []
+    kls = []
     for i in range(batch.num_tasks):
         task_after = {k: v[i] for k, v in after.items()}
-        delta = torch.cat([(task_after[k] - before[k]).flatten() for k in before])
-        norms.append(delta.norm().item() / lr)
         obs = batch.observations[i][batch.mask[i].bool()]
         with torch.no_grad():
             kl = torch.distributions.kl_divergence(policy.dist(before, obs), policy.dist(task_after, obs))
         kls.append(kl.mean().item())
-    return np.array(norms), np.array(kls)
+    return inner_steps(before, after, lr).norm(dim=1).numpy(), np.array(kls)
 
 
 def step_split(before: dict, after: dict, directions: np.ndarray, lr: float) -> dict[str, float]:
@@ -88,9 +92,7 @@ def step_split(before: dict, after: dict, directions: np.ndarray, lr: float) -> 
     task (root mean square about its direction's mean step). A step can steer only with its direction
     part; what is left per task is the noise of adapting on one task's episodes (the two means carry that
     noise divided by the square root of the tasks per direction)."""
-    steps = torch.stack(
-        [torch.cat([((after[k][i] - before[k]) / lr).flatten() for k in before]) for i in range(len(directions))]
-    ).double()
+    steps = inner_steps(before, after, lr).double()
     forward, backward = steps[directions > 0], steps[directions < 0]
     mean_f, mean_b = forward.mean(0), backward.mean(0)
     rest = torch.cat([forward - mean_f, backward - mean_b])
