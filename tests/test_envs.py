@@ -117,7 +117,15 @@ def _gymnasium_reference(family, n, horizon):
     if family.name.startswith("halfcheetah"):
         make = lambda: TimeLimit(HalfCheetahEnv(ctrl_cost_weight=0.05), horizon)
     else:
-        make = lambda: TimeLimit(AntEnv(ctrl_cost_weight=5e-3, contact_cost_weight=5e-4), horizon)
+        exclude_xy = family.name != "ant-goal"  # the goal task observes where the Ant is
+        make = lambda: TimeLimit(
+            AntEnv(
+                ctrl_cost_weight=5e-3,
+                contact_cost_weight=5e-4,
+                exclude_current_positions_from_observation=exclude_xy,
+            ),
+            horizon,
+        )
     return SyncVectorEnv([make] * n, autoreset_mode=AutoresetMode.NEXT_STEP)
 
 

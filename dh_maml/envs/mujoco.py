@@ -162,10 +162,11 @@ class HalfCheetahVectorEnv(MujocoVectorEnv):
 
 
 class AntVectorEnv(MujocoVectorEnv):
-    """Ant-v5: observes qpos without x and y, qvel and the clipped external contact forces of every body but
-    the world; control cost 0.005 ||a||^2, contact cost 5e-4 ||clip(cfrc, -1, 1)||^2, survival bonus 0.05; an
-    episode ends when the state is not finite or the torso's z leaves [0.2, 1]. The forward velocity is the
-    torso's, from its frame position as MuJoCo left it after stepping (as gymnasium reads it)."""
+    """Ant-v5: observes qpos without x and y (unless ``observes_xy``), qvel and the clipped external contact
+    forces of every body but the world; control cost 0.005 ||a||^2, contact cost 5e-4 ||clip(cfrc, -1, 1)||^2,
+    survival bonus 0.05; an episode ends when the state is not finite or the torso's z leaves [0.2, 1]. The
+    forward velocity is the torso's, from its frame position as MuJoCo left it after stepping (as gymnasium
+    reads it)."""
 
     xml_file = "ant.xml"
     ctrl_cost_weight = 5e-3
@@ -173,6 +174,9 @@ class AntVectorEnv(MujocoVectorEnv):
     survive_reward: ClassVar[float] = 0.05
     healthy_z: ClassVar[tuple[float, float]] = (0.2, 1.0)
     main_body: ClassVar[int] = 1
+    # gymnasium's exclude_current_positions_from_observation=False: a task whose reward depends on where the
+    # Ant is, not how fast it moves, needs it observed
+    observes_xy: ClassVar[bool] = False
 
     def _allocate(self, num_envs: int) -> None:
         super()._allocate(num_envs)
@@ -206,7 +210,7 @@ class AntVectorEnv(MujocoVectorEnv):
 
     def _observe(self) -> np.ndarray:
         contact = self._clipped_contact()[:, 1:].reshape(len(self._contact), -1)
-        return np.concatenate([self._qpos[:, 2:], self._qvel, contact], axis=1)
+        return np.concatenate([self._qpos[:, 0 if self.observes_xy else 2 :], self._qvel, contact], axis=1)
 
 
 class _Velocity:
@@ -258,7 +262,10 @@ class AntDirEnv(_Direction, AntVectorEnv):
 
 
 class AntGoalEnv(_Goal, AntVectorEnv):
-    pass
+    """Observes the torso's x and y, as the MAML paper's Ant did: without them a policy cannot tell how far
+    it is from the goal, nor stop there."""
+
+    observes_xy = True
 
 
 def _velocities(high: float) -> Callable[[int, np.random.Generator], list[VelocityTask]]:
