@@ -179,3 +179,22 @@ def test_the_direction_study_runs_on_a_specs_initial_policy_and_refuses_other_fa
     assert wrong.returncode == 2 and "--spec: halfcheetah-vel is not a direction family" in wrong.stderr
     both = subprocess.run([*script, "--spec", spec, "--run", tmp_path], capture_output=True, text=True)
     assert both.returncode == 2 and "give one of --run RUN_DIR or --spec SPEC" in both.stderr
+
+
+def test_each_sub_policy_runs_alone_with_its_own_weights():
+    import torch
+
+    from bench.subpolicy_latents import hierarchy_of_one, member_weights
+    from dh_maml.envs import make_family
+    from dh_maml.mlsh.policies import SubPolicies
+    from dh_maml.spec import EnvSpec, PolicySpec
+
+    family = make_family(EnvSpec(family="movement-bandits"))
+    trained = SubPolicies(family.observation_space, family.action_space, 3, PolicySpec(hidden_sizes=(8,)))
+    obs = torch.randn(5, family.observation_space.shape[0])
+    for k in range(3):
+        one = hierarchy_of_one(family, PolicySpec(hidden_sizes=(8,)), member_weights(trained.state_dict(), k))
+        assert len(one) == 1
+        torch.testing.assert_close(one[0].critic(obs), trained[k].critic(obs))
+        for theirs, ours in zip(trained[k].parameters(), one[0].parameters()):
+            torch.testing.assert_close(ours, theirs)
