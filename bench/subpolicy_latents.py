@@ -28,10 +28,12 @@ sys.path.insert(0, str(ROOT))
 
 from dh_maml.checkpoint import load_checkpoint  # noqa: E402
 from dh_maml.envs import make_family  # noqa: E402
+from dh_maml.envs.base import TaskFamily, TaskVectorEnv  # noqa: E402
 from dh_maml.mlsh.adaptation import held_out  # noqa: E402
 from dh_maml.mlsh.policies import SubPolicies, make_master  # noqa: E402
 from dh_maml.mlsh.sampling import sample_hierarchy  # noqa: E402
 from dh_maml.run_dir import checkpoint_path, read_run_spec  # noqa: E402
+from dh_maml.spec import PolicySpec, Spec  # noqa: E402
 
 
 def member_weights(weights: dict[str, torch.Tensor], k: int) -> dict[str, torch.Tensor]:
@@ -40,18 +42,19 @@ def member_weights(weights: dict[str, torch.Tensor], k: int) -> dict[str, torch.
     return {"members.0." + key[len(prefix) :]: v for key, v in weights.items() if key.startswith(prefix)}
 
 
-def hierarchy_of_one(family, policy_spec, weights: dict[str, torch.Tensor]) -> SubPolicies:
+def hierarchy_of_one(family: TaskFamily, policy_spec: PolicySpec, weights: dict[str, torch.Tensor]) -> SubPolicies:
     one = SubPolicies(family.observation_space, family.action_space, 1, policy_spec)
     one.load_state_dict(weights)
     return one
 
 
-def returns_per_task(spec, family, policy: SubPolicies, tasks: list, episodes: int, seed: int) -> np.ndarray:
-    env = family.make_vector_env(episodes * len(tasks))
+def returns_per_task(
+    env: TaskVectorEnv, spec: Spec, horizon: int, policy: SubPolicies, tasks: list, seed: int
+) -> np.ndarray:
+    """Mean episode return per task, ``env``'s sub-envs split evenly between the tasks."""
     space = env.single_observation_space
     masters = [make_master(space, 1, spec.policy, seed + i) for i in range(len(tasks))]
-    rolls = sample_hierarchy(env, policy, masters, tasks, family.horizon, spec.mlsh.macro_len, 0.0, seed)
-    env.close()
+    rolls = sample_hierarchy(env, policy, masters, tasks, horizon, spec.mlsh.macro_len, 0.0, seed)
     return np.array([roll.episode_returns().mean().item() for roll in rolls])
 
 
@@ -83,12 +86,14 @@ def main() -> None:
 
     names = sorted(set(latents))
     table: dict[str, dict[str, list[float]]] = {}
+    env = family.make_vector_env(args.episodes * len(tasks))
     for name, policy in policies.items():
-        returns = returns_per_task(spec, family, policy, tasks, args.episodes, args.seed)
+        returns = returns_per_task(env, spec, family.horizon, policy, tasks, args.seed)
         by_latent: dict[str, list[float]] = defaultdict(list)
         for latent, r in zip(latents, returns):
             by_latent[latent].append(float(r))
         table[name] = dict(by_latent)
+    env.close()
 
     print(f"{args.run}: mean return per episode, alone, {args.tasks} held-out tasks x {args.episodes} episodes")
     print(f"{'':>15} " + " ".join(f"{'latent ' + n:>18}" for n in names))
