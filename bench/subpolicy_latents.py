@@ -36,15 +36,16 @@ from dh_maml.run_dir import checkpoint_path, read_run_spec  # noqa: E402
 from dh_maml.spec import PolicySpec, Spec  # noqa: E402
 
 
-def member_weights(weights: dict[str, torch.Tensor], k: int) -> dict[str, torch.Tensor]:
-    """Sub-policy ``k``'s weights of a ``SubPolicies`` state dict, as a one-member ``SubPolicies``'s."""
-    prefix = f"members.{k}."
-    return {"members.0." + key[len(prefix) :]: v for key, v in weights.items() if key.startswith(prefix)}
+def load_subpolicies(family: TaskFamily, policy_spec: PolicySpec, run_dir: str, count: int) -> SubPolicies:
+    subpolicies = SubPolicies(family.observation_space, family.action_space, count, policy_spec)
+    subpolicies.load_state_dict(load_checkpoint(checkpoint_path(run_dir))["subpolicies"])
+    return subpolicies
 
 
-def hierarchy_of_one(family: TaskFamily, policy_spec: PolicySpec, weights: dict[str, torch.Tensor]) -> SubPolicies:
+def alone(subpolicies: SubPolicies, k: int, family: TaskFamily, policy_spec: PolicySpec) -> SubPolicies:
+    """A hierarchy of one: sub-policy ``k`` of ``subpolicies``, for a master with one choice."""
     one = SubPolicies(family.observation_space, family.action_space, 1, policy_spec)
-    one.load_state_dict(weights)
+    one[0].load_state_dict(subpolicies[k].state_dict())
     return one
 
 
@@ -75,14 +76,10 @@ def main() -> None:
     family = make_family(spec.env).for_evaluation()
     tasks, _ = held_out(family, args.tasks, args.seed)
     latents = [str(family.latent(t)) for t in tasks]
-    trained = load_checkpoint(checkpoint_path(args.run))["subpolicies"]
-    policies = {
-        f"sub-policy {k}": hierarchy_of_one(family, spec.policy, member_weights(trained, k))
-        for k in range(spec.mlsh.num_subpolicies)
-    }
+    trained = load_subpolicies(family, spec.policy, args.run, spec.mlsh.num_subpolicies)
+    policies = {f"sub-policy {k}": alone(trained, k, family, spec.policy) for k in range(len(trained))}
     if args.baseline_run:
-        shared = load_checkpoint(checkpoint_path(args.baseline_run))["subpolicies"]
-        policies["shared policy"] = hierarchy_of_one(family, spec.policy, shared)
+        policies["shared policy"] = load_subpolicies(family, spec.policy, args.baseline_run, 1)
 
     names = sorted(set(latents))
     table: dict[str, dict[str, list[float]]] = {}

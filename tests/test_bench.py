@@ -184,7 +184,7 @@ def test_the_direction_study_runs_on_a_specs_initial_policy_and_refuses_other_fa
 def test_each_sub_policy_runs_alone_with_its_own_weights():
     import torch
 
-    from bench.subpolicy_latents import hierarchy_of_one, member_weights
+    from bench.subpolicy_latents import alone
     from dh_maml.envs import make_family
     from dh_maml.mlsh.policies import SubPolicies
     from dh_maml.spec import EnvSpec, PolicySpec
@@ -193,7 +193,7 @@ def test_each_sub_policy_runs_alone_with_its_own_weights():
     trained = SubPolicies(family.observation_space, family.action_space, 3, PolicySpec(hidden_sizes=(8,)))
     obs = torch.randn(5, family.observation_space.shape[0])
     for k in range(3):
-        one = hierarchy_of_one(family, PolicySpec(hidden_sizes=(8,)), member_weights(trained.state_dict(), k))
+        one = alone(trained, k, family, PolicySpec(hidden_sizes=(8,)))
         assert len(one) == 1
         torch.testing.assert_close(one[0].critic(obs), trained[k].critic(obs))
         for theirs, ours in zip(trained[k].parameters(), one[0].parameters()):
