@@ -15,6 +15,8 @@ import typing
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+import yaml
+
 
 class SpecError(ValueError):
     """A spec could not be read or failed validation; ``str()`` is the user-facing text."""
@@ -37,6 +39,22 @@ def one_of(*values: str) -> dict:
 
 def matching(pattern: str, described: str) -> dict:
     return {"pattern": pattern, "described": described}
+
+
+class _SpecLoader(yaml.SafeLoader):
+    """PyYAML reads YAML 1.1, where ``1e-3`` (no dot) is a string; users write it as a number, as YAML 1.2 does."""
+
+
+_SpecLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$"),
+    list("-+0123456789."),
+)
+
+
+def load_yaml(text: str) -> Any:
+    """``yaml.safe_load``, with exponents written without a dot read as numbers."""
+    return yaml.load(text, Loader=_SpecLoader)  # a SafeLoader: builds plain data only
 
 
 _TYPE_NAMES = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import yaml
 
-from dh_maml.config import SpecError
+from dh_maml.config import SpecError, load_yaml
 from dh_maml.spec import Spec, spec_from_dict
 
 LOCK_NAME = ".lock"
@@ -79,7 +79,7 @@ def read_run_spec(run_dir: str | Path) -> Spec:
     if not path.is_file():
         raise FileNotFoundError(f"'{run_dir}' is not a run directory (no spec.yaml in it)")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = load_yaml(path.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, yaml.YAMLError) as exc:
         raise SpecError([f"the run's spec.yaml is damaged ({str(exc).splitlines()[0][:200]})"], str(path)) from None
     if not isinstance(data, dict) or not data:

@@ -16,7 +16,15 @@ from typing import Any
 import yaml
 
 from dh_maml import algorithms
-from dh_maml.config import SpecError, bounds, build_dataclass, matching, one_of, unknown_key_message
+from dh_maml.config import (
+    SpecError,
+    bounds,
+    build_dataclass,
+    load_yaml,
+    matching,
+    one_of,
+    unknown_key_message,
+)
 from dh_maml.envs import validate_env_spec
 
 MAX_SEED = 2**32 - 1  # what numpy's and torch's generators take from one integer
@@ -234,7 +242,7 @@ def parse_override(text: str) -> dict[str, Any]:
     if not parts:
         raise SpecError([f"--set {text!r}: the key before '=' is empty"])
     try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
+        value = load_yaml(raw) if raw.strip() else ""
     except yaml.YAMLError as exc:
         raise SpecError([f"--set {text!r}: the value is not valid YAML ({exc.problem})"]) from None
     out: dict[str, Any] = {parts[-1]: value}
@@ -252,7 +260,7 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     except (OSError, UnicodeDecodeError) as exc:
         raise SpecError([f"cannot read it as a UTF-8 text file ({exc})"], source=str(path)) from None
     try:
-        data = yaml.safe_load(text)
+        data = load_yaml(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""

@@ -96,6 +96,15 @@ def test_override_parsing_and_errors():
     assert with_overrides(Spec(), ["maml.num_steps=2"]).maml.num_steps == 2
 
 
+def test_exponents_without_a_dot_are_numbers(tmp_path):
+    """PyYAML alone reads ``1e-3`` as the string '1e-3', which a float key then rejects."""
+    assert load_spec(write(tmp_path, "trpo:\n  max_kl: 2e-2\n")).trpo.max_kl == 0.02
+    assert with_overrides(Spec(), ["mlsh.sub_lr=1e-3"]).mlsh.sub_lr == 0.001
+    assert parse_override("a=-2E+4") == {"a": -20000.0}
+    assert parse_override("a=12") == {"a": 12}
+    assert parse_override("a=1e3x") == {"a": "1e3x"}
+
+
 @pytest.mark.parametrize(
     "text, fragment",
     [
