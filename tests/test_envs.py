@@ -347,6 +347,34 @@ def test_two_goals_pays_only_the_tasks_colour_and_never_shows_which():
         np.testing.assert_array_equal(a[0], b[0])
 
 
+def test_two_goals_shaping_adds_the_progress_to_the_paying_tile_and_evaluation_is_sparse():
+    from dh_maml.envs.minigrid import ColourTask, MiniGridTwoGoals, TwoGoalsEnv, TwoGoalsOptions
+
+    family = MiniGridTwoGoals(options=TwoGoalsOptions(shaped=True))
+    assert family.for_evaluation().options == TwoGoalsOptions(shaped=False)
+    sparse, shaped = TwoGoalsEnv(max_steps=50), TwoGoalsEnv(max_steps=50, shaped=True)
+    rng = np.random.default_rng(0)
+    progress = []
+    for seed in range(6):
+        for env in (sparse, shaped):
+            env.reset_task(ColourTask("blue"))
+            env.reset(seed=seed)
+        assert sparse.goal_cells == shaped.goal_cells and sparse.agent_pos == shaped.agent_pos
+        for _ in range(50):
+            action = int(rng.choice([0, 1, 2], p=[0.2, 0.2, 0.6]))  # left, right, forward
+            d_before = shaped._distance_to_paying_goal()
+            obs_a, r_sparse, term_a, _, _ = sparse.step(action)
+            obs_b, r_shaped, term_b, _, _ = shaped.step(action)
+            np.testing.assert_array_equal(obs_a["image"], obs_b["image"])
+            assert term_a == term_b
+            step = d_before - shaped._distance_to_paying_goal()
+            assert r_shaped == pytest.approx(r_sparse + step / 8)  # 8: the 5 x 5 room's largest distance
+            progress.append(step)
+            if term_a:
+                break
+    assert {-1, 1} <= set(progress)
+
+
 def test_fourrooms_goal_is_the_tasks_cell_and_the_horizon_ends_episodes():
     from dh_maml.envs.minigrid import GoalCellTask, MiniGridFourRooms
 

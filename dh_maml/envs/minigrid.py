@@ -4,10 +4,16 @@ Observations are the agent's 7 x 7 egocentric view (object, colour, state per
 cell), flattened and scaled to [0, 1]; the mission string is dropped. Rewards
 are MiniGrid's own, 1 - 0.9 * steps / max_steps on success, with max_steps the
 family's horizon.
+
+Two goals' ``shaped`` option adds, for training only, each step's progress
+towards the paying tile: the drop in grid (Manhattan) distance divided by the
+room's largest, so an episode's shaping sums to at most 1 and is negative when
+it ends on the wrong tile.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -69,8 +75,10 @@ class TwoGoalsEnv(FastView, MiniGridEnv):
     """An empty room with a green and a blue goal tile, both placed at random each episode, and the agent at
     a random cell. Stepping on either tile ends the episode; only the task's colour pays."""
 
-    def __init__(self, size: int = 7, max_steps: int = 50, **kwargs: Any):
+    def __init__(self, size: int = 7, max_steps: int = 50, shaped: bool = False, **kwargs: Any):
         self.task: ColourTask | None = None
+        self.shaped = shaped
+        self.goal_cells: dict[str, tuple[int, int]] = {}
         super().__init__(
             mission_space=MissionSpace(mission_func=lambda: "reach the goal that pays"),
             grid_size=size,
@@ -85,18 +93,24 @@ class TwoGoalsEnv(FastView, MiniGridEnv):
     def _gen_grid(self, width: int, height: int) -> None:
         self.grid = Grid(width, height)
         self.grid.wall_rect(0, 0, width, height)
-        for colour in GOAL_COLOURS:
-            self.place_obj(ColouredGoal(colour))
+        self.goal_cells = {colour: tuple(self.place_obj(ColouredGoal(colour))) for colour in GOAL_COLOURS}
         self.place_agent()
         self.mission = "reach the goal that pays"
 
     def step(self, action: int) -> tuple[Any, float, bool, bool, dict]:
         if self.task is None:
             raise RuntimeError("TwoGoalsEnv: call reset_task(task) before step()")
+        before = self._distance_to_paying_goal()
         obs, reward, terminated, truncated, info = super().step(action)
         if terminated and self.grid.get(*self.agent_pos).color != self.task.colour:
             reward = 0.0
+        if self.shaped:
+            reward += (before - self._distance_to_paying_goal()) / (2 * (self.width - 3))
         return obs, reward, terminated, truncated, info
+
+    def _distance_to_paying_goal(self) -> int:
+        (x, y), (gx, gy) = self.agent_pos, self.goal_cells[self.task.colour]
+        return abs(x - gx) + abs(y - gy)
 
 
 class GoalCellFourRoomsEnv(FastView, FourRoomsEnv):
@@ -127,6 +141,7 @@ class _MiniGridFamily(TaskFamily):
 @dataclass(frozen=True)
 class TwoGoalsOptions:
     size: int = field(default=7, metadata={"lo": 5})  # walls included
+    shaped: bool = False  # training only: plus the progress towards the paying tile
 
 
 class MiniGridTwoGoals(_MiniGridFamily):
@@ -144,7 +159,10 @@ class MiniGridTwoGoals(_MiniGridFamily):
         return task.colour
 
     def make_env(self) -> gym.Env:
-        return self._wrapped(TwoGoalsEnv(self.options.size, max_steps=self.horizon))
+        return self._wrapped(TwoGoalsEnv(self.options.size, max_steps=self.horizon, shaped=self.options.shaped))
+
+    def for_evaluation(self) -> MiniGridTwoGoals:
+        return type(self)(self.horizon, dataclasses.replace(self.options, shaped=False))
 
 
 class MiniGridFourRooms(_MiniGridFamily):
