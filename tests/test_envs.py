@@ -348,10 +348,13 @@ def test_two_goals_pays_only_the_tasks_colour_and_never_shows_which():
 
 
 def test_two_goals_shaping_adds_the_progress_to_the_paying_tile_and_evaluation_is_sparse():
+    """And ``options.goal`` fixes the paying colour, as a per-colour oracle trains."""
     from dh_maml.envs.minigrid import ColourTask, MiniGridTwoGoals, TwoGoalsEnv, TwoGoalsOptions
 
-    family = MiniGridTwoGoals(options=TwoGoalsOptions(shaped=True))
-    assert family.for_evaluation().options == TwoGoalsOptions(shaped=False)
+    family = MiniGridTwoGoals(options=TwoGoalsOptions(shaped=True, goal="blue"))
+    assert family.for_evaluation().options == TwoGoalsOptions(shaped=False, goal="blue")
+    assert {t.colour for t in family.sample_tasks(20, np.random.default_rng(0))} == {"blue"}  # an oracle's tasks
+    assert {t.colour for t in MiniGridTwoGoals().sample_tasks(20, np.random.default_rng(0))} == {"blue", "green"}
     sparse, shaped = TwoGoalsEnv(max_steps=50), TwoGoalsEnv(max_steps=50, shaped=True)
     rng = np.random.default_rng(0)
     progress = []

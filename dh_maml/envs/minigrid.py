@@ -142,10 +142,12 @@ class _MiniGridFamily(TaskFamily):
 class TwoGoalsOptions:
     size: int = field(default=7, metadata={"lo": 5})  # walls included
     shaped: bool = False  # training only: plus the progress towards the paying tile
+    goal: str | None = field(default=None, metadata={"choices": GOAL_COLOURS})  # every task pays it (an oracle's)
 
 
 class MiniGridTwoGoals(_MiniGridFamily):
-    """Which colour pays is the latent task, drawn green or blue with equal odds."""
+    """Which colour pays is the latent task, drawn green or blue with equal odds, or always ``options.goal``
+    where set (what a per-colour oracle trains on)."""
 
     name = "minigrid-two-goals"
     default_horizon = 50
@@ -153,7 +155,8 @@ class MiniGridTwoGoals(_MiniGridFamily):
     Task = ColourTask
 
     def sample_tasks(self, n: int, rng: np.random.Generator) -> list[ColourTask]:
-        return [ColourTask(GOAL_COLOURS[int(i)]) for i in rng.integers(0, len(GOAL_COLOURS), size=n)]
+        drawn = [ColourTask(GOAL_COLOURS[int(i)]) for i in rng.integers(0, len(GOAL_COLOURS), size=n)]
+        return drawn if self.options.goal is None else [ColourTask(self.options.goal)] * n
 
     def latent(self, task: ColourTask) -> str:
         return task.colour
