@@ -198,3 +198,31 @@ def test_each_sub_policy_runs_alone_with_its_own_weights():
         torch.testing.assert_close(one[0].critic(obs), trained[k].critic(obs))
         for theirs, ours in zip(trained[k].parameters(), one[0].parameters()):
             torch.testing.assert_close(ours, theirs)
+
+
+def test_a_hierarchy_of_flat_policies_has_each_as_its_sub_policy(tmp_path):
+    import torch
+
+    from bench.hierarchy_of import hierarchy_of
+    from dh_maml.checkpoint import save_checkpoint
+    from dh_maml.envs import make_family
+    from dh_maml.mlsh.policies import SubPolicies
+    from dh_maml.run_dir import checkpoint_path
+    from dh_maml.spec import EnvSpec, PolicySpec
+
+    family = make_family(EnvSpec(family="movement-bandits"))
+    policy = PolicySpec(hidden_sizes=(8,))
+    flats = []
+    for name in ("green", "blue"):
+        torch.manual_seed(len(flats))
+        flat = SubPolicies(family.observation_space, family.action_space, 1, policy)
+        save_checkpoint({"subpolicies": flat.state_dict(), "iteration": 1}, checkpoint_path(tmp_path / name))
+        flats.append(flat)
+    hierarchy = hierarchy_of(family, policy, [str(tmp_path / "green"), str(tmp_path / "blue")])
+    obs = torch.randn(5, family.observation_space.shape[0])
+    assert len(hierarchy) == 2
+    for k, flat in enumerate(flats):
+        torch.testing.assert_close(hierarchy[k].critic(obs), flat[0].critic(obs))
+        for theirs, ours in zip(flat[0].parameters(), hierarchy[k].parameters()):
+            torch.testing.assert_close(ours, theirs)
+    assert not torch.equal(hierarchy[0].critic(obs), hierarchy[1].critic(obs))
