@@ -8,8 +8,10 @@ in docs/results.md.
     python bench/subpolicy_latents.py --run runs/two-goals-ppo-s1 [--baseline-run runs/two-goals-ppo-s1-shared]
         [--tasks 8] [--episodes 20] [--seed 10000]
 
-Mean return per episode with the evaluation reward (unshaped), ± standard error over tasks. Prints a table
-and writes JSON (``--out``, default RUN/subpolicy_latents.json).
+Mean return per episode with the evaluation reward (unshaped), ± standard error over tasks, and each policy's
+mean entropy over the states it visited with, for discrete actions, the share of its most frequent action: a
+policy that collapsed onto one action (PPO without an entropy bonus on MiniGrid) shows as near 0 nats and
+near 100 %. Prints a table and writes JSON (``--out``, default RUN/subpolicy_latents.json).
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from dh_maml.envs import make_family  # noqa: E402
 from dh_maml.envs.base import TaskFamily, TaskVectorEnv  # noqa: E402
 from dh_maml.mlsh.adaptation import held_out  # noqa: E402
 from dh_maml.mlsh.policies import SubPolicies, make_master  # noqa: E402
-from dh_maml.mlsh.sampling import sample_hierarchy  # noqa: E402
+from dh_maml.mlsh.sampling import HierarchyRollout, sample_hierarchy  # noqa: E402
 from dh_maml.run_dir import checkpoint_path, read_run_spec  # noqa: E402
 from dh_maml.spec import PolicySpec, Spec  # noqa: E402
 
@@ -49,14 +51,26 @@ def alone(subpolicies: SubPolicies, k: int, family: TaskFamily, policy_spec: Pol
     return one
 
 
-def returns_per_task(
+def rollouts(
     env: TaskVectorEnv, spec: Spec, horizon: int, policy: SubPolicies, tasks: list, seed: int
-) -> np.ndarray:
-    """Mean episode return per task, ``env``'s sub-envs split evenly between the tasks."""
+) -> list[HierarchyRollout]:
+    """One rollout per task of ``policy`` alone, ``env``'s sub-envs split evenly between the tasks."""
     space = env.single_observation_space
     masters = [make_master(space, 1, spec.policy, seed + i) for i in range(len(tasks))]
-    rolls = sample_hierarchy(env, policy, masters, tasks, horizon, spec.mlsh.macro_len, 0.0, seed)
-    return np.array([roll.episode_returns().mean().item() for roll in rolls])
+    return sample_hierarchy(env, policy, masters, tasks, horizon, spec.mlsh.macro_len, 0.0, seed)
+
+
+def action_spread(policy: SubPolicies, rolls: list[HierarchyRollout]) -> dict[str, float]:
+    """The mean entropy of ``policy``'s action distribution over the states visited and, for discrete actions,
+    the share of the most frequent action taken."""
+    running = [roll.mask.bool() for roll in rolls]
+    obs = torch.cat([roll.obs[m] for roll, m in zip(rolls, running)])
+    actions = torch.cat([roll.actions[m] for roll, m in zip(rolls, running)])
+    with torch.no_grad():
+        spread = {"entropy": policy[0].actor.distribution(policy[0].actor(obs)).entropy().mean().item()}
+    if actions.dim() == 1:
+        spread["top_action_share"] = (torch.bincount(actions.long()).max() / actions.numel()).item()
+    return spread
 
 
 def main() -> None:
@@ -83,26 +97,34 @@ def main() -> None:
 
     names = sorted(set(latents))
     table: dict[str, dict[str, list[float]]] = {}
+    spreads: dict[str, dict[str, float]] = {}
     env = family.make_vector_env(args.episodes * len(tasks))
     for name, policy in policies.items():
-        returns = returns_per_task(env, spec, family.horizon, policy, tasks, args.seed)
+        rolls = rollouts(env, spec, family.horizon, policy, tasks, args.seed)
         by_latent: dict[str, list[float]] = defaultdict(list)
-        for latent, r in zip(latents, returns):
-            by_latent[latent].append(float(r))
+        for latent, roll in zip(latents, rolls):
+            by_latent[latent].append(roll.episode_returns().mean().item())
         table[name] = dict(by_latent)
+        spreads[name] = action_spread(policy, rolls)
     env.close()
 
     print(f"{args.run}: mean return per episode, alone, {args.tasks} held-out tasks x {args.episodes} episodes")
-    print(f"{'':>15} " + " ".join(f"{'latent ' + n:>18}" for n in names))
+    print(f"{'':>15} " + " ".join(f"{'latent ' + n:>18}" for n in names) + "   entropy  top action")
     for name, by_latent in table.items():
         cells = []
         for n in names:
             r = np.array(by_latent[n])
             se = r.std(ddof=1) / np.sqrt(len(r)) if len(r) > 1 else float("nan")
             cells.append(f"{r.mean():8.2f} ± {se:5.2f}  ")
-        print(f"{name:>15} " + " ".join(f"{c:>18}" for c in cells))
+        spread = spreads[name]
+        top = f"{100 * spread['top_action_share']:9.0f} %" if "top_action_share" in spread else ""
+        print(f"{name:>15} " + " ".join(f"{c:>18}" for c in cells) + f"  {spread['entropy']:8.2f}{top}")
     out = Path(args.out) if args.out else Path(args.run) / "subpolicy_latents.json"
-    out.write_text(json.dumps({"tasks": args.tasks, "episodes": args.episodes, "seed": args.seed, "returns": table}))
+    out.write_text(
+        json.dumps(
+            {"tasks": args.tasks, "episodes": args.episodes, "seed": args.seed, "returns": table, "actions": spreads}
+        )
+    )
     print(f"wrote {out}")
 
 

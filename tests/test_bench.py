@@ -226,3 +226,28 @@ def test_a_hierarchy_of_flat_policies_has_each_as_its_sub_policy(tmp_path):
         for theirs, ours in zip(flat[0].parameters(), hierarchy[k].parameters()):
             torch.testing.assert_close(ours, theirs)
     assert not torch.equal(hierarchy[0].critic(obs), hierarchy[1].critic(obs))
+
+
+def test_action_spread_tells_a_collapsed_policy_from_a_spread_one():
+    import numpy as np
+    import torch
+
+    from bench.subpolicy_latents import action_spread, rollouts
+    from dh_maml.envs import make_family
+    from dh_maml.mlsh.policies import SubPolicies
+    from dh_maml.spec import EnvSpec, PolicySpec, Spec
+
+    family = make_family(EnvSpec(family="movement-bandits"))
+    spec = Spec()
+    tasks = family.sample_tasks(2, np.random.default_rng(0))
+    env = family.make_vector_env(4)
+    spread = SubPolicies(family.observation_space, family.action_space, 1, PolicySpec(hidden_sizes=(8,)))
+    collapsed = SubPolicies(family.observation_space, family.action_space, 1, PolicySpec(hidden_sizes=(8,)))
+    last = collapsed[0].actor.logits[-1]
+    with torch.no_grad():
+        last.weight.zero_()
+        last.bias.copy_(torch.tensor([0.0, 0.0, 30.0, 0.0, 0.0]))
+    flat = action_spread(spread, rollouts(env, spec, family.horizon, spread, tasks, seed=0))
+    one = action_spread(collapsed, rollouts(env, spec, family.horizon, collapsed, tasks, seed=0))
+    assert flat["entropy"] > 1.5 and flat["top_action_share"] < 0.4  # 5 actions: at most ln 5 = 1.61 nats
+    assert one["entropy"] < 1e-6 and one["top_action_share"] == 1.0
