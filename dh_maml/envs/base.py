@@ -7,6 +7,7 @@ episode of several tasks steps in one call and one batched policy forward.
 
 from __future__ import annotations
 
+import dataclasses
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -223,7 +224,10 @@ class TaskFamily(ABC):
         """A vector env of ``num_envs`` sub-envs, tasks set later with ``set_tasks``."""
 
     def for_evaluation(self) -> TaskFamily:
-        """The family that evaluation reports on: itself, unless training shapes its reward."""
+        """The family that evaluation reports on: itself, unless training shapes its reward (an ``Options``
+        with ``shaped`` set), then the same family with the reward unshaped."""
+        if getattr(self.options, "shaped", False):
+            return type(self)(self.horizon, dataclasses.replace(self.options, shaped=False))
         return self
 
     def latent(self, task: Any) -> Any:

@@ -13,7 +13,6 @@ it ends on the wrong tile.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -163,9 +162,6 @@ class MiniGridTwoGoals(_MiniGridFamily):
 
     def make_env(self) -> gym.Env:
         return self._wrapped(TwoGoalsEnv(self.options.size, max_steps=self.horizon, shaped=self.options.shaped))
-
-    def for_evaluation(self) -> MiniGridTwoGoals:
-        return type(self)(self.horizon, dataclasses.replace(self.options, shaped=False))
 
 
 class MiniGridFourRooms(_MiniGridFamily):

@@ -13,7 +13,6 @@ iteration, for training only (evaluation reports the sparse reward).
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 
 import gymnasium as gym
@@ -83,9 +82,6 @@ class TwoGoalBandits(TaskFamily):
 
     def latent(self, task: MovementBanditsTask) -> int | str:
         return task.correct if self.goal_names is None else self.goal_names[task.correct]
-
-    def for_evaluation(self) -> TwoGoalBandits:
-        return type(self)(self.horizon, dataclasses.replace(self.options, shaped=False))
 
 
 class MovementBandits(TwoGoalBandits):
