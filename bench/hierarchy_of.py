@@ -59,6 +59,13 @@ def main() -> None:
         parser.error(
             f"--policy-run: expected {spec.mlsh.num_subpolicies} (the run's sub-policies), got {len(args.policy_run)}"
         )
+    for run in args.policy_run:
+        theirs = read_run_spec(run)
+        if (theirs.env.family, theirs.policy) != (spec.env.family, spec.policy):
+            parser.error(
+                f"--policy-run {run}: expected a policy of {spec.env.family} shaped {spec.policy}, "
+                f"got {theirs.env.family} shaped {theirs.policy}"
+            )
     family = make_family(spec.env)
     state = load_checkpoint(checkpoint_path(args.run))
     state["subpolicies"] = hierarchy_of(family, spec.policy, args.policy_run).state_dict()

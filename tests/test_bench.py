@@ -251,3 +251,22 @@ def test_action_spread_tells_a_collapsed_policy_from_a_spread_one():
     one = action_spread(collapsed, rollouts(env, spec, family.horizon, collapsed, tasks, seed=0))
     assert flat["entropy"] > 1.5 and flat["top_action_share"] < 0.4  # 5 actions: at most ln 5 = 1.61 nats
     assert one["entropy"] < 1e-6 and one["top_action_share"] == 1.0
+
+
+def test_a_hierarchy_refuses_a_policy_of_another_family(tmp_path):
+    import subprocess
+
+    from dh_maml.checkpoint import save_checkpoint
+    from dh_maml.run_dir import checkpoint_path, write_spec
+
+    run, other = tmp_path / "run", tmp_path / "other"
+    write_spec(load_spec(ROOT / "specs/mlsh-minigrid-two-goals.yaml"), run)
+    save_checkpoint({"subpolicies": {}, "iteration": 1}, checkpoint_path(run))
+    write_spec(load_spec(ROOT / "specs/mlsh-movement-bandits.yaml"), other)
+    script = [sys.executable, str(ROOT / "bench/hierarchy_of.py"), "--run", str(run), "--out", str(tmp_path / "h.pt")]
+    wrong = subprocess.run(
+        [*script, "--policy-run", str(other), "--policy-run", str(other)], capture_output=True, text=True
+    )
+    assert wrong.returncode == 2 and "expected a policy of minigrid-two-goals" in wrong.stderr
+    count = subprocess.run([*script, "--policy-run", str(other)], capture_output=True, text=True)
+    assert count.returncode == 2 and "--policy-run: expected 2 (the run's sub-policies), got 1" in count.stderr
