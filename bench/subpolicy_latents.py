@@ -67,7 +67,7 @@ def action_spread(policy: SubPolicies, rolls: list[HierarchyRollout]) -> dict[st
     obs = torch.cat([roll.obs[m] for roll, m in zip(rolls, running)])
     actions = torch.cat([roll.actions[m] for roll, m in zip(rolls, running)])
     with torch.no_grad():
-        spread = {"entropy": policy[0].actor.distribution(policy[0].actor(obs)).entropy().mean().item()}
+        spread = {"entropy": policy[0].evaluate(obs, actions)[2].mean().item()}
     if actions.dim() == 1:
         spread["top_action_share"] = (torch.bincount(actions.long()).max() / actions.numel()).item()
     return spread

@@ -243,10 +243,11 @@ def test_action_spread_tells_a_collapsed_policy_from_a_spread_one():
     env = family.make_vector_env(4)
     spread = SubPolicies(family.observation_space, family.action_space, 1, PolicySpec(hidden_sizes=(8,)))
     collapsed = SubPolicies(family.observation_space, family.action_space, 1, PolicySpec(hidden_sizes=(8,)))
-    last = collapsed[0].actor.logits[-1]
-    with torch.no_grad():
-        last.weight.zero_()
-        last.bias.copy_(torch.tensor([0.0, 0.0, 30.0, 0.0, 0.0]))
+    with torch.no_grad():  # uniform logits: ln 5 nats; one action's logit 30 above the rest: none
+        for policy, bias in ((spread, [0.0] * 5), (collapsed, [0.0, 0.0, 30.0, 0.0, 0.0])):
+            last = policy[0].actor.logits[-1]
+            last.weight.zero_()
+            last.bias.copy_(torch.tensor(bias))
     flat = action_spread(spread, rollouts(env, spec, family.horizon, spread, tasks, seed=0))
     one = action_spread(collapsed, rollouts(env, spec, family.horizon, collapsed, tasks, seed=0))
     assert flat["entropy"] > 1.5 and flat["top_action_share"] < 0.4  # 5 actions: at most ln 5 = 1.61 nats

@@ -99,7 +99,7 @@ class TwoGoalsEnv(FastView, MiniGridEnv):
     def step(self, action: int) -> tuple[Any, float, bool, bool, dict]:
         if self.task is None:
             raise RuntimeError("TwoGoalsEnv: call reset_task(task) before step()")
-        before = self._distance_to_paying_goal()
+        before = self._distance_to_paying_goal() if self.shaped else 0
         obs, reward, terminated, truncated, info = super().step(action)
         if terminated and self.grid.get(*self.agent_pos).color != self.task.colour:
             reward = 0.0
