@@ -11,7 +11,9 @@ in docs/results.md.
 Mean return per episode with the evaluation reward (unshaped), ± standard error over tasks, and each policy's
 mean entropy over the states it visited with, for discrete actions, the share of its most frequent action: a
 policy that collapsed onto one action (PPO without an entropy bonus on MiniGrid) shows as near 0 nats and
-near 100 %. Prints a table and writes JSON (``--out``, default RUN/subpolicy_latents.json).
+near 100 %. Last, which sub-policy earns most alone on each latent and the mean of those bests: the most a
+master committing to one sub-policy per latent can earn, beside the shared policy. Prints a table and writes
+JSON (``--out``, default RUN/subpolicy_latents.json).
 """
 
 from __future__ import annotations
@@ -73,6 +75,21 @@ def action_spread(policy: SubPolicies, rolls: list[HierarchyRollout]) -> dict[st
     return spread
 
 
+def best_alone(table: dict[str, dict[str, list[float]]]) -> tuple[dict[str, str], float]:
+    """For each latent the sub-policy that earns most alone, and the mean over latents of what it earns: the
+    most a master that commits to one sub-policy per latent can earn, to hold beside the shared policy."""
+    subs = {name: by_latent for name, by_latent in table.items() if name.startswith("sub-policy")}
+    latents = next(iter(subs.values())).keys()
+    best = {n: max(subs, key=lambda name: float(np.mean(subs[name][n]))) for n in latents}
+    return best, float(np.mean([np.mean(subs[best[n]][n]) for n in latents]))
+
+
+def cell(returns: list[float]) -> str:
+    """Mean ± standard error over a latent's tasks; the mean alone where the latent has one task."""
+    r = np.array(returns)
+    return f"{r.mean():8.2f} ± {r.std(ddof=1) / np.sqrt(len(r)):5.2f}" if len(r) > 1 else f"{r.mean():8.2f}"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--run", required=True, help="an MLSH run directory")
@@ -84,7 +101,10 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
 
-    spec = read_run_spec(args.run)
+    try:
+        spec = read_run_spec(args.run)
+    except (FileNotFoundError, ValueError) as error:
+        parser.error(f"--run: {error}")
     if spec.experiment.algorithm != "mlsh":
         parser.error(f"--run {args.run}: expected an MLSH run, got algorithm {spec.experiment.algorithm!r}")
     family = make_family(spec.env).for_evaluation()
@@ -109,20 +129,31 @@ def main() -> None:
     env.close()
 
     print(f"{args.run}: mean return per episode, alone, {args.tasks} held-out tasks x {args.episodes} episodes")
-    print(f"{'':>15} " + " ".join(f"{'latent ' + n:>18}" for n in names) + "   entropy  top action")
+    print(f"{'':>15} " + " ".join(f"{'latent ' + n:>18}" for n in names) + "      mean   entropy  top action")
     for name, by_latent in table.items():
-        cells = []
-        for n in names:
-            r = np.array(by_latent[n])
-            se = r.std(ddof=1) / np.sqrt(len(r)) if len(r) > 1 else float("nan")
-            cells.append(f"{r.mean():8.2f} ± {se:5.2f}  ")
+        cells = [cell(by_latent[n]) for n in names]
+        mean = np.mean([r for n in names for r in by_latent[n]])
         spread = spreads[name]
         top = f"{100 * spread['top_action_share']:9.0f} %" if "top_action_share" in spread else ""
-        print(f"{name:>15} " + " ".join(f"{c:>18}" for c in cells) + f"  {spread['entropy']:8.2f}{top}")
+        print(f"{name:>15} " + " ".join(f"{c:>18}" for c in cells) + f"  {mean:8.2f}  {spread['entropy']:8.2f}{top}")
+    best, best_mean = best_alone(table)
+    counts = {name: list(best.values()).count(name) for name in dict.fromkeys(best.values())}
+    shared = table.get("shared policy")
+    beside = f" (shared policy {np.mean([r for rs in shared.values() for r in rs]):.2f})" if shared else ""
+    choices = ", ".join(f"{name} on {c} of {len(best)}" for name, c in counts.items())
+    print(f"best sub-policy alone per latent: {choices}; their mean {best_mean:.2f}{beside}")
     out = Path(args.out) if args.out else Path(args.run) / "subpolicy_latents.json"
     out.write_text(
         json.dumps(
-            {"tasks": args.tasks, "episodes": args.episodes, "seed": args.seed, "returns": table, "actions": spreads}
+            {
+                "tasks": args.tasks,
+                "episodes": args.episodes,
+                "seed": args.seed,
+                "returns": table,
+                "actions": spreads,
+                "best_alone": best,
+                "best_alone_mean": best_mean,
+            }
         )
     )
     print(f"wrote {out}")

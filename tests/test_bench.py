@@ -200,6 +200,21 @@ def test_each_sub_policy_runs_alone_with_its_own_weights():
             torch.testing.assert_close(ours, theirs)
 
 
+def test_best_alone_picks_each_latents_best_sub_policy_and_leaves_the_shared_policy_out():
+    from bench.subpolicy_latents import best_alone, cell
+
+    table = {
+        "sub-policy 0": {"a": [0.9, 0.7], "b": [0.1, 0.1]},
+        "sub-policy 1": {"a": [0.2, 0.2], "b": [0.5, 0.3]},
+        "shared policy": {"a": [1.0, 1.0], "b": [1.0, 1.0]},
+    }
+    best, mean = best_alone(table)
+    assert best == {"a": "sub-policy 0", "b": "sub-policy 1"}
+    assert abs(mean - (0.8 + 0.4) / 2) < 1e-12
+    assert cell([0.5]).strip() == "0.50"
+    assert cell([0.2, 0.4]).strip() == "0.30 ±  0.10"
+
+
 def test_a_hierarchy_of_flat_policies_has_each_as_its_sub_policy(tmp_path):
     import torch
 
