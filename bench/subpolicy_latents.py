@@ -101,19 +101,19 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
 
-    try:
+    try:  # a missing or damaged run directory or checkpoint is one line naming it, not a traceback
         spec = read_run_spec(args.run)
+        if spec.experiment.algorithm != "mlsh":
+            parser.error(f"--run {args.run}: expected an MLSH run, got algorithm {spec.experiment.algorithm!r}")
+        family = make_family(spec.env).for_evaluation()
+        trained = load_subpolicies(family, spec.policy, args.run, spec.mlsh.num_subpolicies)
+        policies = {f"sub-policy {k}": alone(trained, k, family, spec.policy) for k in range(len(trained))}
+        if args.baseline_run:
+            policies["shared policy"] = load_subpolicies(family, spec.policy, args.baseline_run, 1)
     except (FileNotFoundError, ValueError) as error:
-        parser.error(f"--run: {error}")
-    if spec.experiment.algorithm != "mlsh":
-        parser.error(f"--run {args.run}: expected an MLSH run, got algorithm {spec.experiment.algorithm!r}")
-    family = make_family(spec.env).for_evaluation()
+        parser.error(str(error))
     tasks, _ = held_out(family, args.tasks, args.seed)
     latents = [str(family.latent(t)) for t in tasks]
-    trained = load_subpolicies(family, spec.policy, args.run, spec.mlsh.num_subpolicies)
-    policies = {f"sub-policy {k}": alone(trained, k, family, spec.policy) for k in range(len(trained))}
-    if args.baseline_run:
-        policies["shared policy"] = load_subpolicies(family, spec.policy, args.baseline_run, 1)
 
     names = sorted(set(latents))
     table: dict[str, dict[str, list[float]]] = {}
@@ -130,16 +130,19 @@ def main() -> None:
 
     print(f"{args.run}: mean return per episode, alone, {args.tasks} held-out tasks x {args.episodes} episodes")
     print(f"{'':>15} " + " ".join(f"{'latent ' + n:>18}" for n in names) + "      mean   entropy  top action")
+    means = {name: float(np.mean([r for rs in by_latent.values() for r in rs])) for name, by_latent in table.items()}
     for name, by_latent in table.items():
         cells = [cell(by_latent[n]) for n in names]
-        mean = np.mean([r for n in names for r in by_latent[n]])
         spread = spreads[name]
         top = f"{100 * spread['top_action_share']:9.0f} %" if "top_action_share" in spread else ""
-        print(f"{name:>15} " + " ".join(f"{c:>18}" for c in cells) + f"  {mean:8.2f}  {spread['entropy']:8.2f}{top}")
+        print(
+            f"{name:>15} "
+            + " ".join(f"{c:>18}" for c in cells)
+            + f"  {means[name]:8.2f}  {spread['entropy']:8.2f}{top}"
+        )
     best, best_mean = best_alone(table)
     counts = {name: list(best.values()).count(name) for name in dict.fromkeys(best.values())}
-    shared = table.get("shared policy")
-    beside = f" (shared policy {np.mean([r for rs in shared.values() for r in rs]):.2f})" if shared else ""
+    beside = f" (shared policy {means['shared policy']:.2f})" if "shared policy" in means else ""
     choices = ", ".join(f"{name} on {c} of {len(best)}" for name, c in counts.items())
     print(f"best sub-policy alone per latent: {choices}; their mean {best_mean:.2f}{beside}")
     out = Path(args.out) if args.out else Path(args.run) / "subpolicy_latents.json"

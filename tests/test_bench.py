@@ -286,3 +286,17 @@ def test_a_hierarchy_refuses_a_policy_of_another_family(tmp_path):
     assert wrong.returncode == 2 and "expected a policy of minigrid-two-goals" in wrong.stderr
     count = subprocess.run([*script, "--policy-run", str(other)], capture_output=True, text=True)
     assert count.returncode == 2 and "--policy-run: expected 2 (the run's sub-policies), got 1" in count.stderr
+
+
+def test_subpolicy_latents_names_a_missing_run_or_checkpoint_in_one_line(tmp_path):
+    import subprocess
+
+    from dh_maml.run_dir import write_spec
+
+    script = [sys.executable, str(ROOT / "bench/subpolicy_latents.py"), "--run"]
+    missing = subprocess.run([*script, str(tmp_path / "nowhere")], capture_output=True, text=True)
+    assert missing.returncode == 2 and "is not a run directory (no spec.yaml in it)" in missing.stderr
+    write_spec(load_spec(ROOT / "specs/mlsh-minigrid-two-goals.yaml"), tmp_path / "run")
+    untrained = subprocess.run([*script, str(tmp_path / "run")], capture_output=True, text=True)
+    assert untrained.returncode == 2 and "latest.pt' does not exist" in untrained.stderr
+    assert "Traceback" not in missing.stderr + untrained.stderr
