@@ -25,7 +25,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.subpolicy_latents import load_subpolicies  # noqa: E402
+from bench.subpolicy_latents import load_subpolicies, mlsh_run_spec  # noqa: E402
 from dh_maml.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
 from dh_maml.envs import make_family  # noqa: E402
 from dh_maml.envs.base import TaskFamily  # noqa: E402
@@ -52,15 +52,16 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
 
-    spec = read_run_spec(args.run)
-    if spec.experiment.algorithm != "mlsh":
-        parser.error(f"--run {args.run}: expected an MLSH run, got algorithm {spec.experiment.algorithm!r}")
+    spec = mlsh_run_spec(parser, args.run)
     if len(args.policy_run) != spec.mlsh.num_subpolicies:
         parser.error(
             f"--policy-run: expected {spec.mlsh.num_subpolicies} (the run's sub-policies), got {len(args.policy_run)}"
         )
     for run in args.policy_run:
-        theirs = read_run_spec(run)
+        try:
+            theirs = read_run_spec(run)
+        except (FileNotFoundError, ValueError) as error:
+            parser.error(f"--policy-run: {error}")
         if (theirs.env.family, theirs.policy) != (spec.env.family, spec.policy):
             parser.error(
                 f"--policy-run {run}: expected a policy of {spec.env.family} shaped {spec.policy}, "

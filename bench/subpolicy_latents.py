@@ -90,6 +90,18 @@ def cell(returns: list[float]) -> str:
     return f"{r.mean():8.2f} ± {r.std(ddof=1) / np.sqrt(len(r)):5.2f}" if len(r) > 1 else f"{r.mean():8.2f}"
 
 
+def mlsh_run_spec(parser: argparse.ArgumentParser, run: str) -> Spec:
+    """The spec of the MLSH run ``run``; anything else (no run, a damaged spec, another algorithm) is one
+    ``parser.error`` line naming it."""
+    try:
+        spec = read_run_spec(run)
+    except (FileNotFoundError, ValueError) as error:
+        parser.error(str(error))
+    if spec.experiment.algorithm != "mlsh":
+        parser.error(f"--run {run}: expected an MLSH run, got algorithm {spec.experiment.algorithm!r}")
+    return spec
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--run", required=True, help="an MLSH run directory")
@@ -101,10 +113,8 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
 
-    try:  # a missing or damaged run directory or checkpoint is one line naming it, not a traceback
-        spec = read_run_spec(args.run)
-        if spec.experiment.algorithm != "mlsh":
-            parser.error(f"--run {args.run}: expected an MLSH run, got algorithm {spec.experiment.algorithm!r}")
+    spec = mlsh_run_spec(parser, args.run)
+    try:  # a missing or damaged checkpoint is one line naming it, not a traceback
         family = make_family(spec.env).for_evaluation()
         trained = load_subpolicies(family, spec.policy, args.run, spec.mlsh.num_subpolicies)
         policies = {f"sub-policy {k}": alone(trained, k, family, spec.policy) for k in range(len(trained))}

@@ -286,6 +286,10 @@ def test_a_hierarchy_refuses_a_policy_of_another_family(tmp_path):
     assert wrong.returncode == 2 and "expected a policy of minigrid-two-goals" in wrong.stderr
     count = subprocess.run([*script, "--policy-run", str(other)], capture_output=True, text=True)
     assert count.returncode == 2 and "--policy-run: expected 2 (the run's sub-policies), got 1" in count.stderr
+    missing = subprocess.run(
+        [*script, "--policy-run", str(tmp_path / "nowhere"), "--policy-run", str(other)], capture_output=True, text=True
+    )
+    assert missing.returncode == 2 and "is not a run directory" in missing.stderr and "Traceback" not in missing.stderr
 
 
 def test_subpolicy_latents_names_a_missing_run_or_checkpoint_in_one_line(tmp_path):
