@@ -6,14 +6,15 @@ serve every latent alike leave a master nothing to choose between. The measureme
 in docs/results.md.
 
     python bench/subpolicy_latents.py --run runs/two-goals-ppo-s1 [--baseline-run runs/two-goals-ppo-s1-shared]
-        [--tasks 8] [--episodes 20] [--seed 10000]
+        [--tasks 8] [--episodes 20] [--seed 10000] [--reward test|training]
 
-Mean return per episode with the evaluation reward (unshaped), ± standard error over tasks, and each policy's
-mean entropy over the states it visited with, for discrete actions, the share of its most frequent action: a
-policy that collapsed onto one action (PPO without an entropy bonus on MiniGrid) shows as near 0 nats and
-near 100 %. Last, which sub-policy earns most alone on each latent and the mean of those bests: the most a
-master committing to one sub-policy per latent can earn, beside the shared policy. Prints a table and writes
-JSON (``--out``, default RUN/subpolicy_latents.json).
+Mean return per episode with the evaluation reward (unshaped; ``--reward training``: the reward the run trained
+on, whose shaping shows a skill still short of a sparse goal, e.g. which way each sub-policy walks on
+AntBandits), ± standard error over tasks, and each policy's mean entropy over the states it visited with, for
+discrete actions, the share of its most frequent action: a policy that collapsed onto one action (PPO without
+an entropy bonus on MiniGrid) shows as near 0 nats and near 100 %. Last, which sub-policy earns most alone on
+each latent and the mean of those bests: the most a master committing to one sub-policy per latent can earn,
+beside the shared policy. Prints a table and writes JSON (``--out``, default RUN/subpolicy_latents.json).
 """
 
 from __future__ import annotations
@@ -90,6 +91,12 @@ def cell(returns: list[float]) -> str:
     return f"{r.mean():8.2f} ± {r.std(ddof=1) / np.sqrt(len(r)):5.2f}" if len(r) > 1 else f"{r.mean():8.2f}"
 
 
+def scoring_family(spec: Spec, reward: str) -> TaskFamily:
+    """The family the policies are scored on: the run's evaluation family (``test``), or its training one."""
+    family = make_family(spec.env)
+    return family if reward == "training" else family.for_evaluation()
+
+
 def mlsh_run_spec(parser: argparse.ArgumentParser, run: str) -> Spec:
     """The spec of the MLSH run ``run``; anything else (no run, a damaged spec, another algorithm) is one
     ``parser.error`` line naming it."""
@@ -109,13 +116,19 @@ def main() -> None:
     parser.add_argument("--tasks", type=int, default=8, help="held-out tasks (default 8)")
     parser.add_argument("--episodes", type=int, default=20, help="episodes per task (default 20)")
     parser.add_argument("--seed", type=int, default=10000, help="held-out tasks' seed (default 10000)")
+    parser.add_argument(
+        "--reward",
+        choices=("test", "training"),
+        default="test",
+        help="score with the evaluation reward (default) or the training one (shaped where the spec shapes it)",
+    )
     parser.add_argument("--out", help="JSON path (default RUN/subpolicy_latents.json)")
     args = parser.parse_args()
     torch.set_num_threads(1)
 
     spec = mlsh_run_spec(parser, args.run)
     try:  # a missing or damaged checkpoint is one line naming it, not a traceback
-        family = make_family(spec.env).for_evaluation()
+        family = scoring_family(spec, args.reward)
         trained = load_subpolicies(family, spec.policy, args.run, spec.mlsh.num_subpolicies)
         policies = {f"sub-policy {k}": alone(trained, k, family, spec.policy) for k in range(len(trained))}
         if args.baseline_run:
@@ -138,7 +151,8 @@ def main() -> None:
         spreads[name] = action_spread(policy, rolls)
     env.close()
 
-    print(f"{args.run}: mean return per episode, alone, {args.tasks} held-out tasks x {args.episodes} episodes")
+    shape = f"{args.tasks} held-out tasks x {args.episodes} episodes"
+    print(f"{args.run}: mean return per episode ({args.reward} reward), alone, {shape}")
     print(f"{'':>15} " + " ".join(f"{'latent ' + n:>18}" for n in names) + "      mean   entropy  top action")
     means = {name: float(np.mean([r for rs in by_latent.values() for r in rs])) for name, by_latent in table.items()}
     for name, by_latent in table.items():
@@ -162,6 +176,7 @@ def main() -> None:
                 "tasks": args.tasks,
                 "episodes": args.episodes,
                 "seed": args.seed,
+                "reward": args.reward,
                 "returns": table,
                 "actions": spreads,
                 "best_alone": best,

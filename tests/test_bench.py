@@ -215,6 +215,27 @@ def test_best_alone_picks_each_latents_best_sub_policy_and_leaves_the_shared_pol
     assert cell([0.2, 0.4]).strip() == "0.30 ±  0.10"
 
 
+def test_sub_policies_are_scored_on_the_test_reward_unless_the_training_one_is_asked_for():
+    import numpy as np
+
+    from bench.subpolicy_latents import scoring_family
+
+    spec = load_spec(ROOT / "specs/mlsh-ant-bandits.yaml")
+    assert spec.env.options["shaped"]
+    test, training = scoring_family(spec, "test"), scoring_family(spec, "training")
+    task = training.sample_tasks(1, np.random.default_rng(0))[0]
+    rewards = {}
+    for name, family in (("test", test), ("training", training)):
+        env = family.make_vector_env(2)
+        env.set_tasks([task, task])
+        env.reset(seed=0)
+        _, reward, *_ = env.step(np.zeros((2, 8)))
+        rewards[name] = reward
+        env.close()
+    assert np.all(rewards["test"] == 0.0)  # the Ant starts 5 from either goal: the sparse reward pays nothing
+    assert np.all(rewards["training"] != 0.0)  # the shaping (survival less costs, progress) does
+
+
 def test_a_hierarchy_of_flat_policies_has_each_as_its_sub_policy(tmp_path):
     import torch
 
