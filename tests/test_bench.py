@@ -229,7 +229,7 @@ def test_sub_policies_are_scored_on_the_test_reward_unless_the_training_one_is_a
         env = family.make_vector_env(2)
         env.set_tasks([task, task])
         env.reset(seed=0)
-        _, reward, *_ = env.step(np.zeros((2, 8)))
+        _, reward, *_ = env.step(np.zeros(env.action_space.shape))
         rewards[name] = reward
         env.close()
     assert np.all(rewards["test"] == 0.0)  # the Ant starts 5 from either goal: the sparse reward pays nothing
