@@ -25,12 +25,12 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.subpolicy_latents import load_subpolicies, mlsh_run_spec  # noqa: E402
+from bench.subpolicy_latents import load_subpolicies, mlsh_run_spec, run_spec  # noqa: E402
 from dh_maml.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
 from dh_maml.envs import make_family  # noqa: E402
 from dh_maml.envs.base import TaskFamily  # noqa: E402
 from dh_maml.mlsh.policies import SubPolicies  # noqa: E402
-from dh_maml.run_dir import checkpoint_path, read_run_spec  # noqa: E402
+from dh_maml.run_dir import checkpoint_path  # noqa: E402
 from dh_maml.spec import PolicySpec  # noqa: E402
 
 
@@ -58,10 +58,7 @@ def main() -> None:
             f"--policy-run: expected {spec.mlsh.num_subpolicies} (the run's sub-policies), got {len(args.policy_run)}"
         )
     for run in args.policy_run:
-        try:
-            theirs = read_run_spec(run)
-        except (FileNotFoundError, ValueError) as error:
-            parser.error(f"--policy-run: {error}")
+        theirs = run_spec(parser, "--policy-run", run)
         if (theirs.env.family, theirs.policy) != (spec.env.family, spec.policy):
             parser.error(
                 f"--policy-run {run}: expected a policy of {spec.env.family} shaped {spec.policy}, "

@@ -97,13 +97,19 @@ def scoring_family(spec: Spec, reward: str) -> TaskFamily:
     return family if reward == "training" else family.for_evaluation()
 
 
+def run_spec(parser: argparse.ArgumentParser, flag: str, run: str) -> Spec:
+    """The spec of run directory ``run``, given as ``flag``; no run or a damaged spec is one ``parser.error``
+    line naming it, not a traceback."""
+    try:
+        return read_run_spec(run)
+    except (FileNotFoundError, ValueError) as error:
+        parser.error(f"{flag}: {error}")
+
+
 def mlsh_run_spec(parser: argparse.ArgumentParser, run: str) -> Spec:
     """The spec of the MLSH run ``run``; anything else (no run, a damaged spec, another algorithm) is one
     ``parser.error`` line naming it."""
-    try:
-        spec = read_run_spec(run)
-    except (FileNotFoundError, ValueError) as error:
-        parser.error(str(error))
+    spec = run_spec(parser, "--run", run)
     if spec.experiment.algorithm != "mlsh":
         parser.error(f"--run {run}: expected an MLSH run, got algorithm {spec.experiment.algorithm!r}")
     return spec
