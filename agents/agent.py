@@ -13,6 +13,7 @@ import asyncio
 import concurrent.futures
 import json
 import sys
+import threading
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -56,21 +57,32 @@ class ObserverHandle(Protocol):
 
 class HolderSet:
     """``algorithms.Holders`` for one iteration: who returned which job. Calls come from the learner thread
-    and run on the event loop, so the loop keeps serving while observers compute."""
+    and run on the event loop, so the loop keeps serving while observers compute.
+
+    ``close()`` ends the set: a call waiting on it returns no more and later calls fail at once, so a run
+    stopped during the update never leaves the learner thread waiting on a loop that has gone (the
+    interpreter would wait on that thread for ever at exit).
+    """
 
     def __init__(self, agent: Agent, loop: asyncio.AbstractEventLoop):
         self.agent, self.loop = agent, loop
         self.held: list[tuple[ObserverHandle, Any]] = []
         self.compute_s = 0.0  # the slowest holder's computing in each call, summed over the calls
         self._pending: set[concurrent.futures.Future] = set()
+        self._closed = False
+        self._lock = threading.Lock()
 
     def call(self, entry: Callable[..., Any], args_of: Callable[[Any], tuple]) -> list[tuple[Any, Any]]:
-        future = asyncio.run_coroutine_threadsafe(self._call(entry, args_of), self.loop)
-        self._pending.add(future)
+        with self._lock:
+            if self._closed:
+                raise concurrent.futures.CancelledError("the update was stopped")
+            future = asyncio.run_coroutine_threadsafe(self._call(entry, args_of), self.loop)
+            self._pending.add(future)
         try:
             return future.result()
         finally:
-            self._pending.discard(future)
+            with self._lock:
+                self._pending.discard(future)
 
     async def _call(self, entry: Callable[..., Any], args_of: Callable[[Any], tuple]) -> list[tuple[Any, Any]]:
         asked = [(o, job) for o, job in self.held if o in self.agent.live]
@@ -88,8 +100,11 @@ class HolderSet:
         self.held = [(o, job) for o, job in self.held if o in self.agent.live]
         return out
 
-    def cancel(self) -> None:
-        for future in list(self._pending):
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            pending = list(self._pending)
+        for future in pending:
             future.cancel()
 
 
@@ -108,7 +123,6 @@ class Agent:
         self.world_intact = True  # no observer lost: everyone can shut down gracefully
         self.identities: dict[str, dict] = {}
         self._learner = compute_thread("learner")
-        self._holders: HolderSet | None = None  # the update's, while one runs
 
     async def compute(self, fn: Callable, *args: Any) -> Any:
         """Run learner work off the event loop, on the one learner thread."""
@@ -215,11 +229,10 @@ class Agent:
         times = await self.scatter(plan.jobs, call, trainer.split, consume)
         overlapped_s = await overlapped if overlapped is not None else None
         t1 = time.perf_counter()
-        self._holders = holders
         try:
             stats = await self.compute(trainer.update, plan, holders)
-        finally:
-            self._holders = None
+        finally:  # stopped during the update (a signal): it waits on observers no more
+            holders.close()
         t2 = time.perf_counter()
         record = trainer.record(
             plan,
@@ -256,8 +269,6 @@ class Agent:
     async def close(self, timeout_s: float = 5.0) -> None:
         """Tell every live observer to leave (a dead or slow one is not waited for beyond ``timeout_s``)
         and release the learner thread."""
-        if self._holders is not None:  # an update waiting on observers now waits no more
-            self._holders.cancel()
         calls = [asyncio.wait_for(o.stop(self.world_intact, timeout_s), timeout_s) for o in self.live]
         replies = await asyncio.gather(*calls, return_exceptions=True)
         self.world_intact = self.world_intact and not any(isinstance(r, BaseException) for r in replies)

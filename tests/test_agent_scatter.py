@@ -72,3 +72,57 @@ def test_the_learner_thread_rounds_as_the_agents_process_does():
         assert asyncio.run(main()) == [here] * 3
     finally:
         torch.set_num_threads(before)
+
+
+def test_an_iteration_stopped_during_the_update_releases_the_learner_thread():
+    """A signal cancels the iteration while the update waits on observers (curvature products on the
+    observers): the learner's waiting call must end, and a call it makes afterwards must fail at once —
+    otherwise the thread waits for ever and the process never exits (seen as a SIGTERM that hung)."""
+    import concurrent.futures
+    import threading
+
+    class Holder:
+        name = "held"
+
+        def run(self, entry, *args):
+            if entry == "sample":
+                return asyncio.ensure_future(asyncio.sleep(0, Timed(SimpleNamespace(version=0), 0.0)))
+            return asyncio.get_running_loop().create_future()  # a product that never comes back
+
+    waiting, outcomes = threading.Event(), []
+
+    def update(plan, holders):
+        for _ in range(2):
+            waiting.set()
+            try:
+                holders.call("product", lambda job: (job,))
+                outcomes.append("answered")
+            except concurrent.futures.CancelledError:
+                outcomes.append("cancelled")
+
+    trainer = SimpleNamespace(
+        spec=None,
+        plan=lambda n: SimpleNamespace(jobs=[[1]], version=0),
+        cpu_weights=lambda: None,
+        entry="sample",
+        call_args=lambda plan, job, weights: (job,),
+        split=lambda job, n: [job],
+        consume=lambda plan, job, result: None,
+        update=update,
+    )
+    agent = Agent(trainer, [Holder()])
+
+    async def main():
+        iteration = asyncio.ensure_future(agent.iterate())
+        while not waiting.is_set():
+            await asyncio.sleep(0.01)
+        iteration.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await iteration
+        for _ in range(500):  # the loop keeps running: only the cancellation can release the thread
+            if len(outcomes) == 2:
+                break
+            await asyncio.sleep(0.01)
+
+    asyncio.run(main())
+    assert outcomes == ["cancelled", "cancelled"]
