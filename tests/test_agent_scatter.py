@@ -1,6 +1,8 @@
 """The agent's scatter loop with in-process stand-ins for observers: results, timings and failover."""
 
 import asyncio
+import concurrent.futures
+import threading
 from types import SimpleNamespace
 
 import pytest
@@ -78,8 +80,6 @@ def test_an_iteration_stopped_during_the_update_releases_the_learner_thread():
     """A signal cancels the iteration while the update waits on observers (curvature products on the
     observers): the learner's waiting call must end, and a call it makes afterwards must fail at once —
     otherwise the thread waits for ever and the process never exits (seen as a SIGTERM that hung)."""
-    import concurrent.futures
-    import threading
 
     class Holder:
         name = "held"
