@@ -25,6 +25,9 @@ if TYPE_CHECKING:
 
 EXIT_BAD_INPUT = 2
 MAX_OBSERVERS = 256  # per host; the spec's sampler.observers has the same bound
+# what test --set may change: how a test adapts, scores and samples; never what was trained (networks, tasks)
+TEST_SETTABLE = ("meta_test", "sampler", "maml", "mlsh")
+TEST_FIXED = ("mlsh.num_subpolicies",)
 
 
 class UsageError(Exception):
@@ -207,6 +210,19 @@ def cmd_train(args: argparse.Namespace) -> int:
     return run_agent(trainer, *this_hosts_world(), lambda agent: train(agent, algorithm, run_dir, sink))
 
 
+def _test_overrides(overrides: list[str]) -> list[str]:
+    """``test --set`` values, refused where they would change what the checkpoint was trained as."""
+    for text in overrides:
+        key = text.split("=", 1)[0].strip()
+        if key.split(".", 1)[0] not in TEST_SETTABLE or key in TEST_FIXED or "." not in key:
+            raise UsageError(
+                f"test --set {text}: a test may change the {', '.join(TEST_SETTABLE)} sections (not "
+                f"{', '.join(TEST_FIXED)}), one key at a time, e.g. --set mlsh.macro_len=200; the networks and "
+                "tasks are the trained run's"
+            )
+    return list(overrides)
+
+
 def cmd_test(args: argparse.Namespace) -> int:
     import torch
 
@@ -219,7 +235,9 @@ def cmd_test(args: argparse.Namespace) -> int:
     from dh_maml.spec import with_overrides
 
     run_dir = Path(args.run)
-    overrides = [] if args.observers is None else [f"sampler.observers={args.observers}"]
+    overrides = _test_overrides(args.set)
+    if args.observers is not None:
+        overrides.append(f"sampler.observers={args.observers}")
     if args.eval_episodes is not None:
         overrides.append(f"meta_test.eval_episodes={args.eval_episodes}")
     if args.scored_actions is not None:
@@ -245,6 +263,8 @@ def cmd_test(args: argparse.Namespace) -> int:
             await agent.close()
         out = Path(args.out) if args.out else run_dir / f"{algorithm.evaluation_name}.json"
         paths = result.write(out, spec.experiment.name)
+        if args.set:
+            print("tested with " + " ".join(f"--set {text}" for text in args.set))
         for line in result.report():
             print(line)
         print("wrote " + ", ".join(map(str, paths)))
@@ -395,6 +415,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     test.add_argument(
         "--observers", type=_count(0, MAX_OBSERVERS), help="observer processes (default sampler.observers of the run)"
+    )
+    test.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override how the test adapts and samples (keys of meta_test, sampler, maml, mlsh), e.g. "
+        "--set mlsh.macro_len=200 (repeatable; the run's spec.yaml is left as it is)",
     )
     test.add_argument(
         "--out",

@@ -76,6 +76,14 @@ def test_train_then_meta_test_writes_outputs(tmp_path):
     assert (tmp_path / "r.csv").read_text().startswith("steps,mean,se")
     assert (tmp_path / "r.png").read_bytes()[:4] == b"\x89PNG"
     assert "after 1 step(s)" in test.stdout
+    scored = ["--set", "meta_test.eval_episodes=1", "--set", "meta_test.scored_actions=mean"]
+    test = launch("test", "--run", run, "--tasks", 2, "--steps", 1, "--out", tmp_path / "m.json", *scored, *IN_PROCESS)
+    result = json.loads((tmp_path / "m.json").read_text())
+    assert result["scored_episodes"] == 1 and result["scored_actions"] == "mean", result
+    assert "tested with --set meta_test.eval_episodes=1 --set meta_test.scored_actions=mean" in test.stdout
+    for bad in ("policy.hidden_sizes=[8]", "mlsh.num_subpolicies=3", "mlsh={macro_len: 5}"):
+        proc = launch("test", "--run", run, "--set", bad, *IN_PROCESS, check=False)
+        assert proc.returncode == 2 and f"test --set {bad}: a test may change the meta_test" in proc.stderr
 
 
 def test_resume_reproduces_the_uninterrupted_run(tmp_path):
