@@ -212,9 +212,11 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def _test_overrides(overrides: list[str]) -> list[str]:
     """``test --set`` values, refused where they would change what the checkpoint was trained as."""
+    from dh_maml.spec import override_key
+
     for text in overrides:
-        key = text.split("=", 1)[0].strip()
-        if key.split(".", 1)[0] not in TEST_SETTABLE or key in TEST_FIXED or "." not in key:
+        parts = override_key(text)  # the path the spec will apply, however the text spells it
+        if len(parts) < 2 or parts[0] not in TEST_SETTABLE or ".".join(parts[:2]) in TEST_FIXED:
             raise UsageError(
                 f"test --set {text}: a test may change the {', '.join(TEST_SETTABLE)} sections (not "
                 f"{', '.join(TEST_FIXED)}), one key at a time, e.g. --set mlsh.macro_len=200; the networks and "

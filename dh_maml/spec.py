@@ -233,12 +233,17 @@ def _merge(base: dict, override: Mapping) -> dict:
     return out
 
 
+def override_key(text: str) -> list[str]:
+    """The key path of ``a.b.c=value`` as ``parse_override`` reads it (blank parts dropped)."""
+    return [p for p in text.split("=", 1)[0].strip().split(".") if p]
+
+
 def parse_override(text: str) -> dict[str, Any]:
     """Turn ``a.b.c=value`` into ``{"a": {"b": {"c": value}}}``; the value is read as YAML."""
     if "=" not in text:
         raise SpecError([f"--set {text!r}: expected KEY.PATH=VALUE, e.g. trpo.max_kl=0.02"])
-    key, raw = text.split("=", 1)
-    parts = [p for p in key.strip().split(".") if p]
+    raw = text.split("=", 1)[1]
+    parts = override_key(text)
     if not parts:
         raise SpecError([f"--set {text!r}: the key before '=' is empty"])
     try:

@@ -81,7 +81,7 @@ def test_train_then_meta_test_writes_outputs(tmp_path):
     result = json.loads((tmp_path / "m.json").read_text())
     assert result["scored_episodes"] == 1 and result["scored_actions"] == "mean", result
     assert "tested with --set meta_test.eval_episodes=1 --set meta_test.scored_actions=mean" in test.stdout
-    for bad in ("policy.hidden_sizes=[8]", "mlsh.num_subpolicies=3", "mlsh={macro_len: 5}"):
+    for bad in ("policy.hidden_sizes=[8]", "mlsh.num_subpolicies=3", "mlsh..num_subpolicies=3", "mlsh={macro_len: 5}"):
         proc = launch("test", "--run", run, "--set", bad, *IN_PROCESS, check=False)
         assert proc.returncode == 2 and f"test --set {bad}: a test may change the meta_test" in proc.stderr
 
