@@ -114,12 +114,14 @@ def _gymnasium_reference(family, n, horizon):
     from gymnasium.vector import AutoresetMode, SyncVectorEnv
     from gymnasium.wrappers import TimeLimit
 
+    frame_skip = family.options.frame_skip
     if family.name.startswith("halfcheetah"):
-        make = lambda: TimeLimit(HalfCheetahEnv(ctrl_cost_weight=0.05), horizon)
+        make = lambda: TimeLimit(HalfCheetahEnv(frame_skip=frame_skip, ctrl_cost_weight=0.05), horizon)
     else:
         exclude_xy = family.name != "ant-goal"  # the goal task observes where the Ant is
         make = lambda: TimeLimit(
             AntEnv(
+                frame_skip=frame_skip,
                 ctrl_cost_weight=5e-3,
                 contact_cost_weight=5e-4,
                 exclude_current_positions_from_observation=exclude_xy,
@@ -146,11 +148,13 @@ def _ant_costs(i):
         ),
     ],
 )
-def test_mujoco_rollouts_equal_gymnasiums_envs_with_the_task_rewards(family, expected):
+@pytest.mark.parametrize("frame_skip", [5, 2])
+def test_mujoco_rollouts_equal_gymnasiums_envs_with_the_task_rewards(family, expected, frame_skip):
     """Observations, flags and autoresets step for step as gymnasium's vector env of HalfCheetah-v5 / Ant-v5
-    seeded the same way, and rewards as the reference formulas on gymnasium's reward terms (REFERENCE.md)."""
+    seeded the same way, and rewards as the reference formulas on gymnasium's reward terms (REFERENCE.md);
+    also at ``options.frame_skip`` 2, the MAML paper's control rate."""
     n, horizon = 4, 6
-    fam = family(horizon=horizon)
+    fam = family(horizon=horizon, options=family.Options(frame_skip=frame_skip))
     tasks = fam.sample_tasks(n, np.random.default_rng(1))
     ours, ref = fam.make_vector_env(n), _gymnasium_reference(fam, n, horizon)
     ours.set_tasks(tasks)

@@ -23,7 +23,7 @@ import mujoco
 import numpy as np
 from gymnasium.envs.mujoco.mujoco_env import expand_model_path
 
-from dh_maml.config import one_of
+from dh_maml.config import bounds, one_of
 from dh_maml.envs.base import ArrayVectorEnv, TaskFamily
 
 
@@ -59,13 +59,13 @@ class MujocoVectorEnv(ArrayVectorEnv):
     """
 
     xml_file: ClassVar[str]
-    frame_skip: ClassVar[int] = 5
     reset_noise_scale: ClassVar[float] = 0.1
     ctrl_cost_weight: ClassVar[float]
 
-    def __init__(self, num_envs: int, horizon: int):
+    def __init__(self, num_envs: int, horizon: int, frame_skip: int = 5):
         self.model = mujoco.MjModel.from_xml_path(expand_model_path(self.xml_file))
         self.data = [mujoco.MjData(self.model) for _ in range(num_envs)]
+        self.frame_skip = frame_skip
         self.dt = self.model.opt.timestep * self.frame_skip
         self._init_qpos = self.data[0].qpos.copy()
         self._init_qvel = self.data[0].qvel.copy()
@@ -280,10 +280,18 @@ def _goals(n: int, rng: np.random.Generator) -> list[GoalTask]:
     return [GoalTask((float(x), float(y))) for x, y in rng.uniform(-3.0, 3.0, size=(n, 2))]
 
 
+@dataclass(frozen=True)
+class MujocoOptions:
+    # physics steps of 0.01 s per env step: gymnasium's 5 acts at 20 Hz; the MAML paper's Ant (rllab's) acted
+    # every 0.02 s, which frame_skip 2 gives (docs/ant.md)
+    frame_skip: int = field(default=5, metadata=bounds(1, 50))
+
+
 class MujocoFamily(TaskFamily):
     """A batched MuJoCo vector env class plus its task distribution ``draw(n, rng)``."""
 
     default_horizon = 100
+    Options: ClassVar[type] = MujocoOptions
     env_cls: ClassVar[type[MujocoVectorEnv]]
     draw: ClassVar[Callable[[int, np.random.Generator], list]]
 
@@ -291,7 +299,7 @@ class MujocoFamily(TaskFamily):
         return type(self).draw(n, rng)
 
     def make_vector_env(self, num_envs: int) -> MujocoVectorEnv:
-        return self.env_cls(num_envs, self.horizon)
+        return self.env_cls(num_envs, self.horizon, self.options.frame_skip)
 
 
 class HalfCheetahVel(MujocoFamily):
@@ -299,7 +307,7 @@ class HalfCheetahVel(MujocoFamily):
 
 
 @dataclass(frozen=True)
-class DirectionOptions:
+class DirectionOptions(MujocoOptions):
     # every task runs this way: a one-direction control run, to tell how fast each direction is learned alone
     direction: str | None = field(default=None, metadata=one_of("forward", "backward"))
 
