@@ -264,7 +264,8 @@ def cmd_test(args: argparse.Namespace) -> int:
         finally:
             await agent.close()
         out = Path(args.out) if args.out else run_dir / f"{algorithm.evaluation_name}.json"
-        paths = result.write(out, spec.experiment.name)
+        tested = {"checkpoint": str(saved), "iteration": trainer.iteration, "overrides": overrides}
+        paths = result.write(out, spec.experiment.name, tested)
         if args.set:
             print("tested with " + " ".join(f"--set {text}" for text in args.set))
         for line in result.report():

@@ -80,6 +80,11 @@ def test_train_then_meta_test_writes_outputs(tmp_path):
     test = launch("test", "--run", run, "--tasks", 2, "--steps", 1, "--out", tmp_path / "m.json", *scored, *IN_PROCESS)
     result = json.loads((tmp_path / "m.json").read_text())
     assert result["scored_episodes"] == 1 and result["scored_actions"] == "mean", result
+    assert result["tested"] == {  # the result file says what produced it
+        "checkpoint": str(run / "checkpoints/latest.pt"),
+        "iteration": 2,
+        "overrides": ["meta_test.eval_episodes=1", "meta_test.scored_actions=mean", "sampler.observers=0"],
+    }, result["tested"]
     assert "tested with --set meta_test.eval_episodes=1 --set meta_test.scored_actions=mean" in test.stdout
     for bad in ("policy.hidden_sizes=[8]", "mlsh.num_subpolicies=3", "mlsh..num_subpolicies=3", "mlsh={macro_len: 5}"):
         proc = launch("test", "--run", run, "--set", bad, *IN_PROCESS, check=False)

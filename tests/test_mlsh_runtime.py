@@ -210,6 +210,7 @@ def test_adaptation_test_compares_every_method_whoever_runs_it(tmp_path, launche
     ones = [i for i, latent in enumerate(report["latents"]) if latent == "1"]
     assert np.shape(report["oracle_curves"].get("1", [])) == (len(ones), 2) and set(report["of_oracle"]) <= {"1"}
     assert reports[0]["curves"] == reports[2]["curves"] and reports[0]["oracle_curves"] == report["oracle_curves"]
+    assert report["tested"]["overrides"] == ["sampler.observers=2"] and report["tested"]["iteration"] >= 1
     assert (tmp_path / "a2.png").stat().st_size > 0
     code, out, err = launcher("test", "--run", run, "--tasks", 2, "--steps", 1, "--baseline-run", run).wait()
     assert code == 2 and "expected a run trained with 'launch.py train --baseline shared-policy'" in err, out + err

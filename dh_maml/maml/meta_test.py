@@ -7,7 +7,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -71,8 +71,8 @@ class MetaTestResult:
     # each step against the one before, and the first step against the last (with 3 or more)
     paired: list[PairedChange] | None = None
 
-    def write(self, out: Path, title: str) -> list[Path]:
-        return write_meta_test(self, out, title)
+    def write(self, out: Path, title: str, tested: dict[str, Any] | None = None) -> list[Path]:
+        return write_meta_test(self, out, title, tested)
 
     def report(self) -> list[str]:
         lines = [f"after {k} step(s): {m:9.2f} ± {s:.2f}" for k, m, s in zip(self.steps, self.mean, self.se)]
@@ -268,8 +268,11 @@ async def meta_test(gather: Gather, trainer: Trainer, settings: EvaluationSettin
     )
 
 
-def write_meta_test(result: MetaTestResult, out: str | Path, title: str = "meta-test") -> list[Path]:
-    """``out`` is the JSON path; the CSV and PNG go beside it with the same stem."""
+def write_meta_test(
+    result: MetaTestResult, out: str | Path, title: str = "meta-test", tested: dict[str, Any] | None = None
+) -> list[Path]:
+    """``out`` is the JSON path; the CSV and PNG go beside it with the same stem. ``tested``: what the JSON
+    records of how the test was run (checkpoint, overrides), so that a result file says what produced it."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -277,7 +280,7 @@ def write_meta_test(result: MetaTestResult, out: str | Path, title: str = "meta-
 
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(asdict(result), indent=2))
+    out.write_text(json.dumps({**asdict(result), **({"tested": tested} if tested else {})}, indent=2))
     csv_path, png_path = out.with_suffix(".csv"), out.with_suffix(".png")
     with csv_path.open("w", newline="") as f:
         writer = csv.writer(f)

@@ -238,8 +238,8 @@ class AdaptationReport:
     def methods(self) -> list[str]:
         return [m for m in METHODS if m in self.curves]
 
-    def write(self, out: Path, title: str) -> list[Path]:
-        return write_report(self, out, title)
+    def write(self, out: Path, title: str, tested: dict[str, Any] | None = None) -> list[Path]:
+        return write_report(self, out, title, tested)
 
     def report(self) -> list[str]:
         window = f"iterations {self.window[0]}-{self.window[-1]}"
@@ -329,8 +329,11 @@ def summarize_curves(
     )
 
 
-def write_report(result: AdaptationReport, out: str | Path, title: str) -> list[Path]:
-    """JSON at ``out``, the learning curves as PNG beside it."""
+def write_report(
+    result: AdaptationReport, out: str | Path, title: str, tested: dict[str, Any] | None = None
+) -> list[Path]:
+    """JSON at ``out`` (with ``tested``, how the test was run, when given), the learning curves as PNG beside
+    it."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -338,7 +341,7 @@ def write_report(result: AdaptationReport, out: str | Path, title: str) -> list[
 
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(dataclasses.asdict(result), indent=2))
+    out.write_text(json.dumps({**dataclasses.asdict(result), **({"tested": tested} if tested else {})}, indent=2))
     png = out.with_suffix(".png")
     x = np.arange(1, result.iterations + 1)
     fig, ax = plt.subplots(figsize=(6, 4))
