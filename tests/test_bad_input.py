@@ -138,8 +138,6 @@ def test_a_metrics_backend_that_cannot_start_leaves_nothing_behind(tmp_path, lau
 
 def test_a_run_that_cannot_write_its_checkpoint_stops_with_a_clear_error(tmp_path, launcher):
     """What a full disk does to the checkpoint, without filling one: its folder replaced by a file."""
-    import shutil
-
     from conftest import alive, descendants
 
     run = tmp_path / "run"
@@ -162,7 +160,8 @@ def test_a_run_that_cannot_write_its_checkpoint_stops_with_a_clear_error(tmp_pat
     )
     wait_for_iterations(run, 2)
     family = descendants(launch.proc.pid)
-    shutil.rmtree(run / "checkpoints")
+    # moved away in one step: removing it file by file races the checkpoint being written into it
+    (run / "checkpoints").rename(run / "checkpoints-gone")
     (run / "checkpoints").write_text("not a folder")
     _, err = finished(*launch.wait(timeout=120), expect=1)
     assert "error: the run could not write" in err
