@@ -17,7 +17,7 @@ from dh_maml.agents.progress import Progress, shell_command
 from dh_maml.algorithms import Algorithm, Evaluation, EvaluationSettings
 from dh_maml.checkpoint import save_checkpoint
 from dh_maml.metrics import MetricsSink
-from dh_maml.run_dir import checkpoint_path
+from dh_maml.run_dir import checkpoint_path, kept_checkpoint_path
 
 LAUNCH = Path(__file__).resolve().parents[1] / "launch.py"
 
@@ -88,6 +88,10 @@ async def train(agent: Agent, algorithm: Algorithm, run_dir: Path, sink: Metrics
             progress.update(record)
             if trainer.iteration % spec.checkpoint.every == 0:
                 await loop.run_in_executor(None, save, snapshot)
+            keep = spec.checkpoint.keep_every
+            if keep and trainer.iteration % keep == 0:
+                kept = kept_checkpoint_path(run_dir, trainer.iteration)
+                await loop.run_in_executor(None, save_checkpoint, snapshot, kept)
             if spec.meta_test.every and trainer.iteration % spec.meta_test.every == 0:
                 result = await evaluate(agent, algorithm)
                 out = run_dir / algorithm.evaluation_name / f"iter_{trainer.iteration:05d}.json"

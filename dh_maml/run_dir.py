@@ -91,6 +91,11 @@ def checkpoint_path(run_dir: str | Path) -> Path:
     return Path(run_dir) / "checkpoints" / "latest.pt"
 
 
+def kept_checkpoint_path(run_dir: str | Path, iteration: int) -> Path:
+    """Where ``checkpoint.keep_every`` keeps an iteration's state beside ``latest.pt``."""
+    return Path(run_dir) / "checkpoints" / f"iter-{iteration:04d}.pt"
+
+
 def _iteration_of(line: str) -> int | None:
     """The iteration of a metrics line; None for a blank or broken one (a crash's cut-off last line)."""
     try:

@@ -185,6 +185,9 @@ class MetricsSpec:
 @dataclass
 class CheckpointSpec:
     every: int = field(default=10, metadata=bounds(1))
+    # also keep every keep_every-th iteration's state as checkpoints/iter-NNNN.pt (0: none), so that the
+    # iteration count can be chosen afterwards, on validation tasks, from one run
+    keep_every: int = field(default=0, metadata=bounds(0))
 
 
 @dataclass

@@ -94,9 +94,16 @@ def test_train_then_meta_test_writes_outputs(tmp_path):
 def test_resume_reproduces_the_uninterrupted_run(tmp_path):
     spec = ROOT / "specs/navigation-2d.yaml"
     small = [*SMALL, "--set", "checkpoint.every=1", *IN_PROCESS]
-    launch("train", "--spec", spec, "--iterations", 3, "--run-dir", tmp_path / "full", *small)
+    keep = ["--set", "checkpoint.keep_every=2"]
+    launch("train", "--spec", spec, "--iterations", 3, "--run-dir", tmp_path / "full", *small, *keep)
     launch("train", "--spec", spec, "--iterations", 2, "--run-dir", tmp_path / "part", *small)
+    at_two = torch.load(tmp_path / "part/checkpoints/latest.pt", weights_only=True)
     launch("train", "--resume", tmp_path / "part", "--iterations", 3)
+    kept = sorted(p.name for p in (tmp_path / "full/checkpoints").iterdir())
+    assert kept == ["iter-0002.pt", "latest.pt"], kept
+    state = torch.load(tmp_path / "full/checkpoints/iter-0002.pt", weights_only=True)
+    assert state["iteration"] == 2 and state["spec"]["checkpoint"]["keep_every"] == 2
+    assert all(torch.equal(state["policy"][k], v) for k, v in at_two["policy"].items()), "kept != iteration 2"
     full, part = metrics(tmp_path / "full"), metrics(tmp_path / "part")
     assert len(part) == 3
     for a, b in zip(full, part):
