@@ -508,10 +508,11 @@ def test_a_two_goal_familys_goal_option_fixes_every_tasks_paying_goal(family_nam
         make_family(EnvSpec(family_name, options={"goal": 2}))
 
 
-def test_ant_bandits_episodes_end_only_at_the_horizon_and_the_shaped_reward_is_progress_less_costs():
+@pytest.mark.parametrize("frame_skip", [5, 2])
+def test_ant_bandits_episodes_end_only_at_the_horizon_and_the_shaped_reward_is_progress_less_costs(frame_skip):
     from dh_maml.envs.ant_bandits import GOALS, AntBandits, AntBanditsOptions, AntBanditsTask
 
-    family = AntBandits(horizon=3, options=AntBanditsOptions(shaped=True))
+    family = AntBandits(horizon=3, options=AntBanditsOptions(shaped=True, frame_skip=frame_skip))
     assert family.for_evaluation().options.shaped is False
     env = family.make_vector_env(2)
     env.set_tasks([AntBanditsTask(0), AntBanditsTask(1)])
@@ -524,7 +525,7 @@ def test_ant_bandits_episodes_end_only_at_the_horizon_and_the_shaped_reward_is_p
     progress = np.linalg.norm(before - GOALS, axis=1) - np.linalg.norm(after - GOALS, axis=1)
     contact = 5e-4 * np.square(np.clip(env._contact, -1, 1)).reshape(2, -1).sum(axis=1)
     costs = 5e-3 * np.square(action).sum(axis=1) + contact - 0.05
-    np.testing.assert_allclose(reward, progress / env.dt - costs, rtol=1e-10)
+    np.testing.assert_allclose(reward, progress / (0.01 * frame_skip) - costs, rtol=1e-10)
     assert not terminated.any() and not truncated.any()
     for _ in range(2):
         _, _, terminated, truncated, _ = env.step(action)

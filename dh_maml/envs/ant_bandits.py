@@ -22,7 +22,7 @@ import numpy as np
 
 from dh_maml.config import bounds
 from dh_maml.envs.movement_bandits import TwoGoalBandits
-from dh_maml.envs.mujoco import AntVectorEnv, Motion
+from dh_maml.envs.mujoco import AntVectorEnv, Motion, MujocoOptions
 
 GOALS = np.array([[0.0, 5.0], [5.0, 0.0]])
 GOAL_NAMES = ("top", "right")
@@ -30,7 +30,7 @@ RADIUS = 1.0
 
 
 @dataclass(frozen=True)
-class AntBanditsOptions:
+class AntBanditsOptions(MujocoOptions):
     shaped: bool = False  # add the speed towards the paying goal and the Ant's own reward terms
     goal: int | None = field(default=None, metadata=bounds(0, 1))  # every task pays here (a per-goal oracle's)
 
@@ -41,9 +41,9 @@ class AntBanditsTask:
 
 
 class AntBanditsVectorEnv(AntVectorEnv):
-    def __init__(self, num_envs: int, horizon: int, shaped: bool = False):
+    def __init__(self, num_envs: int, horizon: int, shaped: bool = False, frame_skip: int = 5):
         self.shaped = shaped
-        super().__init__(num_envs, horizon)
+        super().__init__(num_envs, horizon, frame_skip)
 
     def _allocate(self, num_envs: int) -> None:
         super()._allocate(num_envs)
@@ -80,4 +80,4 @@ class AntBandits(TwoGoalBandits):
     goal_names = GOAL_NAMES
 
     def make_vector_env(self, num_envs: int) -> AntBanditsVectorEnv:
-        return AntBanditsVectorEnv(num_envs, self.horizon, self.options.shaped)
+        return AntBanditsVectorEnv(num_envs, self.horizon, self.options.shaped, self.options.frame_skip)
