@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """What an Ant family's episodes are made of under a policy: their lengths, why they end, and the reward's
-terms per step (task term, control cost, contact cost, survival bonus), and how much each varies between
-episodes. The measurements of docs/ant.md.
+terms per step (task term, control cost, contact cost, survival bonus), how much each varies between
+episodes, and how far the torso walks (on ant-goal: towards its goal or not). The measurements of docs/ant.md.
 
     python bench/ant_episodes.py --spec specs/ant-dir.yaml                     # the spec's initial policy
     python bench/ant_episodes.py --spec specs/ant-dir.yaml --set policy.init_output_scale=0.01
@@ -54,6 +54,8 @@ def probe(env: AntVectorEnv, policy, how: str, seed: int) -> dict:
     ended = {"torso above the healthy range": 0, "torso below it": 0, "not finite": 0, "horizon": 0}
     terms = {k: np.zeros(n) for k in ("task term", "control cost", "contact cost", "survival bonus", "reward")}
     high_z = env.healthy_z[1]
+    start = env._qpos[:, :2].copy()
+    end = start.copy()
     for _ in range(env.horizon):
         actions = actions_of(how, policy, obs, rng, act_dim)
         obs, reward, terminated, truncated, _ = env.step(actions)
@@ -68,6 +70,7 @@ def probe(env: AntVectorEnv, policy, how: str, seed: int) -> dict:
         ):
             terms[key] += np.where(alive, value, 0.0)
         length += alive
+        end[alive] = env._qpos[alive, :2]
         for i in np.flatnonzero(alive & terminated):
             z = env._qpos[i, 2]
             above = "torso above the healthy range" if z > high_z else "torso below it"
@@ -76,6 +79,11 @@ def probe(env: AntVectorEnv, policy, how: str, seed: int) -> dict:
         alive &= ~(terminated | truncated)
         if not alive.any():
             break
+    walked = {"distance from the start": np.linalg.norm(end - start, axis=1)}
+    goal = getattr(env, "_goal", None)
+    if goal is not None:  # ant-goal: did the Ant close on its goal, or only stand near the start?
+        walked["L1 to the goal at the start"] = np.abs(start - goal).sum(1)
+        walked["L1 to the goal at the end"] = np.abs(end - goal).sum(1)
     return {
         "episodes": n,
         "length_mean": float(length.mean()),
@@ -85,6 +93,7 @@ def probe(env: AntVectorEnv, policy, how: str, seed: int) -> dict:
         # how much each term varies between episodes: what a policy gradient on these episodes can tell apart
         "per_episode_std": {k: float(v.std()) for k, v in terms.items()},
         "per_step": {k: float((v / np.maximum(length, 1)).mean()) for k, v in terms.items()},
+        "torso_xy": {k: float(v.mean()) for k, v in walked.items()},
     }
 
 
@@ -122,6 +131,8 @@ def main() -> None:
             f"  {key:>15}: {result['per_step'][key]:+8.4f} per step, {result['per_episode'][key]:+9.3f} per episode"
             f" (std over episodes {result['per_episode_std'][key]:.3f})"
         )
+    for key, value in result["torso_xy"].items():
+        print(f"  torso {key}: {value:.3f} (mean over episodes)")
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2))

@@ -109,6 +109,25 @@ def test_the_ant_probe_splits_the_reward_into_its_terms_and_says_why_episodes_en
     assert np.isfinite(shaken["per_step"]["reward"])
 
 
+def test_the_ant_probe_measures_how_far_the_torso_walks_and_towards_which_goal():
+    from bench.ant_episodes import probe
+    from dh_maml.envs import make_family
+    from dh_maml.envs.mujoco import DirectionTask, GoalTask
+    from dh_maml.spec import EnvSpec
+
+    env = make_family(EnvSpec("ant-goal", horizon=1)).make_vector_env(2)
+    env.set_tasks([GoalTask((2.0, -1.0)), GoalTask((-3.0, 0.5))])
+    still = probe(env, None, "zero", seed=0)
+    walked = still["torso_xy"]
+    assert 0 < walked["distance from the start"] < 0.1  # no torque, one step: the torso barely settles
+    assert walked["L1 to the goal at the start"] == pytest.approx((3.0 + 3.5) / 2, abs=0.2)
+    # the goal term is 4 - L1 after each step: after the one step, 4 - L1 at the end
+    assert still["per_step"]["task term"] == pytest.approx(4.0 - walked["L1 to the goal at the end"], abs=1e-6)
+    directions = make_family(EnvSpec("ant-dir", horizon=5)).make_vector_env(2)
+    directions.set_tasks([DirectionTask(1.0), DirectionTask(-1.0)])
+    assert list(probe(directions, None, "zero", seed=0)["torso_xy"]) == ["distance from the start"]
+
+
 def test_the_direction_study_reads_each_episodes_velocity_off_its_rewards():
     import numpy as np
     import torch
