@@ -110,6 +110,8 @@ def test_the_ant_probe_splits_the_reward_into_its_terms_and_says_why_episodes_en
 
 
 def test_the_ant_probe_measures_how_far_the_torso_walks_and_towards_which_goal():
+    import numpy as np
+
     from bench.ant_episodes import probe
     from dh_maml.envs import make_family
     from dh_maml.envs.mujoco import DirectionTask, GoalTask
@@ -120,7 +122,10 @@ def test_the_ant_probe_measures_how_far_the_torso_walks_and_towards_which_goal()
     still = probe(env, None, "zero", seed=0)
     walked = still["torso_xy"]
     assert 0 < walked["distance from the start"] < 0.1  # no torque, one step: the torso barely settles
-    assert walked["L1 to the goal at the start"] == pytest.approx((3.0 + 3.5) / 2, abs=0.2)
+    env.reset(seed=0)  # the probe's own reset: the torso's start, with the reset noise
+    start = np.abs(env._qpos[:, :2] - np.array([[2.0, -1.0], [-3.0, 0.5]])).sum(1).mean()
+    assert walked["L1 to the goal at the start"] == pytest.approx(start)
+    assert abs(start - (3.0 + 3.5) / 2) > 1e-4  # not the model's initial x, y: the reset's
     # the goal term is 4 - L1 after each step: after the one step, 4 - L1 at the end
     assert still["per_step"]["task term"] == pytest.approx(4.0 - walked["L1 to the goal at the end"], abs=1e-6)
     directions = make_family(EnvSpec("ant-dir", horizon=5)).make_vector_env(2)
