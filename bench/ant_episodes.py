@@ -28,7 +28,7 @@ sys.path.insert(0, str(ROOT))
 
 from dh_maml.checkpoint import load_checkpoint  # noqa: E402
 from dh_maml.envs import make_family  # noqa: E402
-from dh_maml.envs.mujoco import AntVectorEnv  # noqa: E402
+from dh_maml.envs.mujoco import AntGoalEnv, AntVectorEnv  # noqa: E402
 from dh_maml.policies import make_policy  # noqa: E402
 from dh_maml.run_dir import checkpoint_path, read_run_spec  # noqa: E402
 from dh_maml.spec import load_spec, with_overrides  # noqa: E402
@@ -80,10 +80,9 @@ def probe(env: AntVectorEnv, policy, how: str, seed: int) -> dict:
         if not alive.any():
             break
     walked = {"distance from the start": np.linalg.norm(end - start, axis=1)}
-    goal = getattr(env, "_goal", None)
-    if goal is not None:  # ant-goal: did the Ant close on its goal, or only stand near the start?
-        walked["L1 to the goal at the start"] = np.abs(start - goal).sum(1)
-        walked["L1 to the goal at the end"] = np.abs(end - goal).sum(1)
+    if isinstance(env, AntGoalEnv):  # did the Ant close on its goal, or only stand near the start?
+        walked["L1 to the goal at the start"] = np.abs(start - env._goal).sum(1)
+        walked["L1 to the goal at the end"] = np.abs(end - env._goal).sum(1)
     return {
         "episodes": n,
         "length_mean": float(length.mean()),
