@@ -1,12 +1,15 @@
 #!/usr/bin/env python
 """What an Ant family's episodes are made of under a policy: their lengths, why they end, and the reward's
 terms per step (task term, control cost, contact cost, survival bonus), how much each varies between
-episodes, and how far the torso walks (on ant-goal: towards its goal or not). The measurements of docs/ant.md.
+episodes, and how far the torso walks (on ant-goal and ant-bandits: towards its goal or not). The measurements
+of docs/ant.md. An MLSH run's policy is one of its sub-policies (``--subpolicy``; an oracle's or a shared
+policy's only one is 0).
 
     python bench/ant_episodes.py --spec specs/ant-dir.yaml                     # the spec's initial policy
     python bench/ant_episodes.py --spec specs/ant-dir.yaml --set policy.init_output_scale=0.01
     python bench/ant_episodes.py --run runs/ant-dir/<stamp>                    # a trained (meta-)policy
     python bench/ant_episodes.py --spec specs/ant-dir.yaml --actions zero      # or: mean, noise:0.5
+    python bench/ant_episodes.py --run runs/<mlsh-oracle> --checkpoint runs/<mlsh-oracle>/checkpoints/iter-0200.pt
 
 ``--actions``: ``policy`` samples the policy (the default), ``mean`` takes its mean, ``zero`` sends no torque,
 ``noise:S`` sends Gaussian torques of standard deviation S whatever the observation. Prints a table and
@@ -28,6 +31,7 @@ sys.path.insert(0, str(ROOT))
 
 from dh_maml.checkpoint import load_checkpoint  # noqa: E402
 from dh_maml.envs import make_family  # noqa: E402
+from dh_maml.envs.ant_bandits import AntBanditsVectorEnv  # noqa: E402
 from dh_maml.envs.mujoco import AntGoalEnv, AntVectorEnv  # noqa: E402
 from dh_maml.policies import make_policy  # noqa: E402
 from dh_maml.run_dir import checkpoint_path, read_run_spec  # noqa: E402
@@ -83,6 +87,9 @@ def probe(env: AntVectorEnv, policy, how: str, seed: int) -> dict:
     if isinstance(env, AntGoalEnv):  # did the Ant close on its goal, or only stand near the start?
         walked["L1 to the goal at the start"] = np.abs(start - env._goal).sum(1)
         walked["L1 to the goal at the end"] = np.abs(end - env._goal).sum(1)
+    if isinstance(env, AntBanditsVectorEnv):  # did it walk to the paying goal (5 away), or elsewhere?
+        walked["distance to the paying goal at the start"] = np.linalg.norm(start - env._goal, axis=1)
+        walked["distance to the paying goal at the end"] = np.linalg.norm(end - env._goal, axis=1)
     return {
         "episodes": n,
         "length_mean": float(length.mean()),
@@ -96,10 +103,25 @@ def probe(env: AntVectorEnv, policy, how: str, seed: int) -> dict:
     }
 
 
+def policy_state(checkpoint: dict, subpolicy: int) -> dict:
+    """The policy's weights in a checkpoint: a MAML run's policy, or an MLSH run's sub-policy ``subpolicy``
+    (its actor, without the value head beside it)."""
+    if "policy" in checkpoint:
+        return checkpoint["policy"]
+    prefix = f"members.{subpolicy}.actor."
+    state = {k.removeprefix(prefix): v for k, v in checkpoint["subpolicies"].items() if k.startswith(prefix)}
+    if not state:
+        members = sorted({k.split(".")[1] for k in checkpoint["subpolicies"]}, key=int)
+        raise SystemExit(f"error: --subpolicy {subpolicy}: the run has sub-policies {', '.join(members)}")
+    return state
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--spec", help="an Ant spec (its initial policy), unless --run is given")
     parser.add_argument("--run", help="a run directory: its spec and latest checkpoint's policy")
+    parser.add_argument("--checkpoint", help="with --run: this checkpoint instead of the latest")
+    parser.add_argument("--subpolicy", type=int, default=0, help="an MLSH run: which sub-policy acts (default 0)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="spec overrides")
     parser.add_argument("--actions", default="policy", help="policy, mean, zero or noise:S (default policy)")
     parser.add_argument("--episodes", type=int, default=64)
@@ -108,6 +130,8 @@ def main() -> None:
     args = parser.parse_args()
     if (args.spec is None) == (args.run is None):
         parser.error("give one of --spec SPEC or --run RUN_DIR")
+    if args.checkpoint and not args.run:
+        parser.error("--checkpoint: needs --run RUN_DIR (its spec)")
     if args.actions not in ("policy", "mean", "zero") and not args.actions.startswith("noise:"):
         parser.error(f"--actions: expected policy, mean, zero or noise:S, got {args.actions!r}")
     torch.set_num_threads(1)
@@ -119,7 +143,8 @@ def main() -> None:
     torch.manual_seed(spec.experiment.seed)
     policy = make_policy(family.observation_space, family.action_space, spec.policy)
     if args.run:
-        policy.load_state_dict(load_checkpoint(checkpoint_path(args.run))["policy"])
+        checkpoint = load_checkpoint(args.checkpoint or checkpoint_path(args.run))
+        policy.load_state_dict(policy_state(checkpoint, args.subpolicy))
     env.set_tasks(family.sample_tasks(args.episodes, np.random.default_rng(args.seed)))
     result = {"family": spec.env.family, "actions": args.actions, **probe(env, policy, args.actions, args.seed)}
     print(f"{spec.env.family}, actions {args.actions}: {args.episodes} episodes of at most {family.horizon} steps")

@@ -114,6 +114,7 @@ def test_the_ant_probe_measures_how_far_the_torso_walks_and_towards_which_goal()
 
     from bench.ant_episodes import probe
     from dh_maml.envs import make_family
+    from dh_maml.envs.ant_bandits import AntBanditsTask
     from dh_maml.envs.mujoco import DirectionTask, GoalTask
     from dh_maml.spec import EnvSpec
 
@@ -131,6 +132,33 @@ def test_the_ant_probe_measures_how_far_the_torso_walks_and_towards_which_goal()
     directions = make_family(EnvSpec("ant-dir", horizon=5)).make_vector_env(2)
     directions.set_tasks([DirectionTask(1.0), DirectionTask(-1.0)])
     assert list(probe(directions, None, "zero", seed=0)["torso_xy"]) == ["distance from the start"]
+    bandits = make_family(EnvSpec("ant-bandits", horizon=1)).make_vector_env(2)
+    bandits.set_tasks([AntBanditsTask(0), AntBanditsTask(1)])  # the top goal (0, 5) pays, then the right (5, 0)
+    walked = probe(bandits, None, "zero", seed=0)["torso_xy"]
+    bandits.reset(seed=0)
+    start = bandits._qpos[:, :2]
+    expected = (np.linalg.norm(start - [0.0, 5.0], axis=1)[0] + np.linalg.norm(start - [5.0, 0.0], axis=1)[1]) / 2
+    assert walked["distance to the paying goal at the start"] == pytest.approx(expected)
+    assert walked["distance to the paying goal at the end"] == pytest.approx(expected, abs=0.1)
+
+
+def test_the_ant_probe_takes_a_maml_policy_or_the_named_mlsh_subpolicy():
+    import torch
+
+    from bench.ant_episodes import policy_state
+
+    maml = {"policy": {"mean.0.weight": torch.ones(1)}}
+    assert policy_state(maml, 0) is maml["policy"]
+    mlsh = {
+        "subpolicies": {
+            f"members.{i}.{part}.0.weight": torch.full((1,), 10.0 * i + (part == "critic"))
+            for i in range(2)
+            for part in ("actor", "critic")
+        }
+    }
+    assert policy_state(mlsh, 1) == {"0.weight": torch.full((1,), 10.0)}  # the actor's, not the value head's
+    with pytest.raises(SystemExit, match="--subpolicy 2: the run has sub-policies 0, 1"):
+        policy_state(mlsh, 2)
 
 
 def test_the_direction_study_reads_each_episodes_velocity_off_its_rewards():
