@@ -32,10 +32,12 @@ sys.path.insert(0, str(ROOT))
 from dh_maml.checkpoint import load_checkpoint  # noqa: E402
 from dh_maml.envs import make_family  # noqa: E402
 from dh_maml.envs.ant_bandits import AntBanditsVectorEnv  # noqa: E402
+from dh_maml.envs.base import TaskFamily  # noqa: E402
 from dh_maml.envs.mujoco import AntGoalEnv, AntVectorEnv  # noqa: E402
+from dh_maml.mlsh.policies import SubPolicies  # noqa: E402
 from dh_maml.policies import make_policy  # noqa: E402
 from dh_maml.run_dir import checkpoint_path, read_run_spec  # noqa: E402
-from dh_maml.spec import load_spec, with_overrides  # noqa: E402
+from dh_maml.spec import Spec, load_spec, with_overrides  # noqa: E402
 
 
 def actions_of(how: str, policy, obs: np.ndarray, rng: np.random.Generator, act_dim: int) -> np.ndarray:
@@ -103,17 +105,19 @@ def probe(env: AntVectorEnv, policy, how: str, seed: int) -> dict:
     }
 
 
-def policy_state(checkpoint: dict, subpolicy: int) -> dict:
-    """The policy's weights in a checkpoint: a MAML run's policy, or an MLSH run's sub-policy ``subpolicy``
-    (its actor, without the value head beside it)."""
-    if "policy" in checkpoint:
-        return checkpoint["policy"]
-    prefix = f"members.{subpolicy}.actor."
-    state = {k.removeprefix(prefix): v for k, v in checkpoint["subpolicies"].items() if k.startswith(prefix)}
-    if not state:
-        members = sorted({k.split(".")[1] for k in checkpoint["subpolicies"]}, key=int)
-        raise SystemExit(f"error: --subpolicy {subpolicy}: the run has sub-policies {', '.join(members)}")
-    return state
+def trained_policy(spec: Spec, family: TaskFamily, checkpoint: dict, subpolicy: int):
+    """The policy a checkpoint holds: a MAML run's policy, or an MLSH run's sub-policy ``subpolicy`` (its actor,
+    without the value head beside it), loaded into the model the run's spec builds."""
+    if "subpolicies" not in checkpoint:
+        policy = make_policy(family.observation_space, family.action_space, spec.policy)
+        policy.load_state_dict(checkpoint["policy"])
+        return policy
+    count = spec.mlsh.num_subpolicies
+    if not 0 <= subpolicy < count:
+        raise SystemExit(f"error: --subpolicy {subpolicy}: expected 0 to {count - 1}, the run's sub-policies")
+    subpolicies = SubPolicies(family.observation_space, family.action_space, count, spec.policy)
+    subpolicies.load_state_dict(checkpoint["subpolicies"])
+    return subpolicies[subpolicy].actor
 
 
 def main() -> None:
@@ -141,10 +145,11 @@ def main() -> None:
     if not isinstance(env, AntVectorEnv):
         parser.error(f"{spec.env.family} is not an Ant family")
     torch.manual_seed(spec.experiment.seed)
-    policy = make_policy(family.observation_space, family.action_space, spec.policy)
     if args.run:
         checkpoint = load_checkpoint(args.checkpoint or checkpoint_path(args.run))
-        policy.load_state_dict(policy_state(checkpoint, args.subpolicy))
+        policy = trained_policy(spec, family, checkpoint, args.subpolicy)
+    else:
+        policy = make_policy(family.observation_space, family.action_space, spec.policy)
     env.set_tasks(family.sample_tasks(args.episodes, np.random.default_rng(args.seed)))
     result = {"family": spec.env.family, "actions": args.actions, **probe(env, policy, args.actions, args.seed)}
     print(f"{spec.env.family}, actions {args.actions}: {args.episodes} episodes of at most {family.horizon} steps")

@@ -145,20 +145,30 @@ def test_the_ant_probe_measures_how_far_the_torso_walks_and_towards_which_goal()
 def test_the_ant_probe_takes_a_maml_policy_or_the_named_mlsh_subpolicy():
     import torch
 
-    from bench.ant_episodes import policy_state
+    from bench.ant_episodes import trained_policy
+    from dh_maml.envs import make_family
+    from dh_maml.mlsh.policies import SubPolicies
+    from dh_maml.policies import make_policy
 
-    maml = {"policy": {"mean.0.weight": torch.ones(1)}}
-    assert policy_state(maml, 0) is maml["policy"]
-    mlsh = {
-        "subpolicies": {
-            f"members.{i}.{part}.0.weight": torch.full((1,), 10.0 * i + (part == "critic"))
-            for i in range(2)
-            for part in ("actor", "critic")
-        }
-    }
-    assert policy_state(mlsh, 1) == {"0.weight": torch.full((1,), 10.0)}  # the actor's, not the value head's
-    with pytest.raises(SystemExit, match="--subpolicy 2: the run has sub-policies 0, 1"):
-        policy_state(mlsh, 2)
+    mlsh = load_spec(ROOT / "specs/mlsh-ant-bandits.yaml")
+    family = make_family(mlsh.env)
+    trained = SubPolicies(family.observation_space, family.action_space, 2, mlsh.policy)
+    checkpoint = {"subpolicies": trained.state_dict()}
+    obs = torch.randn(3, family.observation_space.shape[0])
+
+    def same(a, b) -> bool:  # the same Gaussian: mean and spread
+        return all(torch.equal(x, y) for x, y in zip(a(obs), b(obs), strict=True))
+
+    for k in range(2):  # the named sub-policy's actor, not another's
+        assert same(trained_policy(mlsh, family, checkpoint, k), trained[k].actor)
+    assert not same(trained[0].actor, trained[1].actor)
+    with pytest.raises(SystemExit, match="--subpolicy 2: expected 0 to 1"):
+        trained_policy(mlsh, family, checkpoint, 2)
+    maml = load_spec(ROOT / "specs/ant-dir.yaml")
+    family = make_family(maml.env)
+    policy = make_policy(family.observation_space, family.action_space, maml.policy)
+    obs = torch.randn(3, family.observation_space.shape[0])
+    assert same(trained_policy(maml, family, {"policy": policy.state_dict()}, 0), policy)
 
 
 def test_the_direction_study_reads_each_episodes_velocity_off_its_rewards():
