@@ -60,6 +60,8 @@ def probe(env: AntVectorEnv, policy, how: str, seed: int) -> dict:
     ended = {"torso above the healthy range": 0, "torso below it": 0, "not finite": 0, "horizon": 0}
     terms = {k: np.zeros(n) for k in ("task term", "control cost", "contact cost", "survival bonus", "reward")}
     high_z = env.healthy_z[1]
+    # sparse AntBandits pays only near the goal: the Ant's own terms are measured but not in its reward
+    own_terms = 0.0 if isinstance(env, AntBanditsVectorEnv) and not env.shaped else 1.0
     start = env._qpos[:, :2].copy()
     end = start.copy()
     for _ in range(env.horizon):
@@ -72,7 +74,7 @@ def probe(env: AntVectorEnv, policy, how: str, seed: int) -> dict:
             ("control cost", ctrl),
             ("contact cost", contact),
             ("survival bonus", np.full(n, env.survive_reward)),
-            ("task term", reward + ctrl + contact - env.survive_reward),
+            ("task term", reward + own_terms * (ctrl + contact - env.survive_reward)),
         ):
             terms[key] += np.where(alive, value, 0.0)
         length += alive

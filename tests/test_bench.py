@@ -134,7 +134,11 @@ def test_the_ant_probe_measures_how_far_the_torso_walks_and_towards_which_goal()
     assert list(probe(directions, None, "zero", seed=0)["torso_xy"]) == ["distance from the start"]
     bandits = make_family(EnvSpec("ant-bandits", horizon=1)).make_vector_env(2)
     bandits.set_tasks([AntBanditsTask(0), AntBanditsTask(1)])  # the top goal (0, 5) pays, then the right (5, 0)
-    walked = probe(bandits, None, "zero", seed=0)["torso_xy"]
+    sparse = probe(bandits, None, "zero", seed=0)
+    walked = sparse["torso_xy"]
+    # unshaped, the reward is the goal term alone (0: neither goal within 1 after a step), though the costs exist
+    assert sparse["per_episode"]["task term"] == sparse["per_episode"]["reward"] == 0.0
+    assert sparse["per_episode"]["survival bonus"] > 0
     bandits.reset(seed=0)
     start = bandits._qpos[:, :2]
     expected = (np.linalg.norm(start - [0.0, 5.0], axis=1)[0] + np.linalg.norm(start - [5.0, 0.0], axis=1)[1]) / 2
