@@ -1,5 +1,6 @@
 """MLSH pieces: the PPO loss against hand-computed values, macro steps, routing to sub-policies, master reset."""
 
+import dataclasses
 import math
 
 import gymnasium as gym
@@ -430,6 +431,16 @@ def test_an_oracle_is_the_shared_policy_on_one_latent_goal_and_is_told_apart_fro
     _baseline_run(runs["oracle-two"], oracle_spec(unshaped))
     with pytest.raises(SpecError, match="its env section differs"):  # only the goal may differ
         load_baselines([runs["oracle-two"]], spec)
+    ant = ROOT / "specs/mlsh-ant-bandits.yaml"
+    top = _baseline_run(
+        tmp_path / "ant-top", oracle_spec(load_spec(ant, ["env.options.frame_skip=5", "env.options.goal=0"]))
+    )
+    gymnasium_rate = load_spec(ant, ["env.options.frame_skip=5"])
+    unspelled = dataclasses.replace(gymnasium_rate.env, options={"shaped": True})  # the family's default rate: 5
+    tested = dataclasses.replace(gymnasium_rate, env=unspelled)
+    assert torch.equal(load_baselines([tmp_path / "ant-top"], tested).oracles["top"]["w"], top["w"])
+    with pytest.raises(SpecError, match="its env section differs"):  # 0.05 s per action against the spec's 0.02 s
+        load_baselines([tmp_path / "ant-top"], load_spec(ant))
 
 
 def test_the_report_measures_mlsh_against_each_latents_oracle():

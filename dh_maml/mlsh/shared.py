@@ -23,7 +23,7 @@ from dh_maml.checkpoint import load_checkpoint
 from dh_maml.config import SpecError
 from dh_maml.envs import make_family
 from dh_maml.run_dir import checkpoint_path, read_run_spec
-from dh_maml.spec import Spec
+from dh_maml.spec import EnvSpec, Spec
 
 Weights = dict[str, torch.Tensor]
 
@@ -73,6 +73,13 @@ def _without_goal(env_options: dict) -> dict:
     return {k: v for k, v in env_options.items() if k != "goal"}
 
 
+def _behaviour(env: EnvSpec) -> tuple:
+    """What an env section does, its options' defaults filled in: a run that spells a default out (say
+    ``frame_skip: 5``) was trained on the same tasks as one that leaves it to the family."""
+    family = make_family(env)
+    return env.family, family.horizon, family.options
+
+
 def load_baselines(run_dirs: list[Path], spec: Spec) -> Baselines:
     """The flat policies of ``run_dirs``, runs trained with ``launch.py train --baseline shared-policy`` or
     ``--baseline oracle`` on the family, options (but for the oracle's fixed goal) and policy of ``spec``; a
@@ -90,7 +97,8 @@ def load_baselines(run_dirs: list[Path], spec: Spec) -> Baselines:
             continue
         latent = None if tested_fixed else fixed_latent(run)
         env = dataclasses.replace(run.env, options=_without_goal(run.env.options)) if latent else run.env
-        differ = [(k, theirs) for k, theirs in (("env", env), ("policy", run.policy)) if theirs != getattr(spec, k)]
+        differ = [("env", env)] if _behaviour(env) != _behaviour(spec.env) else []
+        differ += [("policy", run.policy)] if run.policy != spec.policy else []
         for section, theirs in differ:
             problems.append(
                 f"--baseline-run {run_dir}: its {section} section differs from the tested run's "
