@@ -86,6 +86,7 @@ def load_baselines(run_dirs: list[Path], spec: Spec) -> Baselines:
     ``SpecError`` saying what differs otherwise."""
     baselines, problems = Baselines(), []
     tested_fixed = fixed_latent(spec) is not None
+    tested_env = _behaviour(spec.env)
     for run_dir in run_dirs:
         run = read_run_spec(run_dir)
         if run.experiment.algorithm != "mlsh" or run.mlsh.num_subpolicies != 1 or run.mlsh.warmup != 0:
@@ -97,7 +98,7 @@ def load_baselines(run_dirs: list[Path], spec: Spec) -> Baselines:
             continue
         latent = None if tested_fixed else fixed_latent(run)
         env = dataclasses.replace(run.env, options=_without_goal(run.env.options)) if latent else run.env
-        differ = [("env", env)] if _behaviour(env) != _behaviour(spec.env) else []
+        differ = [("env", env)] if _behaviour(env) != tested_env else []
         differ += [("policy", run.policy)] if run.policy != spec.policy else []
         for section, theirs in differ:
             problems.append(
