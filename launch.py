@@ -17,21 +17,18 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from dh_maml.user_errors import EXIT_BAD_INPUT, UsageError, reporting_user_errors
+
 if TYPE_CHECKING:
     from dh_maml.agents.agent import Agent
     from dh_maml.algorithms import Algorithm, Trainer
     from dh_maml.runtime import Network
     from dh_maml.spec import NetworkSpec, Spec
 
-EXIT_BAD_INPUT = 2
 MAX_OBSERVERS = 256  # per host; the spec's sampler.observers has the same bound
 # what test --set may change: how a test adapts, scores and samples; never what was trained (networks, tasks)
 TEST_SETTABLE = ("meta_test", "sampler", "maml", "mlsh")
 TEST_FIXED = ("mlsh.num_subpolicies",)
-
-
-class UsageError(Exception):
-    """A flag or value the user can fix; reported in one paragraph with exit code 2."""
 
 
 def cmd_check_spec(args: argparse.Namespace) -> int:
@@ -475,29 +472,11 @@ def _count(minimum: int, maximum: int | None = None) -> Callable[[str], int]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from dh_maml.checkpoint import CheckpointError
-    from dh_maml.metrics import MetricsError
-    from dh_maml.plots import PlotError
-    from dh_maml.run_dir import RunDirError
-    from dh_maml.runtime import WorldError, keep_freed_memory
-    from dh_maml.spec import SpecError
+    from dh_maml.runtime import keep_freed_memory
 
     args = build_parser().parse_args(argv)
     keep_freed_memory()
-    try:
-        return args.func(args)
-    except (
-        SpecError,
-        FileNotFoundError,
-        UsageError,
-        WorldError,
-        PlotError,
-        RunDirError,
-        CheckpointError,
-        MetricsError,
-    ) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+    return reporting_user_errors(lambda: args.func(args))
 
 
 if __name__ == "__main__":

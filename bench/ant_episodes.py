@@ -38,6 +38,7 @@ from dh_maml.mlsh.policies import SubPolicies  # noqa: E402
 from dh_maml.policies import make_policy  # noqa: E402
 from dh_maml.run_dir import checkpoint_path, read_run_spec  # noqa: E402
 from dh_maml.spec import Spec, load_spec, with_overrides  # noqa: E402
+from dh_maml.user_errors import UsageError, reporting_user_errors  # noqa: E402
 
 
 def actions_of(how: str, policy, obs: np.ndarray, rng: np.random.Generator, act_dim: int) -> np.ndarray:
@@ -116,7 +117,7 @@ def trained_policy(spec: Spec, family: TaskFamily, checkpoint: dict, subpolicy: 
         return policy
     count = spec.mlsh.num_subpolicies
     if not 0 <= subpolicy < count:
-        raise SystemExit(f"error: --subpolicy {subpolicy}: expected 0 to {count - 1}, the run's sub-policies")
+        raise UsageError(f"--subpolicy {subpolicy}: expected 0 to {count - 1}, the run's sub-policies")
     subpolicies = SubPolicies(family.observation_space, family.action_space, count, spec.policy)
     subpolicies.load_state_dict(checkpoint["subpolicies"])
     return subpolicies[subpolicy].actor
@@ -170,4 +171,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(reporting_user_errors(main))

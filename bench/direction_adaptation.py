@@ -39,6 +39,7 @@ from dh_maml.policies import make_policy  # noqa: E402
 from dh_maml.run_dir import checkpoint_path, read_run_spec  # noqa: E402
 from dh_maml.sampling import Sampler  # noqa: E402
 from dh_maml.spec import load_spec  # noqa: E402
+from dh_maml.user_errors import reporting_user_errors  # noqa: E402
 
 
 def masked_mean(values: torch.Tensor, mask: torch.Tensor) -> float:
@@ -202,4 +203,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(reporting_user_errors(main))

@@ -32,6 +32,7 @@ from dh_maml.envs.base import TaskFamily  # noqa: E402
 from dh_maml.mlsh.policies import SubPolicies  # noqa: E402
 from dh_maml.run_dir import checkpoint_path  # noqa: E402
 from dh_maml.spec import PolicySpec  # noqa: E402
+from dh_maml.user_errors import reporting_user_errors  # noqa: E402
 
 
 def hierarchy_of(family: TaskFamily, policy_spec: PolicySpec, policy_runs: list[str]) -> SubPolicies:
@@ -71,4 +72,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(reporting_user_errors(main))

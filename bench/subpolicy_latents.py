@@ -39,6 +39,7 @@ from dh_maml.mlsh.policies import SubPolicies, make_master  # noqa: E402
 from dh_maml.mlsh.sampling import HierarchyRollout, sample_hierarchy  # noqa: E402
 from dh_maml.run_dir import checkpoint_path, read_run_spec  # noqa: E402
 from dh_maml.spec import PolicySpec, Spec  # noqa: E402
+from dh_maml.user_errors import reporting_user_errors  # noqa: E402
 
 
 def load_subpolicies(family: TaskFamily, policy_spec: PolicySpec, run_dir: str, count: int) -> SubPolicies:
@@ -133,14 +134,11 @@ def main() -> None:
     torch.set_num_threads(1)
 
     spec = mlsh_run_spec(parser, args.run)
-    try:  # a missing or damaged checkpoint is one line naming it, not a traceback
-        family = scoring_family(spec, args.reward)
-        trained = load_subpolicies(family, spec.policy, args.run, spec.mlsh.num_subpolicies)
-        policies = {f"sub-policy {k}": alone(trained, k, family, spec.policy) for k in range(len(trained))}
-        if args.baseline_run:
-            policies["shared policy"] = load_subpolicies(family, spec.policy, args.baseline_run, 1)
-    except (FileNotFoundError, ValueError) as error:
-        parser.error(str(error))
+    family = scoring_family(spec, args.reward)
+    trained = load_subpolicies(family, spec.policy, args.run, spec.mlsh.num_subpolicies)
+    policies = {f"sub-policy {k}": alone(trained, k, family, spec.policy) for k in range(len(trained))}
+    if args.baseline_run:
+        policies["shared policy"] = load_subpolicies(family, spec.policy, args.baseline_run, 1)
     tasks, _ = held_out(family, args.tasks, args.seed)
     latents = [str(family.latent(t)) for t in tasks]
 
@@ -194,4 +192,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(reporting_user_errors(main))

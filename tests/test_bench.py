@@ -153,6 +153,7 @@ def test_the_ant_probe_takes_a_maml_policy_or_the_named_mlsh_subpolicy():
     from dh_maml.envs import make_family
     from dh_maml.mlsh.policies import SubPolicies
     from dh_maml.policies import make_policy
+    from dh_maml.user_errors import UsageError
 
     mlsh = load_spec(ROOT / "specs/mlsh-ant-bandits.yaml")
     family = make_family(mlsh.env)
@@ -166,7 +167,7 @@ def test_the_ant_probe_takes_a_maml_policy_or_the_named_mlsh_subpolicy():
     for k in range(2):  # the named sub-policy's actor, not another's
         assert same(trained_policy(mlsh, family, checkpoint, k), trained[k].actor)
     assert not same(trained[0].actor, trained[1].actor)
-    with pytest.raises(SystemExit, match="--subpolicy 2: expected 0 to 1"):
+    with pytest.raises(UsageError, match="--subpolicy 2: expected 0 to 1"):
         trained_policy(mlsh, family, checkpoint, 2)
     maml = load_spec(ROOT / "specs/ant-dir.yaml")
     family = make_family(maml.env)
@@ -379,15 +380,30 @@ def test_a_hierarchy_refuses_a_policy_of_another_family(tmp_path):
     assert missing.returncode == 2 and "is not a run directory" in missing.stderr and "Traceback" not in missing.stderr
 
 
-def test_subpolicy_latents_names_a_missing_run_or_checkpoint_in_one_line(tmp_path):
+@pytest.mark.parametrize(
+    ("script", "spec", "more"),
+    [
+        ("subpolicy_latents.py", "mlsh-minigrid-two-goals.yaml", []),
+        (
+            "hierarchy_of.py",
+            "mlsh-minigrid-two-goals.yaml",
+            ["--policy-run", "RUN", "--policy-run", "RUN", "--out", "h.pt"],
+        ),
+        ("ant_episodes.py", "mlsh-ant-bandits.yaml", ["--episodes", "2"]),
+        ("direction_adaptation.py", "halfcheetah-dir.yaml", ["--tasks", "2"]),
+    ],
+)
+def test_a_bench_names_a_missing_run_or_checkpoint_in_one_line(tmp_path, script, spec, more):
     import subprocess
 
     from dh_maml.run_dir import write_spec
 
-    script = [sys.executable, str(ROOT / "bench/subpolicy_latents.py"), "--run"]
-    missing = subprocess.run([*script, str(tmp_path / "nowhere")], capture_output=True, text=True)
+    run = tmp_path / "run"
+    more = [str(run) if a == "RUN" else str(tmp_path / a) if a.endswith(".pt") else a for a in more]
+    command = [sys.executable, str(ROOT / "bench" / script), *more, "--run"]
+    missing = subprocess.run([*command, str(tmp_path / "nowhere")], capture_output=True, text=True)
     assert missing.returncode == 2 and "is not a run directory (no spec.yaml in it)" in missing.stderr
-    write_spec(load_spec(ROOT / "specs/mlsh-minigrid-two-goals.yaml"), tmp_path / "run")
-    untrained = subprocess.run([*script, str(tmp_path / "run")], capture_output=True, text=True)
+    write_spec(load_spec(ROOT / "specs" / spec), run)
+    untrained = subprocess.run([*command, str(run)], capture_output=True, text=True)
     assert untrained.returncode == 2 and "latest.pt' does not exist" in untrained.stderr
     assert "Traceback" not in missing.stderr + untrained.stderr
