@@ -138,8 +138,11 @@ class MLSHSpec:
     epsilon: float = field(default=0.1, metadata=bounds(0.0, 1.0))  # master exploration
     # sub-policy credit: GAE over the whole episode (published) or within the slice the sub-policy acted in
     sub_advantages: str = field(default="episode", metadata=one_of("episode", "slice"))
-    # share of a joint iteration's episodes played start to end by one sub-policy drawn uniformly
+    # share of a joint iteration's episodes played start to end by one sub-policy drawn uniformly, in the first
+    # ``joint_commit_rounds`` rounds (None: every round): once the sub-policies serve different tasks, a drawn
+    # one plays the other's task half the time, against what its own episodes teach it
     joint_commit: float = field(default=0.0, metadata=bounds(0.0, 1.0))
+    joint_commit_rounds: int | None = field(default=None, metadata=bounds(0))
     # learn from a round's segments while the observers sample the next round (which then acts with the
     # sub-policies from before that update: one version behind, the same on every run)
     overlap_update: bool = False

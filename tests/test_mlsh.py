@@ -255,6 +255,36 @@ def test_slots_start_staggered_and_draw_a_new_task_when_one_ends():
     assert trainer.split(plan.jobs[0], 2) == [[plan.jobs[0][0]], [plan.jobs[0][1]]]
 
 
+@pytest.mark.parametrize("rounds", [None, 2])
+def test_joint_iterations_commit_episodes_in_the_first_joint_commit_rounds(rounds):
+    from dh_maml.mlsh.trainer import MLSHTrainer
+    from dh_maml.spec import spec_from_dict
+
+    mlsh = {"warmup": 1, "joint": 1, "slots": 2, "joint_commit": 0.3, "joint_commit_rounds": rounds}
+    spec = spec_from_dict(
+        {"experiment": {"algorithm": "mlsh"}, "env": {"family": "movement-bandits"}, "policy": {"hidden_sizes": [8]}}
+        | {"mlsh": mlsh}
+    )
+    trainer = MLSHTrainer(spec)
+    commits = []
+    for trainer.iteration in range(4):
+        commits.append([(j.phase, j.commit) for j in trainer.plan(1).jobs[0]])
+    late = 0.3 if rounds is None else 0.0  # the warm-up slot (phase 0) never commits
+    assert commits == [[(0, 0.0), (1, 0.3)]] * 2 + [[(0, 0.0), (1, late)]] * 2
+
+
+def test_a_jobs_committed_episodes_are_played_by_one_subpolicy_each():
+    from dh_maml.envs.movement_bandits import MovementBanditsTask
+
+    family, subs, spec = movement_setup(warmup=0, joint=1, epsilon=0.0)
+    env = family.make_vector_env(8)
+    owner = {}
+    for commit in (0.0, 1.0):
+        (joint,) = run_slots(env, subs, [SlotJob(0, MovementBanditsTask(0), 0, 11, None, 5, commit)], spec, SPEC, 50)
+        owner[commit] = joint.segments.owner.reshape(50, 8)
+    assert (owner[1.0] == owner[1.0][0]).all() and not (owner[0.0] == owner[0.0][0]).all()
+
+
 @pytest.mark.parametrize(
     "weights", [{}, {"value_coef": 0.5, "entropy_coef": 0.3, "max_grad_norm": 0.05}], ids=["plain", "weighted"]
 )

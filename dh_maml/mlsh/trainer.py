@@ -96,12 +96,18 @@ class MLSHTrainer(TrainingProgress):
             if slot.task is None:
                 slot.task = self.family.sample_tasks(1, self.task_rng)[0]
                 slot.master_seed, slot.master = int(self.sample_rng.integers(2**31)), None
-            jobs.append(
-                SlotJob(s, slot.task, slot.phase, slot.master_seed, slot.master, int(self.sample_rng.integers(2**31)))
-            )
+            seed = int(self.sample_rng.integers(2**31))
+            jobs.append(SlotJob(s, slot.task, slot.phase, slot.master_seed, slot.master, seed, self._commit(slot)))
         return RoundPlan(
             self.iteration, [[jobs[i] for i in part] for part in split_evenly(range(len(jobs)), num_shards)]
         )
+
+    def _commit(self, slot: Slot) -> float:
+        """The slot's share of committed episodes this round: joint iterations only, in the first
+        ``joint_commit_rounds`` rounds."""
+        rounds = self.mlsh.joint_commit_rounds
+        joint = slot.phase >= self.mlsh.warmup
+        return self.mlsh.joint_commit if joint and (rounds is None or self.iteration < rounds) else 0.0
 
     def cpu_weights(self) -> dict[str, torch.Tensor]:
         """The sub-policies the next round acts with: with ``overlap_update``, as they were before the latest

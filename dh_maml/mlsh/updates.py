@@ -216,6 +216,7 @@ class SlotJob:
     master_seed: int  # the task's fresh master is drawn from this
     master: MasterState | None  # None at the task's first iteration
     seed: int  # this iteration's rollouts and minibatch order
+    commit: float = 0.0  # share of its episodes played start to end by a uniformly drawn sub-policy
 
 
 @dataclass
@@ -251,7 +252,6 @@ def run_slots(
         restore_master(space, len(subpolicies), policy_spec, spec.master_lr, j.master_seed, j.master) for j in jobs
     ]
     seed = int(np.random.SeedSequence([j.seed for j in jobs]).generate_state(1)[0])
-    commit = [spec.joint_commit if j.phase >= spec.warmup else 0.0 for j in jobs]
     rolls = sample_hierarchy(
         env,
         subpolicies,
@@ -261,7 +261,7 @@ def run_slots(
         spec.macro_len,
         spec.epsilon,
         seed,
-        commit,
+        [j.commit for j in jobs],
     )
     results = []
     for job, (master, optimizer), roll in zip(jobs, masters, rolls):
