@@ -225,6 +225,7 @@ def _test_overrides(overrides: list[str]) -> list[str]:
 def cmd_test(args: argparse.Namespace) -> int:
     import torch
 
+    from dh_maml.agents.agent import NoObserversLeft
     from dh_maml.agents.processes import run_agent
     from dh_maml.agents.training import evaluate
     from dh_maml.algorithms import EvaluationSettings
@@ -258,6 +259,9 @@ def cmd_test(args: argparse.Namespace) -> int:
         try:
             await agent.configure()
             result = await evaluate(agent, algorithm, settings)
+        except NoObserversLeft as exc:
+            print(f"error: {exc}; the test wrote nothing", file=sys.stderr)
+            return 1
         finally:
             await agent.close()
         out = Path(args.out) if args.out else run_dir / f"{algorithm.evaluation_name}.json"

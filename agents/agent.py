@@ -10,6 +10,7 @@ in while other observers are still sampling.
 from __future__ import annotations
 
 import asyncio
+import collections
 import concurrent.futures
 import json
 import sys
@@ -22,6 +23,8 @@ from typing import Any, Protocol
 
 from dh_maml.algorithms import Trainer
 from dh_maml.runtime import Timed, compute_thread
+
+CALLS_IN_FLIGHT = 2  # per observer
 
 
 class NoObserversLeft(RuntimeError):
@@ -108,6 +111,13 @@ class HolderSet:
             future.cancel()
 
 
+def _hint(error: BaseException) -> str:
+    """What to do about an observer's last error, where the agent knows."""
+    if "timeout" in str(error):
+        return "; one call may run for sampler.timeout_s seconds: raise it with --set sampler.timeout_s=SECONDS"
+    return ""
+
+
 def _timed(fn: Callable[[], Any]) -> float:
     """Run ``fn``; its wall time in seconds."""
     start = time.perf_counter()
@@ -162,40 +172,59 @@ class Agent:
         """Run ``jobs`` on the live observers (job i on observer i mod n) and consume results as they arrive
         (``consume(job, result, observer)``).
 
-        A job whose observer fails or times out is split over the survivors and
-        the observer is dropped. Returns where the time went.
+        An observer runs its calls one after another and a call's timeout
+        counts from when it is sent, so each observer has at most
+        ``CALLS_IN_FLIGHT`` calls out (one computing, one waiting so it never
+        idles over a round trip) and the rest of its jobs wait here: otherwise
+        the last of many long jobs (an evaluation's) would time out while it
+        only queued. A job whose observer fails or times out is split over the
+        survivors, its waiting jobs dealt to them, and the observer is dropped.
+        Returns where the time went.
         """
         queue: asyncio.Queue = asyncio.Queue()
         times = ScatterTimes()
+        waiting: dict[str, collections.deque] = {o.name: collections.deque() for o in self.live}
+        out: collections.Counter = collections.Counter()
 
         def launch(observer: ObserverHandle, job: Any) -> None:
+            out[observer.name] += 1
             future, sent = asyncio.ensure_future(call(observer, job)), time.perf_counter()
             future.add_done_callback(lambda f: queue.put_nowait((observer, job, f, time.perf_counter() - sent)))
 
-        for i, job in enumerate(jobs):
-            launch(self.live[i % len(self.live)], job)
+        def deal(assigned: list) -> None:
+            for i, job in enumerate(assigned):
+                waiting[self.live[i % len(self.live)].name].append(job)
+            for observer in self.live:
+                while waiting[observer.name] and out[observer.name] < CALLS_IN_FLIGHT:
+                    launch(observer, waiting[observer.name].popleft())
+
+        deal(jobs)
         remaining = len(jobs)
         while remaining:
             start = time.perf_counter()
             observer, job, future, round_trip = await queue.get()
             times.waited_s += time.perf_counter() - start
             remaining -= 1
+            out[observer.name] -= 1
             error = future.exception()
             if error is None:
                 done: Timed = future.result()
                 times.add(observer.name, done.compute_s, round_trip)
                 try:
                     await consume(job, done.result, observer)
+                    deal([])
                     continue
                 except StaleResult as exc:
                     error = exc
             if not isinstance(error, StaleResult):
                 self.drop(observer, error)
             if not self.live:
-                raise NoObserversLeft(f"no observer left (the last error: {type(error).__name__}: {error})")
-            for i, part in enumerate(split(job, len(self.live))):
-                launch(self.live[i % len(self.live)], part)
-                remaining += 1
+                last = f"{type(error).__name__}: {error}"
+                raise NoObserversLeft(f"no observer left (the last error: {last}){_hint(error)}")
+            orphans = [] if observer in self.live else list(waiting.pop(observer.name, ()))
+            parts = split(job, len(self.live))
+            remaining += len(parts)
+            deal(parts + orphans)
         return times
 
     async def iterate(self) -> dict[str, Any]:

@@ -8,7 +8,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from dh_maml.agents.agent import Agent
+from dh_maml.agents.agent import Agent, NoObserversLeft
 from dh_maml.runtime import Timed
 
 
@@ -56,6 +56,64 @@ def test_a_failed_observers_job_is_split_over_the_survivors():
     assert [o.name for o in agent.live] == ["a"]
     assert sorted(x for _, result in got for x in result) == [2, 4, 6, 8]
     assert set(times.compute_s) == {"a"} and times.compute_s["a"] == pytest.approx(0.02)  # its own job and the lost one
+
+
+class OneAtATime:
+    """An observer as the real one is: calls run one after another on its rollout thread, and a call fails
+    once ``timeout_s`` has passed since it was sent, queueing included (as an RPC's timeout counts)."""
+
+    def __init__(self, name: str, job_s: float, timeout_s: float, fail_after: int | None = None):
+        self.name, self.job_s, self.timeout_s, self.fail_after = name, job_s, timeout_s, fail_after
+        self.lock, self.out, self.most_out, self.done = None, 0, 0, 0
+
+    def run(self, entry, *args) -> asyncio.Future:
+        self.lock = self.lock or asyncio.Lock()
+        self.out += 1
+        self.most_out = max(self.most_out, self.out)
+
+        async def answer():
+            async with self.lock:
+                await asyncio.sleep(self.job_s)
+                if self.fail_after is not None and self.done >= self.fail_after:
+                    raise ConnectionError(f"{self.name} is gone")
+                self.done += 1
+                return Timed([2 * x for x in args[0]], self.job_s)
+
+        async def timed():
+            try:
+                return await asyncio.wait_for(answer(), self.timeout_s)
+            except asyncio.TimeoutError:
+                raise RuntimeError("RPC ran for more than set timeout") from None
+            finally:
+                self.out -= 1
+
+        return asyncio.ensure_future(timed())
+
+
+def test_many_jobs_per_observer_do_not_time_out_while_they_wait_their_turn():
+    """An evaluation sends far more jobs than observers; sent all at once, the last ones time out queueing
+    (seen: a meta-test whose 28 jobs of a minute each outlived the 600 s timeout and dropped every observer)."""
+    observers = [OneAtATime("a", 0.02, timeout_s=0.1), OneAtATime("b", 0.02, timeout_s=0.1)]
+    jobs = [[i] for i in range(24)]  # 12 each: 0.24 s queued behind one another against a 0.1 s timeout
+    _, got, agent = scatter(observers, jobs)
+    assert sorted(got) == [([i], [2 * i]) for i in range(24)]
+    assert [o.name for o in agent.live] == ["a", "b"]
+    assert [o.done for o in observers] == [12, 12]  # job i on observer i mod n, as before
+    assert max(o.most_out for o in observers) == 2
+
+
+def test_a_lost_observers_waiting_jobs_go_to_the_survivors():
+    observers = [OneAtATime("a", 0.01, timeout_s=1.0), OneAtATime("gone", 0.01, timeout_s=1.0, fail_after=1)]
+    jobs = [[i] for i in range(10)]
+    _, got, agent = scatter(observers, jobs)
+    assert [o.name for o in agent.live] == ["a"]
+    assert sorted(x for _, result in got for x in result) == [2 * i for i in range(10)]
+    assert [o.done for o in observers] == [9, 1]
+
+
+def test_when_every_observer_times_out_the_error_names_the_setting_to_raise():
+    with pytest.raises(NoObserversLeft, match=r"--set sampler\.timeout_s=SECONDS"):
+        scatter([OneAtATime("slow", 0.2, timeout_s=0.05)], [[1]])
 
 
 def test_the_learner_thread_rounds_as_the_agents_process_does():
