@@ -92,9 +92,10 @@ class OneAtATime:
 
 def test_many_jobs_per_observer_do_not_time_out_while_they_wait_their_turn():
     """An evaluation sends far more jobs than observers; sent all at once, the last ones time out queueing
-    (seen: a meta-test whose 28 jobs of a minute each outlived the 600 s timeout and dropped every observer)."""
-    observers = [OneAtATime("a", 0.02, timeout_s=0.1), OneAtATime("b", 0.02, timeout_s=0.1)]
-    jobs = [[i] for i in range(24)]  # 12 each: 0.24 s queued behind one another against a 0.1 s timeout
+    (seen: an AntBandits meta-test whose jobs per observer summed past the 600 s timeout, every observer
+    dropped)."""
+    observers = [OneAtATime("a", 0.02, timeout_s=0.15), OneAtATime("b", 0.02, timeout_s=0.15)]
+    jobs = [[i] for i in range(24)]  # 12 each: 0.24 s queued behind one another against a 0.15 s timeout
     _, got, agent = scatter(observers, jobs)
     assert sorted(got) == [([i], [2 * i]) for i in range(24)]
     assert [o.name for o in agent.live] == ["a", "b"]
