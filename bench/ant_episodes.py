@@ -118,7 +118,7 @@ def trained_policy(spec: Spec, family: TaskFamily, checkpoint: dict, subpolicy: 
     count = spec.mlsh.num_subpolicies
     if not 0 <= subpolicy < count:
         raise UsageError(f"--subpolicy {subpolicy}: expected 0 to {count - 1}, the run's sub-policies")
-    subpolicies = SubPolicies(family.observation_space, family.action_space, count, spec.policy)
+    subpolicies = SubPolicies(family.observation_space, family.action_space, count, spec.policy, spec.mlsh.shared_body)
     subpolicies.load_state_dict(checkpoint["subpolicies"])
     return subpolicies[subpolicy].actor
 

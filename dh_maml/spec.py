@@ -146,6 +146,8 @@ class MLSHSpec:
     # learn from a round's segments while the observers sample the next round (which then acts with the
     # sub-policies from before that update: one version behind, the same on every run)
     overlap_update: bool = False
+    # the sub-policies share their hidden layers and keep their own output layers (``SubPolicies``)
+    shared_body: bool = False
     adaptation_iterations: int = field(default=10, metadata=bounds(1))  # the adaptation test's master iterations
     flat_lr: float = field(default=1e-3, metadata=bounds(0.0, lo_open=True))  # the flat PPO control's Adam step
 

@@ -554,3 +554,52 @@ def test_retiring_ended_minigrid_episodes_skips_their_steps_and_leaves_the_rollo
     for a, b in zip(retired, stepped):
         for name in ("obs", "actions", "log_probs", "values", "rewards", "mask", "choices", "master_log_probs"):
             assert torch.equal(getattr(a, name), getattr(b, name)), name
+
+
+def test_shared_body_subpolicies_share_their_hidden_layers_and_keep_their_own_outputs():
+    from dh_maml.mlsh.policies import mlp_of
+
+    actions = gym.spaces.Box(-1.0, 1.0, shape=(2,))
+    two_layers = PolicySpec(hidden_sizes=[8, 8], nonlinearity="tanh")
+    torch.manual_seed(0)
+    subs = SubPolicies(OBS, actions, 3, two_layers, shared_body=True)
+    first = subs[0]
+    for member in list(subs)[1:]:
+        for mine, theirs in ((mlp_of(member.actor), mlp_of(first.actor)), (member.critic, first.critic)):
+            assert mine[0] is theirs[0] and mine[2] is theirs[2]  # the hidden layers: the same modules
+            assert mine[4] is not theirs[4]  # the output layer: its own
+        assert member.actor.log_std is not first.actor.log_std
+    hidden = 2 * ((3 * 8 + 8) + (8 * 8 + 8))  # actor and critic, once for all three
+    own = (8 * 2 + 2) + 2 + (8 + 1)  # each member's output layers and action spread
+    assert sum(p.numel() for p in subs.parameters()) == hidden + 3 * own
+    # a fresh model of the same shape takes the weights and stays shared
+    torch.manual_seed(1)
+    copy = SubPolicies(OBS, actions, 3, two_layers, shared_body=True)
+    copy.load_state_dict(subs.state_dict())
+    obs = torch.rand(5, 3)
+    for a, b in zip(subs, copy):
+        torch.testing.assert_close(a.actor(obs), b.actor(obs))
+    assert mlp_of(copy[2].actor)[0] is mlp_of(copy[0].actor)[0]
+
+
+@pytest.mark.parametrize("shared_body", [False, True])
+def test_a_subpolicys_update_moves_the_others_only_through_a_shared_body(shared_body):
+    from dh_maml.mlsh.policies import mlp_of
+
+    actions = gym.spaces.Box(-1.0, 1.0, shape=(2,))
+    torch.manual_seed(0)
+    subs = SubPolicies(OBS, actions, 2, SPEC, shared_body=shared_body)
+    before = {k: v.clone() for k, v in subs.state_dict().items()}
+    obs = torch.rand(40, 3)
+    with torch.no_grad():
+        acted = subs.act(obs, torch.zeros(40, dtype=torch.long))
+    samples = Samples(obs, acted.actions, acted.log_probs, torch.randn(40), torch.randn(40))
+    learner = SubPolicyLearner(subs, MLSHSpec(epochs=2, sub_minibatches=2, shared_body=shared_body), seed=0)
+    assert learner.update([Segments(samples, torch.zeros(40, dtype=torch.long))]) == [40, 0]  # sub-policy 0's steps
+    after = subs.state_dict()
+    moved = {k for k in after if not torch.equal(after[k], before[k])}
+    assert any(k.startswith("members.0.") for k in moved)
+    second = {k for k in moved if k.startswith("members.1.")}
+    hidden = {f"members.1.{net}.{i}.{p}" for net in ("actor.mean", "critic") for i in (0,) for p in ("weight", "bias")}
+    assert second == (hidden if shared_body else set())  # its output layers and spread never move
+    assert (mlp_of(subs[1].actor)[0] is mlp_of(subs[0].actor)[0]) == shared_body

@@ -65,11 +65,16 @@ def _iteration_seed(seed: int, i: int) -> int:
 
 
 def seeded_subpolicies(
-    observation_space: gym.Space, action_space: gym.Space, num: int, policy_spec: PolicySpec, seed: int
+    observation_space: gym.Space,
+    action_space: gym.Space,
+    num: int,
+    policy_spec: PolicySpec,
+    seed: int,
+    shared_body: bool = False,
 ) -> SubPolicies:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        return SubPolicies(observation_space, action_space, num, policy_spec)
+        return SubPolicies(observation_space, action_space, num, policy_spec, shared_body)
 
 
 def master_adaptation(
@@ -151,9 +156,8 @@ def run_adaptation(
         lr = flat_lr if job.start is None else mlsh_spec.sub_lr
         return flat_ppo(env_for(episodes), *common, lr, job.start)
     if job.method == "untrained-subpolicies":
-        subpolicies = seeded_subpolicies(
-            family.observation_space, family.action_space, len(trained), policy_spec, job.seeds[0]
-        )
+        space, actions, seed = family.observation_space, family.action_space, job.seeds[0]
+        subpolicies = seeded_subpolicies(space, actions, len(trained), policy_spec, seed, mlsh_spec.shared_body)
     elif job.method == "mlsh":
         subpolicies = trained
     else:

@@ -53,6 +53,20 @@ class ActorCritic(nn.Module):
         return Acted(actions, dist.log_prob(actions), self.critic(obs).squeeze(-1))
 
 
+def mlp_of(actor: nn.Module) -> nn.Sequential:
+    """The layers of an actor built by ``make_policy`` (its one ``nn.Sequential``)."""
+    (layers,) = (m for m in actor.children() if isinstance(m, nn.Sequential))
+    return layers
+
+
+def share_hidden_layers(mlp: nn.Sequential, source: nn.Sequential) -> None:
+    """Point every linear layer of ``mlp`` but its output layer at ``source``'s (the same parameters, not a
+    copy)."""
+    linear = [i for i, m in enumerate(mlp) if isinstance(m, nn.Linear)]
+    for i in linear[:-1]:
+        mlp[i] = source[i]
+
+
 def make_master(observation_space: gym.Space, num_subpolicies: int, policy_spec: PolicySpec, seed: int) -> ActorCritic:
     """A task's fresh master, its initial weights drawn from ``seed`` alone."""
     with torch.random.fork_rng(devices=[]):
@@ -76,10 +90,21 @@ def choose(master: ActorCritic, obs: Tensor, epsilon: float, forced: Tensor | No
 
 
 class SubPolicies(nn.Module):
-    """The K shared sub-policies: what meta-learning keeps across tasks."""
+    """The K shared sub-policies: what meta-learning keeps across tasks.
+
+    With ``shared_body`` they share their hidden layers (the actors theirs, the critics theirs) and keep their
+    own output layers and action spreads: whatever one sub-policy learns about moving serves the others, so
+    each learns its own behaviour from a share of the steps but its features from all of them (on AntBandits
+    each goal's sub-policy otherwise learns to walk from a third of the steps).
+    """
 
     def __init__(
-        self, observation_space: gym.Space, action_space: gym.Space, num_subpolicies: int, policy_spec: PolicySpec
+        self,
+        observation_space: gym.Space,
+        action_space: gym.Space,
+        num_subpolicies: int,
+        policy_spec: PolicySpec,
+        shared_body: bool = False,
     ):
         super().__init__()
         if num_subpolicies < 1:
@@ -87,6 +112,11 @@ class SubPolicies(nn.Module):
         self.members = nn.ModuleList(
             ActorCritic(observation_space, action_space, policy_spec) for _ in range(num_subpolicies)
         )
+        if shared_body:
+            first = self.members[0]
+            for member in self.members[1:]:
+                share_hidden_layers(mlp_of(member.actor), mlp_of(first.actor))
+                share_hidden_layers(member.critic, first.critic)
 
     def __len__(self) -> int:
         return len(self.members)

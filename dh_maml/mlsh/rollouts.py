@@ -21,7 +21,11 @@ class MLSHRollouts:
         self.spec = spec
         self.family = make_family(spec.env)
         self.subpolicies = SubPolicies(
-            self.family.observation_space, self.family.action_space, spec.mlsh.num_subpolicies, spec.policy
+            self.family.observation_space,
+            self.family.action_space,
+            spec.mlsh.num_subpolicies,
+            spec.policy,
+            spec.mlsh.shared_body,
         )
         self.envs = VectorEnvCache(self.family)
         self._evaluation: VectorEnvCache | None = None  # built on the first adaptation test

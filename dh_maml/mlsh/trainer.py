@@ -75,7 +75,11 @@ class MLSHTrainer(TrainingProgress):
         self.mlsh = spec.mlsh
         self.family = make_family(spec.env)
         self.subpolicies = SubPolicies(
-            self.family.observation_space, self.family.action_space, self.mlsh.num_subpolicies, spec.policy
+            self.family.observation_space,
+            self.family.action_space,
+            self.mlsh.num_subpolicies,
+            spec.policy,
+            self.mlsh.shared_body,
         )
         self.learner = SubPolicyLearner(self.subpolicies, self.mlsh, spec.experiment.seed)
         self.slots = [Slot(phase=s * self.period // self.mlsh.slots) for s in range(self.mlsh.slots)]
