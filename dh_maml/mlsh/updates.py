@@ -292,7 +292,8 @@ def run_slots(
 
 class SubPolicyLearner:
     """The shared sub-policies' optimisers: PPO on the segments pooled from every joint iteration of a round,
-    each sub-policy on the steps it took."""
+    each sub-policy on the steps it took. With ``mlsh.shared_body`` every sub-policy's update steps the shared
+    layers in turn, each with its own optimiser's moments, as if each were alone."""
 
     def __init__(self, subpolicies: SubPolicies, spec: MLSHSpec, seed: int):
         self.subpolicies, self.spec = subpolicies, spec
