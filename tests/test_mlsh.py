@@ -603,3 +603,17 @@ def test_a_subpolicys_update_moves_the_others_only_through_a_shared_body(shared_
     hidden = {f"members.1.{net}.{i}.{p}" for net in ("actor.mean", "critic") for i in (0,) for p in ("weight", "bias")}
     assert second == (hidden if shared_body else set())  # its output layers and spread never move
     assert (mlp_of(subs[1].actor)[0] is mlp_of(subs[0].actor)[0]) == shared_body
+
+
+def test_resuming_separate_hidden_layers_as_a_shared_body_is_refused_by_name():
+    from dh_maml.config import SpecError
+    from dh_maml.mlsh.trainer import MLSHTrainer
+    from dh_maml.spec import load_spec
+
+    spec = ROOT / "specs/mlsh-movement-bandits.yaml"
+    separate = MLSHTrainer(load_spec(spec, ["mlsh.shared_body=false"])).state_dict()
+    shared = MLSHTrainer(load_spec(spec, ["mlsh.shared_body=true"]))
+    with pytest.raises(SpecError, match=r"mlsh\.shared_body=true: the checkpoint's sub-policies have hidden layers"):
+        shared.load_state_dict(separate)
+    shared.load_state_dict(MLSHTrainer(load_spec(spec, ["mlsh.shared_body=true", "experiment.seed=7"])).state_dict())
+    MLSHTrainer(load_spec(spec, [])).load_state_dict(shared.state_dict())  # a shared body can go on as separate ones

@@ -121,6 +121,14 @@ class SubPolicies(nn.Module):
     def __len__(self) -> int:
         return len(self.members)
 
+    def unshared_in(self, state: dict[str, Tensor]) -> list[str]:
+        """The keys of ``state`` that this model shares but ``state`` holds different values for: weights
+        trained with separate hidden layers, which loading here would silently merge."""
+        own = self.state_dict()
+        first = {t.data_ptr(): key for key, t in own.items() if key.startswith("members.0.")}
+        shared = {key: first[t.data_ptr()] for key, t in own.items() if first.get(t.data_ptr(), key) != key}
+        return [key for key, source in shared.items() if not torch.equal(state[key], state[source])]
+
     def __iter__(self):
         return iter(self.members)
 

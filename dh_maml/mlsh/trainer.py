@@ -198,6 +198,13 @@ class MLSHTrainer(TrainingProgress):
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        if self.subpolicies.unshared_in(state["subpolicies"]):
+            raise SpecError(
+                [
+                    "mlsh.shared_body=true: the checkpoint's sub-policies have hidden layers of their own (trained "
+                    "with mlsh.shared_body false); resume with mlsh.shared_body false"
+                ]
+            )
         self.subpolicies.load_state_dict(state["subpolicies"])
         self.learner.load_state_dict(state["learner"])
         if "pending" in state:
