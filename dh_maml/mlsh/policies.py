@@ -93,9 +93,9 @@ class SubPolicies(nn.Module):
     """The K shared sub-policies: what meta-learning keeps across tasks.
 
     With ``shared_body`` they share their hidden layers (the actors theirs, the critics theirs) and keep their
-    own output layers and action spreads: whatever one sub-policy learns about moving serves the others, so
-    each learns its own behaviour from a share of the steps but its features from all of them (on AntBandits
-    each goal's sub-policy otherwise learns to walk from a third of the steps).
+    own output layers and action spreads, so that each learns its features from every sub-policy's steps and
+    only its behaviour from its own share (on AntBandits each goal's sub-policy learns to walk from a third of
+    the steps; sharing did not make it learn faster there, docs/results.md).
     """
 
     def __init__(
