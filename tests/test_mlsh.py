@@ -557,15 +557,13 @@ def test_retiring_ended_minigrid_episodes_skips_their_steps_and_leaves_the_rollo
 
 
 def test_shared_body_subpolicies_share_their_hidden_layers_and_keep_their_own_outputs():
-    from dh_maml.mlsh.policies import mlp_of
-
     actions = gym.spaces.Box(-1.0, 1.0, shape=(2,))
     two_layers = PolicySpec(hidden_sizes=[8, 8], nonlinearity="tanh")
     torch.manual_seed(0)
     subs = SubPolicies(OBS, actions, 3, two_layers, shared_body=True)
     first = subs[0]
     for member in list(subs)[1:]:
-        for mine, theirs in ((mlp_of(member.actor), mlp_of(first.actor)), (member.critic, first.critic)):
+        for mine, theirs in ((member.actor.network, first.actor.network), (member.critic, first.critic)):
             assert mine[0] is theirs[0] and mine[2] is theirs[2]  # the hidden layers: the same modules
             assert mine[4] is not theirs[4]  # the output layer: its own
         assert member.actor.log_std is not first.actor.log_std
@@ -579,13 +577,11 @@ def test_shared_body_subpolicies_share_their_hidden_layers_and_keep_their_own_ou
     obs = torch.rand(5, 3)
     for a, b in zip(subs, copy):
         torch.testing.assert_close(a.actor(obs), b.actor(obs))
-    assert mlp_of(copy[2].actor)[0] is mlp_of(copy[0].actor)[0]
+    assert copy[2].actor.network[0] is copy[0].actor.network[0]
 
 
 @pytest.mark.parametrize("shared_body", [False, True])
 def test_a_subpolicys_update_moves_the_others_only_through_a_shared_body(shared_body):
-    from dh_maml.mlsh.policies import mlp_of
-
     actions = gym.spaces.Box(-1.0, 1.0, shape=(2,))
     torch.manual_seed(0)
     subs = SubPolicies(OBS, actions, 2, SPEC, shared_body=shared_body)
@@ -602,7 +598,7 @@ def test_a_subpolicys_update_moves_the_others_only_through_a_shared_body(shared_
     second = {k for k in moved if k.startswith("members.1.")}
     hidden = {f"members.1.{net}.{i}.{p}" for net in ("actor.mean", "critic") for i in (0,) for p in ("weight", "bias")}
     assert second == (hidden if shared_body else set())  # its output layers and spread never move
-    assert (mlp_of(subs[1].actor)[0] is mlp_of(subs[0].actor)[0]) == shared_body
+    assert (subs[1].actor.network[0] is subs[0].actor.network[0]) == shared_body
 
 
 def test_resuming_separate_hidden_layers_as_a_shared_body_is_refused_by_name():

@@ -53,12 +53,6 @@ class ActorCritic(nn.Module):
         return Acted(actions, dist.log_prob(actions), self.critic(obs).squeeze(-1))
 
 
-def mlp_of(actor: nn.Module) -> nn.Sequential:
-    """The layers of an actor built by ``make_policy`` (its one ``nn.Sequential``)."""
-    (layers,) = (m for m in actor.children() if isinstance(m, nn.Sequential))
-    return layers
-
-
 def share_hidden_layers(mlp: nn.Sequential, source: nn.Sequential) -> None:
     """Point every linear layer of ``mlp`` but its output layer at ``source``'s (the same parameters, not a
     copy)."""
@@ -115,7 +109,7 @@ class SubPolicies(nn.Module):
         if shared_body:
             first = self.members[0]
             for member in self.members[1:]:
-                share_hidden_layers(mlp_of(member.actor), mlp_of(first.actor))
+                share_hidden_layers(member.actor.network, first.actor.network)
                 share_hidden_layers(member.critic, first.critic)
 
     def __len__(self) -> int:

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor, nn
 
-from dh_maml.policies import CategoricalMLPPolicy, GaussianMLPPolicy
+from dh_maml.policies import GaussianMLPPolicy
 from dh_maml.policies.mlp_products import Layer, MLPPass, fast_path_unsupported
 
 if TYPE_CHECKING:
@@ -32,10 +32,6 @@ if TYPE_CHECKING:
     from dh_maml.mlsh.ppo import LossWeights, Samples
 
 _ACTIVATION_MODULES = {nn.Tanh: "tanh", nn.ReLU: "relu"}
-
-
-def _body(policy: GaussianMLPPolicy | CategoricalMLPPolicy) -> nn.Sequential:
-    return policy.mean if isinstance(policy, GaussianMLPPolicy) else policy.logits
 
 
 def _is_mlp(seq: nn.Module, activation: str) -> bool:
@@ -56,7 +52,7 @@ def unsupported(model: ActorCritic) -> str | None:
     if reason is not None:
         return reason
     activation = model.actor.activation
-    if not _is_mlp(_body(model.actor), activation) or not _is_mlp(model.critic, activation):
+    if not _is_mlp(model.actor.network, activation) or not _is_mlp(model.critic, activation):
         return f"the actor's body or the critic is not an MLP of Linear layers with {activation} between them"
     return None
 
@@ -87,7 +83,7 @@ def _categorical_head(logits: Tensor, actions: Tensor) -> tuple[Tensor, Tensor, 
 def set_gradients(model: ActorCritic, part: Samples, clip: float, weights: LossWeights) -> None:
     """Every parameter's ``grad`` := the gradient of PPO's loss on ``part`` (``ppo.PPOLoss.total``)."""
     actor, m = model.actor, len(part)
-    actor_layers, critic_layers = _layers(_body(actor)), _layers(model.critic)
+    actor_layers, critic_layers = _layers(actor.network), _layers(model.critic)
     actor_pass = MLPPass.run(actor_layers, part.obs, actor.activation, order=1)
     critic_pass = MLPPass.run(critic_layers, part.obs, actor.activation, order=1)
     out = actor_pass.out

@@ -63,6 +63,13 @@ class Policy(nn.Module):
     def params(self) -> Params:
         return {name: p for name, p in self.named_parameters()}
 
+    @property
+    def network(self) -> nn.Sequential:
+        """The MLP as a module (the mean's layers or the logits'): what a caller that works on the layers
+        themselves (hand-written gradients, shared layers) takes apart."""
+        (layers,) = (m for m in self.children() if isinstance(m, nn.Sequential))
+        return layers
+
     def outputs(self, params: Params, obs: Tensor) -> tuple[Tensor, ...]:
         return self.head_outputs(self._body(params, obs, per_task=False), params, per_task=False)
 
