@@ -481,7 +481,7 @@ def test_the_report_measures_mlsh_against_each_latents_oracle():
     report = summarize_curves(["0", "1", "0"], [1, 2, 3], curves, {"0": np.array([[1.0, 8.0], [1.0, 12.0]])})
     assert report.of_oracle == {"0": pytest.approx(5.0 / 10.0)}
     assert report.oracle_curves == {"0": [[1.0, 8.0], [1.0, 12.0]]}
-    assert any("50 % on latent 0" in line for line in report.report())
+    assert any("50.0 % on latent 0" in line for line in report.report())
     zero = summarize_curves(["0", "1", "0"], [1, 2, 3], curves, {"1": np.zeros((1, 2))})
     assert zero.of_oracle == {"1": None} and any("n/a on latent 1" in line for line in zero.report())
 

@@ -256,8 +256,8 @@ class AdaptationReport:
             lines.append(f"{'oracle of latent ' + latent:>22}: mean return over {window}  {late:6.2f}")
         shared = "" if self.mlsh_beats_shared is None else f", the shared policy's on {self.mlsh_beats_shared}"
         if self.of_oracle:
-            shares = ", ".join(
-                f"{'n/a' if share is None else f'{100 * share:.0f} %'} on latent {latent}"
+            shares = ", ".join(  # one decimal: a share of 79.85 % must not read as the criterion's 80 %
+                f"{'n/a' if share is None else f'{100 * share:.1f} %'} on latent {latent}"
                 for latent, share in self.of_oracle.items()
             )
             lines.append(f"MLSH's mean return over {window} against the per-goal oracle's: {shares}")
