@@ -508,6 +508,37 @@ def test_a_two_goal_familys_goal_option_fixes_every_tasks_paying_goal(family_nam
         make_family(EnvSpec(family_name, options={"goal": 2}))
 
 
+@pytest.mark.parametrize(("upright_progress", "upright_bonus"), [(False, 0.0), (True, 0.0), (True, 1.5)])
+def test_ant_bandits_upright_options_pay_no_speed_to_an_ant_on_its_back(upright_progress, upright_bonus):
+    import mujoco
+
+    from dh_maml.envs.ant_bandits import GOALS, AntBandits, AntBanditsOptions, AntBanditsTask
+
+    options = AntBanditsOptions(
+        shaped=True, frame_skip=2, upright_progress=upright_progress, upright_bonus=upright_bonus
+    )
+    env = AntBandits(horizon=5, options=options).make_vector_env(2)
+    env.set_tasks([AntBanditsTask(0), AntBanditsTask(0)])
+    env.reset(seed=3)
+    for i, quaternion in enumerate(([0.0, 1.0, 0.0, 0.0], [1.0, 0.0, 0.0, 0.0])):  # on its back, upright
+        place_torso(env, i, (0.0, 0.0), z=0.4)
+        data = env.data[i]
+        data.qpos[3:7] = quaternion
+        data.qvel[1] = 2.0  # towards the top goal, which pays
+        mujoco.mj_forward(env.model, data)
+        env._read(i)
+    assert env._torso_up().round(6).tolist() == [-1.0, 1.0]
+    before = env._qpos[:, :2].copy()
+    action = np.zeros((2, 8), dtype=np.float32)
+    _, reward, _, _, _ = env.step(action)
+    after = env._qpos[:, :2]
+    progress = np.linalg.norm(before - GOALS[0], axis=1) - np.linalg.norm(after - GOALS[0], axis=1)
+    assert (progress > 0.01).all()
+    contact = 5e-4 * np.square(np.clip(env._contact, -1, 1)).reshape(2, -1).sum(axis=1)
+    paid = progress * np.array([not upright_progress, True]) / 0.02 + np.array([0.0, upright_bonus])
+    np.testing.assert_allclose(reward, paid - (contact - 0.05), rtol=1e-10)
+
+
 @pytest.mark.parametrize("frame_skip", [5, 2])
 def test_ant_bandits_episodes_end_only_at_the_horizon_and_the_shaped_reward_is_progress_less_costs(frame_skip):
     from dh_maml.envs.ant_bandits import GOALS, AntBandits, AntBanditsOptions, AntBanditsTask

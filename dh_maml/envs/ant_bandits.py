@@ -11,7 +11,11 @@ falls over stays unpaid instead of ending a run of costs early, which would rewa
 Reward: 1 for each step that ends with the torso within 1 of the paying goal. The ``shaped`` option
 (training only) adds the torso's speed towards the paying goal (the decrease of its distance per
 second, the signal the ant families learn to walk from) and the Ant's own terms (control and contact
-costs, survival bonus).
+costs, survival bonus). Nothing ends an episode when the Ant turns over, and an Ant on its back can still
+push itself along, slowly and off its heading: most of a random policy's episodes turn it over, and without
+more a sub-policy can learn to flip first and crawl. ``upright_progress`` counts the speed only while the
+torso faces up; ``upright_bonus`` pays that much for each step it does (gymnasium's Ant-v5 pays 1 for each
+healthy step).
 """
 
 from __future__ import annotations
@@ -32,6 +36,8 @@ RADIUS = 1.0
 @dataclass(frozen=True)
 class AntBanditsOptions(MujocoOptions):
     shaped: bool = False  # add the speed towards the paying goal and the Ant's own reward terms
+    upright_progress: bool = False  # shaped: the speed towards the goal counts only while the torso faces up
+    upright_bonus: float = field(default=0.0, metadata=bounds(0.0))  # shaped: paid for each step it faces up
     goal: int | None = field(default=None, metadata=bounds(0, 1))  # every task pays here (a per-goal oracle's)
 
 
@@ -41,8 +47,18 @@ class AntBanditsTask:
 
 
 class AntBanditsVectorEnv(AntVectorEnv):
-    def __init__(self, num_envs: int, horizon: int, shaped: bool = False, frame_skip: int = 5):
+    def __init__(
+        self,
+        num_envs: int,
+        horizon: int,
+        shaped: bool = False,
+        frame_skip: int = 5,
+        upright_progress: bool = False,
+        upright_bonus: float = 0.0,
+    ):
         self.shaped = shaped
+        self.upright_progress = upright_progress
+        self.upright_bonus = upright_bonus
         super().__init__(num_envs, horizon, frame_skip)
 
     def _allocate(self, num_envs: int) -> None:
@@ -65,8 +81,16 @@ class AntBanditsVectorEnv(AntVectorEnv):
         rewards = (distance < RADIUS).astype(np.float64)
         if self.shaped:
             progress = np.linalg.norm(self._before - self._goal, axis=1) - distance
-            rewards += progress / self.dt - motion.costs
+            upright = self._torso_up() > 0.0
+            if self.upright_progress:
+                progress = np.where(upright, progress, 0.0)
+            rewards += progress / self.dt + self.upright_bonus * upright - motion.costs
         return rewards
+
+    def _torso_up(self) -> np.ndarray:
+        """The world-z part of the torso's z axis, from its quaternion (w, x, y, z): 1 upright, -1 on its back."""
+        x, y = self._qpos[:, 4], self._qpos[:, 5]
+        return 1.0 - 2.0 * (x * x + y * y)
 
     def _terminated(self) -> np.ndarray:
         return np.zeros(self.num_envs, dtype=bool)
@@ -80,4 +104,5 @@ class AntBandits(TwoGoalBandits):
     goal_names = GOAL_NAMES
 
     def make_vector_env(self, num_envs: int) -> AntBanditsVectorEnv:
-        return AntBanditsVectorEnv(num_envs, self.horizon, self.options.shaped, self.options.frame_skip)
+        o = self.options
+        return AntBanditsVectorEnv(num_envs, self.horizon, o.shaped, o.frame_skip, o.upright_progress, o.upright_bonus)
