@@ -65,7 +65,8 @@ def probe(env: AntVectorEnv, policy, how: str, seed: int) -> dict:
     own_terms = 0.0 if isinstance(env, AntBanditsVectorEnv) and not env.shaped else 1.0
     start = env._qpos[:, :2].copy()
     end = start.copy()
-    for _ in range(env.horizon):
+    turned_at = np.full(n, -1)  # the step the torso first faced down; -1: it never did
+    for t in range(env.horizon):
         actions = actions_of(how, policy, obs, rng, act_dim)
         obs, reward, terminated, truncated, _ = env.step(actions)
         ctrl = env.ctrl_cost_weight * np.square(actions).sum(1)
@@ -80,6 +81,7 @@ def probe(env: AntVectorEnv, policy, how: str, seed: int) -> dict:
             terms[key] += np.where(alive, value, 0.0)
         length += alive
         end[alive] = env._qpos[alive, :2]
+        turned_at[alive & (turned_at < 0) & (env._torso_up() < 0.0)] = t + 1
         for i in np.flatnonzero(alive & terminated):
             z = env._qpos[i, 2]
             above = "torso above the healthy range" if z > high_z else "torso below it"
@@ -105,6 +107,9 @@ def probe(env: AntVectorEnv, policy, how: str, seed: int) -> dict:
         "per_episode_std": {k: float(v.std()) for k, v in terms.items()},
         "per_step": {k: float((v / np.maximum(length, 1)).mean()) for k, v in terms.items()},
         "torso_xy": {k: float(v.mean()) for k, v in walked.items()},
+        # an Ant on its back can still crawl (nothing ends an ant-bandits episode), slowly and off its heading
+        "turned_over": float((turned_at > 0).mean()),
+        "turned_over_step_median": float(np.median(turned_at[turned_at > 0])) if (turned_at > 0).any() else None,
     }
 
 
@@ -165,6 +170,11 @@ def main() -> None:
         )
     for key, value in result["torso_xy"].items():
         print(f"  torso {key}: {value:.3f} (mean over episodes)")
+    if result["turned_over_step_median"] is not None:
+        print(
+            f"  turned over (torso facing down) in {result['turned_over']:.0%} of episodes,"
+            f" first at step {result['turned_over_step_median']:.0f} (median of those)"
+        )
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2))

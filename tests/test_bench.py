@@ -144,6 +144,12 @@ def test_the_ant_probe_measures_how_far_the_torso_walks_and_towards_which_goal()
     expected = (np.linalg.norm(start - [0.0, 5.0], axis=1)[0] + np.linalg.norm(start - [5.0, 0.0], axis=1)[1]) / 2
     assert walked["distance to the paying goal at the start"] == pytest.approx(expected)
     assert walked["distance to the paying goal at the end"] == pytest.approx(expected, abs=0.1)
+    assert sparse["turned_over"] == 0.0 and sparse["turned_over_step_median"] is None
+    # nothing ends an ant-bandits episode: flailing turns the Ant over, and the probe says when
+    flailing = make_family(EnvSpec("ant-bandits", horizon=300)).make_vector_env(4)
+    flailing.set_tasks([AntBanditsTask(0), AntBanditsTask(1)] * 2)
+    turned = probe(flailing, None, "noise:1.0", seed=0)
+    assert turned["turned_over"] == 1.0 and 1 <= turned["turned_over_step_median"] < 300
 
 
 def test_the_ant_probe_takes_a_maml_policy_or_the_named_mlsh_subpolicy():

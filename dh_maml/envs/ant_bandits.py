@@ -87,11 +87,6 @@ class AntBanditsVectorEnv(AntVectorEnv):
             rewards += progress / self.dt + self.upright_bonus * upright - motion.costs
         return rewards
 
-    def _torso_up(self) -> np.ndarray:
-        """The world-z part of the torso's z axis, from its quaternion (w, x, y, z): 1 upright, -1 on its back."""
-        x, y = self._qpos[:, 4], self._qpos[:, 5]
-        return 1.0 - 2.0 * (x * x + y * y)
-
     def _terminated(self) -> np.ndarray:
         return np.zeros(self.num_envs, dtype=bool)
 

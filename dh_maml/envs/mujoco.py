@@ -198,6 +198,11 @@ class AntVectorEnv(MujocoVectorEnv):
     def _clipped_contact(self) -> np.ndarray:
         return np.clip(self._contact, -1.0, 1.0)
 
+    def _torso_up(self) -> np.ndarray:
+        """The world-z part of the torso's z axis, from its quaternion (w, x, y, z): 1 upright, -1 on its back."""
+        x, y = self._qpos[:, 4], self._qpos[:, 5]
+        return 1.0 - 2.0 * (x * x + y * y)
+
     def _costs(self, ctrl_cost: np.ndarray) -> np.ndarray:
         contact = self._clipped_contact()
         contact_cost = self.contact_cost_weight * np.square(contact).reshape(self.num_envs, -1).sum(axis=1)
