@@ -31,7 +31,7 @@ sys.path.insert(0, str(ROOT))
 
 from dh_maml.checkpoint import load_checkpoint  # noqa: E402
 from dh_maml.envs import make_family  # noqa: E402
-from dh_maml.envs.ant_bandits import AntBanditsVectorEnv  # noqa: E402
+from dh_maml.envs.ant_bandits import RADIUS, AntBanditsVectorEnv  # noqa: E402
 from dh_maml.envs.base import TaskFamily  # noqa: E402
 from dh_maml.envs.mujoco import AntGoalEnv, AntVectorEnv  # noqa: E402
 from dh_maml.mlsh.policies import SubPolicies  # noqa: E402
@@ -66,6 +66,7 @@ def probe(env: AntVectorEnv, policy, how: str, seed: int) -> dict:
     start = env._qpos[:, :2].copy()
     end = start.copy()
     turned_at = np.full(n, -1)  # the step the torso first faced down; -1: it never did
+    at_goal = np.zeros(n)  # ant-bandits: steps ending within RADIUS of the paying goal, what the sparse test pays
     for t in range(env.horizon):
         actions = actions_of(how, policy, obs, rng, act_dim)
         obs, reward, terminated, truncated, _ = env.step(actions)
@@ -82,6 +83,8 @@ def probe(env: AntVectorEnv, policy, how: str, seed: int) -> dict:
         length += alive
         end[alive] = env._qpos[alive, :2]
         turned_at[alive & (turned_at < 0) & (env._torso_up() < 0.0)] = t + 1
+        if isinstance(env, AntBanditsVectorEnv):
+            at_goal += alive & (np.linalg.norm(env._qpos[:, :2] - env._goal, axis=1) < RADIUS)
         for i in np.flatnonzero(alive & terminated):
             z = env._qpos[i, 2]
             above = "torso above the healthy range" if z > high_z else "torso below it"
@@ -90,6 +93,7 @@ def probe(env: AntVectorEnv, policy, how: str, seed: int) -> dict:
         alive &= ~(terminated | truncated)
         if not alive.any():
             break
+    turned = turned_at > 0
     walked = {"distance from the start": np.linalg.norm(end - start, axis=1)}
     if isinstance(env, AntGoalEnv):  # did the Ant close on its goal, or only stand near the start?
         walked["L1 to the goal at the start"] = np.abs(start - env._goal).sum(1)
@@ -97,6 +101,9 @@ def probe(env: AntVectorEnv, policy, how: str, seed: int) -> dict:
     if isinstance(env, AntBanditsVectorEnv):  # did it walk to the paying goal (5 away), or elsewhere?
         walked["distance to the paying goal at the start"] = np.linalg.norm(start - env._goal, axis=1)
         walked["distance to the paying goal at the end"] = np.linalg.norm(end - env._goal, axis=1)
+        for name, which in (("", np.ones(n, bool)), (", never turned over", ~turned), (", turned over", turned)):
+            if which.any():
+                walked[f"steps at the paying goal{name}"] = at_goal[which]
     return {
         "episodes": n,
         "length_mean": float(length.mean()),
@@ -108,8 +115,8 @@ def probe(env: AntVectorEnv, policy, how: str, seed: int) -> dict:
         "per_step": {k: float((v / np.maximum(length, 1)).mean()) for k, v in terms.items()},
         "torso_xy": {k: float(v.mean()) for k, v in walked.items()},
         # an Ant on its back can still crawl (nothing ends an ant-bandits episode), slowly and off its heading
-        "turned_over": float((turned_at > 0).mean()),
-        "turned_over_step_median": float(np.median(turned_at[turned_at > 0])) if (turned_at > 0).any() else None,
+        "turned_over": float(turned.mean()),
+        "turned_over_step_median": float(np.median(turned_at[turned])) if turned.any() else None,
     }
 
 

@@ -145,11 +145,15 @@ def test_the_ant_probe_measures_how_far_the_torso_walks_and_towards_which_goal()
     assert walked["distance to the paying goal at the start"] == pytest.approx(expected)
     assert walked["distance to the paying goal at the end"] == pytest.approx(expected, abs=0.1)
     assert sparse["turned_over"] == 0.0 and sparse["turned_over_step_median"] is None
+    assert walked["steps at the paying goal"] == walked["steps at the paying goal, never turned over"] == 0.0
+    assert "steps at the paying goal, turned over" not in walked
     # nothing ends an ant-bandits episode: flailing turns the Ant over, and the probe says when
     flailing = make_family(EnvSpec("ant-bandits", horizon=300)).make_vector_env(4)
     flailing.set_tasks([AntBanditsTask(0), AntBanditsTask(1)] * 2)
     turned = probe(flailing, None, "noise:1.0", seed=0)
     assert turned["turned_over"] == 1.0 and 1 <= turned["turned_over_step_median"] < 300
+    assert "steps at the paying goal, turned over" in turned["torso_xy"]
+    assert "steps at the paying goal, never turned over" not in turned["torso_xy"]
 
 
 def test_the_ant_probe_takes_a_maml_policy_or_the_named_mlsh_subpolicy():
