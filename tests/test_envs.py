@@ -509,7 +509,7 @@ def test_a_two_goal_familys_goal_option_fixes_every_tasks_paying_goal(family_nam
 
 
 @pytest.mark.parametrize(("upright_progress", "upright_bonus"), [(False, 0.0), (True, 0.0), (True, 1.5)])
-def test_ant_bandits_upright_options_pay_no_speed_to_an_ant_on_its_back(upright_progress, upright_bonus):
+def test_ant_bandits_upright_options_decide_what_an_ant_on_its_back_earns(upright_progress, upright_bonus):
     import mujoco
 
     from dh_maml.envs.ant_bandits import GOALS, AntBandits, AntBanditsOptions, AntBanditsTask

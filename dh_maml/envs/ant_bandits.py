@@ -81,10 +81,12 @@ class AntBanditsVectorEnv(AntVectorEnv):
         rewards = (distance < RADIUS).astype(np.float64)
         if self.shaped:
             progress = np.linalg.norm(self._before - self._goal, axis=1) - distance
-            upright = self._torso_up() > 0.0
-            if self.upright_progress:
-                progress = np.where(upright, progress, 0.0)
-            rewards += progress / self.dt + self.upright_bonus * upright - motion.costs
+            if self.upright_progress or self.upright_bonus:
+                upright = self._torso_up() > 0.0
+                if self.upright_progress:
+                    progress = np.where(upright, progress, 0.0)
+                rewards += self.upright_bonus * upright
+            rewards += progress / self.dt - motion.costs
         return rewards
 
     def _terminated(self) -> np.ndarray:
