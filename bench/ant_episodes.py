@@ -21,10 +21,12 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import torch
+from torch.distributions import Distribution
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -40,18 +42,22 @@ from dh_maml.run_dir import checkpoint_path, read_run_spec  # noqa: E402
 from dh_maml.spec import Spec, load_spec, with_overrides  # noqa: E402
 from dh_maml.user_errors import UsageError, reporting_user_errors  # noqa: E402
 
+DistributionOf = Callable[[torch.Tensor], Distribution]  # a policy: observations -> its action distribution
 
-def actions_of(how: str, policy, obs: np.ndarray, rng: np.random.Generator, act_dim: int) -> np.ndarray:
+
+def actions_of(
+    how: str, policy: DistributionOf | None, obs: np.ndarray, rng: np.random.Generator, act_dim: int
+) -> np.ndarray:
     if how == "zero":
         return np.zeros((len(obs), act_dim), dtype=np.float32)
     if how.startswith("noise:"):
         return (float(how.split(":", 1)[1]) * rng.standard_normal((len(obs), act_dim))).astype(np.float32)
     with torch.no_grad():
-        dist = policy.dist(policy.params(), torch.as_tensor(obs, dtype=torch.float32))
+        dist = policy(torch.as_tensor(obs, dtype=torch.float32))
         return (dist.mean if how == "mean" else dist.sample()).numpy()
 
 
-def probe(env: AntVectorEnv, policy, how: str, seed: int) -> dict:
+def probe(env: AntVectorEnv, policy: DistributionOf | None, how: str, seed: int) -> dict:
     """One episode in every sub-env, up to the horizon; the terms as the env computes them."""
     n, act_dim = env.num_envs, env.action_space.shape[1]
     rng = np.random.default_rng(seed)
@@ -120,19 +126,29 @@ def probe(env: AntVectorEnv, policy, how: str, seed: int) -> dict:
     }
 
 
-def trained_policy(spec: Spec, family: TaskFamily, checkpoint: dict, subpolicy: int):
-    """The policy a checkpoint holds: a MAML run's policy, or an MLSH run's sub-policy ``subpolicy`` (its actor,
-    without the value head beside it), loaded into the model the run's spec builds."""
+def trained_policy(spec: Spec, family: TaskFamily, checkpoint: dict, subpolicy: int) -> DistributionOf:
+    """The policy a checkpoint holds: a MAML run's policy, or an MLSH run's sub-policy ``subpolicy`` (its actor
+    on its normalised observations where the run normalises them, without the value head beside it), loaded
+    into the model the run's spec builds."""
     if "subpolicies" not in checkpoint:
-        policy = make_policy(family.observation_space, family.action_space, spec.policy)
-        policy.load_state_dict(checkpoint["policy"])
-        return policy
+        return initial_policy(spec, family, checkpoint["policy"])
     count = spec.mlsh.num_subpolicies
     if not 0 <= subpolicy < count:
         raise UsageError(f"--subpolicy {subpolicy}: expected 0 to {count - 1}, the run's sub-policies")
-    subpolicies = SubPolicies(family.observation_space, family.action_space, count, spec.policy, spec.mlsh.shared_body)
+    mlsh = spec.mlsh
+    subpolicies = SubPolicies(
+        family.observation_space, family.action_space, count, spec.policy, mlsh.shared_body, mlsh.normalize_obs
+    )
     subpolicies.load_state_dict(checkpoint["subpolicies"])
-    return subpolicies[subpolicy].actor
+    return subpolicies[subpolicy].distribution
+
+
+def initial_policy(spec: Spec, family: TaskFamily, weights: dict | None = None) -> DistributionOf:
+    """The spec's policy, with ``weights`` where given."""
+    policy = make_policy(family.observation_space, family.action_space, spec.policy)
+    if weights is not None:
+        policy.load_state_dict(weights)
+    return lambda obs: policy.dist(policy.params(), obs)
 
 
 def main() -> None:
@@ -164,7 +180,7 @@ def main() -> None:
         checkpoint = load_checkpoint(args.checkpoint or checkpoint_path(args.run))
         policy = trained_policy(spec, family, checkpoint, args.subpolicy)
     else:
-        policy = make_policy(family.observation_space, family.action_space, spec.policy)
+        policy = initial_policy(spec, family)
     env.set_tasks(family.sample_tasks(args.episodes, np.random.default_rng(args.seed)))
     result = {"family": spec.env.family, "actions": args.actions, **probe(env, policy, args.actions, args.seed)}
     print(f"{spec.env.family}, actions {args.actions}: {args.episodes} episodes of at most {family.horizon} steps")

@@ -35,11 +35,15 @@ from dh_maml.spec import PolicySpec  # noqa: E402
 from dh_maml.user_errors import reporting_user_errors  # noqa: E402
 
 
-def hierarchy_of(family: TaskFamily, policy_spec: PolicySpec, policy_runs: list[str]) -> SubPolicies:
+def hierarchy_of(
+    family: TaskFamily, policy_spec: PolicySpec, policy_runs: list[str], normalize_obs: bool = False
+) -> SubPolicies:
     """Sub-policies whose k-th member is the flat policy of ``policy_runs[k]``."""
-    hierarchy = SubPolicies(family.observation_space, family.action_space, len(policy_runs), policy_spec)
+    count = len(policy_runs)
+    hierarchy = SubPolicies(family.observation_space, family.action_space, count, policy_spec, False, normalize_obs)
     for k, run in enumerate(policy_runs):
-        hierarchy[k].load_state_dict(load_subpolicies(family, policy_spec, run, 1)[0].state_dict())
+        flat = load_subpolicies(family, policy_spec, run, 1, normalize_obs)
+        hierarchy[k].load_state_dict(flat[0].state_dict())
     return hierarchy
 
 
@@ -65,9 +69,14 @@ def main() -> None:
                 f"--policy-run {run}: expected a policy of {spec.env.family} shaped {spec.policy}, "
                 f"got {theirs.env.family} shaped {theirs.policy}"
             )
+        if theirs.mlsh.normalize_obs != spec.mlsh.normalize_obs:
+            parser.error(
+                f"--policy-run {run}: expected mlsh.normalize_obs {spec.mlsh.normalize_obs} as --run was trained, "
+                f"got {theirs.mlsh.normalize_obs}"
+            )
     family = make_family(spec.env)
     state = load_checkpoint(checkpoint_path(args.run))
-    state["subpolicies"] = hierarchy_of(family, spec.policy, args.policy_run).state_dict()
+    state["subpolicies"] = hierarchy_of(family, spec.policy, args.policy_run, spec.mlsh.normalize_obs).state_dict()
     print(f"wrote {save_checkpoint(state, args.out)}")
 
 

@@ -42,15 +42,18 @@ from dh_maml.spec import PolicySpec, Spec  # noqa: E402
 from dh_maml.user_errors import reporting_user_errors  # noqa: E402
 
 
-def load_subpolicies(family: TaskFamily, policy_spec: PolicySpec, run_dir: str, count: int) -> SubPolicies:
-    subpolicies = SubPolicies(family.observation_space, family.action_space, count, policy_spec)
+def load_subpolicies(
+    family: TaskFamily, policy_spec: PolicySpec, run_dir: str, count: int, normalize_obs: bool = False
+) -> SubPolicies:
+    subpolicies = SubPolicies(family.observation_space, family.action_space, count, policy_spec, False, normalize_obs)
     subpolicies.load_state_dict(load_checkpoint(checkpoint_path(run_dir))["subpolicies"])
     return subpolicies
 
 
 def alone(subpolicies: SubPolicies, k: int, family: TaskFamily, policy_spec: PolicySpec) -> SubPolicies:
     """A hierarchy of one: sub-policy ``k`` of ``subpolicies``, for a master with one choice."""
-    one = SubPolicies(family.observation_space, family.action_space, 1, policy_spec)
+    normalize_obs = subpolicies[k].normalizer is not None
+    one = SubPolicies(family.observation_space, family.action_space, 1, policy_spec, False, normalize_obs)
     one[0].load_state_dict(subpolicies[k].state_dict())
     return one
 
@@ -135,10 +138,11 @@ def main() -> None:
 
     spec = mlsh_run_spec(parser, args.run)
     family = scoring_family(spec, args.reward)
-    trained = load_subpolicies(family, spec.policy, args.run, spec.mlsh.num_subpolicies)
+    normalize_obs = spec.mlsh.normalize_obs
+    trained = load_subpolicies(family, spec.policy, args.run, spec.mlsh.num_subpolicies, normalize_obs)
     policies = {f"sub-policy {k}": alone(trained, k, family, spec.policy) for k in range(len(trained))}
     if args.baseline_run:
-        policies["shared policy"] = load_subpolicies(family, spec.policy, args.baseline_run, 1)
+        policies["shared policy"] = load_subpolicies(family, spec.policy, args.baseline_run, 1, normalize_obs)
     tasks, _ = held_out(family, args.tasks, args.seed)
     latents = [str(family.latent(t)) for t in tasks]
 

@@ -148,6 +148,9 @@ class MLSHSpec:
     overlap_update: bool = False
     # the sub-policies share their hidden layers and keep their own output layers (``SubPolicies``)
     shared_body: bool = False
+    # the sub-policies (and the flat baselines) standardise their observations by running statistics of the
+    # steps they learned from, clipped to ±5, as the MLSH code's do (``RunningNormalizer``); masters see them raw
+    normalize_obs: bool = False
     adaptation_iterations: int = field(default=10, metadata=bounds(1))  # the adaptation test's master iterations
     flat_lr: float = field(default=1e-3, metadata=bounds(0.0, lo_open=True))  # the flat PPO control's Adam step
 

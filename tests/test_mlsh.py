@@ -401,9 +401,9 @@ def test_the_shared_policy_is_fine_tuned_from_its_weights_and_flat_ppo_from_scra
     space, actions = family.observation_space, family.action_space
     run = lambda start: flat_ppo(env, [MovementBanditsTask(1)], [5], spec, SPEC, 20, 2, 1e-3, start).returns
     scratch = run(None)
-    same = seeded_subpolicies(space, actions, 1, SPEC, 5).state_dict()  # what flat PPO starts from for seed 5
+    same = seeded_subpolicies(space, actions, 1, SPEC, spec, 5).state_dict()  # what flat PPO starts from for seed 5
     np.testing.assert_array_equal(run(same), scratch)
-    other = seeded_subpolicies(space, actions, 1, SPEC, 6).state_dict()
+    other = seeded_subpolicies(space, actions, 1, SPEC, spec, 6).state_dict()
     assert not np.array_equal(run(other), scratch)
 
 
@@ -426,6 +426,9 @@ def test_shared_policy_spec_keeps_the_budget_and_drops_the_hierarchy(tmp_path):
     other = load_spec(ROOT / "specs/mlsh-movement-bandits.yaml", ["policy.hidden_sizes=[8]"])
     with pytest.raises(SpecError, match="its policy section differs"):
         load_baselines([tmp_path], other)
+    normalizing = load_spec(ROOT / "specs/mlsh-movement-bandits.yaml", ["mlsh.normalize_obs=true"])
+    with pytest.raises(SpecError, match=r"trained with mlsh\.normalize_obs False, the tested run with True"):
+        load_baselines([tmp_path], normalizing)
 
 
 def _baseline_run(path, spec):

@@ -21,13 +21,15 @@ WEIGHTS = {
 }
 
 
-def _model(kind: str, nonlinearity: str, min_std: float = 1e-6) -> ActorCritic:
+def _model(kind: str, nonlinearity: str, min_std: float = 1e-6, normalize_obs: bool = False) -> ActorCritic:
     torch.manual_seed(0)
     spec = PolicySpec(hidden_sizes=[16, 8], nonlinearity=nonlinearity, min_std=min_std)
-    model = ActorCritic(OBS, SPACES[kind], spec).double()
+    model = ActorCritic(OBS, SPACES[kind], spec, normalize_obs).double()
     with torch.no_grad():
         for p in model.parameters():  # biases away from zero, so every term of the backward counts
             p.add_(0.1 * torch.randn_like(p))
+    # statistics far from the identity: shifted, scaled, and one dimension's floor and clip in play
+    model.fold(torch.randn(64, 5, dtype=torch.float64) * torch.tensor([3.0, 0.2, 1.0, 0.01, 0.3]) + 1.5)
     return model
 
 
@@ -51,11 +53,12 @@ def _grads(model: ActorCritic) -> list[torch.Tensor]:
     return [p.grad.clone() for p in model.parameters()]
 
 
+@pytest.mark.parametrize("normalize_obs", [False, True], ids=["raw", "normalized"])
 @pytest.mark.parametrize("weights", WEIGHTS.values(), ids=WEIGHTS.keys())
 @pytest.mark.parametrize("nonlinearity", ["tanh", "relu"])
 @pytest.mark.parametrize("kind", SPACES)
-def test_hand_written_gradient_equals_autograds(kind, nonlinearity, weights):
-    model = _model(kind, nonlinearity)
+def test_hand_written_gradient_equals_autograds(kind, nonlinearity, weights, normalize_obs):
+    model = _model(kind, nonlinearity, normalize_obs=normalize_obs)
     assert ppo_grads.unsupported(model) is None
     part = _samples(model, kind)
     with torch.no_grad():

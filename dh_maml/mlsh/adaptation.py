@@ -69,12 +69,15 @@ def seeded_subpolicies(
     action_space: gym.Space,
     num: int,
     policy_spec: PolicySpec,
+    mlsh_spec: MLSHSpec,
     seed: int,
-    shared_body: bool = False,
 ) -> SubPolicies:
+    """``num`` sub-policies as ``mlsh_spec`` builds them, their initial weights drawn from ``seed`` alone."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        return SubPolicies(observation_space, action_space, num, policy_spec, shared_body)
+        return SubPolicies(
+            observation_space, action_space, num, policy_spec, mlsh_spec.shared_body, mlsh_spec.normalize_obs
+        )
 
 
 def master_adaptation(
@@ -121,7 +124,7 @@ def flat_ppo(
     returns = np.zeros((len(tasks), iterations))
     space, actions = env.single_observation_space, env.single_action_space
     for k, (task, seed) in enumerate(zip(tasks, seeds)):
-        flat = seeded_subpolicies(space, actions, 1, policy_spec, seed)
+        flat = seeded_subpolicies(space, actions, 1, policy_spec, mlsh_spec, seed)
         if start is not None:
             flat.load_state_dict(start)
         master = make_master(space, 1, policy_spec, seed)
@@ -157,7 +160,7 @@ def run_adaptation(
         return flat_ppo(env_for(episodes), *common, lr, job.start)
     if job.method == "untrained-subpolicies":
         space, actions, seed = family.observation_space, family.action_space, job.seeds[0]
-        subpolicies = seeded_subpolicies(space, actions, len(trained), policy_spec, seed, mlsh_spec.shared_body)
+        subpolicies = seeded_subpolicies(space, actions, len(trained), policy_spec, mlsh_spec, seed)
     elif job.method == "mlsh":
         subpolicies = trained
     else:

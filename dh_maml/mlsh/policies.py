@@ -15,8 +15,10 @@ from typing import TYPE_CHECKING
 import gymnasium as gym
 import torch
 from torch import Tensor, nn
+from torch.distributions import Distribution
 
 from dh_maml.policies.mlp import make_policy, mlp_layers
+from dh_maml.policies.normalizer import RunningNormalizer
 
 if TYPE_CHECKING:
     from dh_maml.spec import PolicySpec
@@ -32,25 +34,48 @@ class Acted:
 
 
 class ActorCritic(nn.Module):
-    """A Gaussian or categorical MLP policy (matching the action space) and a value MLP beside it."""
+    """A Gaussian or categorical MLP policy (matching the action space) and a value MLP beside it; with
+    ``normalize_obs`` both see the observations standardised by a ``RunningNormalizer``, which ``fold`` feeds."""
 
-    def __init__(self, observation_space: gym.Space, action_space: gym.Space, policy_spec: PolicySpec):
+    def __init__(
+        self,
+        observation_space: gym.Space,
+        action_space: gym.Space,
+        policy_spec: PolicySpec,
+        normalize_obs: bool = False,
+    ):
         super().__init__()
         obs_dim = math.prod(observation_space.shape)
         self.actor = make_policy(observation_space, action_space, policy_spec)
         self.critic = mlp_layers([obs_dim, *policy_spec.hidden_sizes, 1], policy_spec.nonlinearity)
+        self.normalizer = RunningNormalizer(obs_dim) if normalize_obs else None
+
+    def inputs(self, obs: Tensor) -> Tensor:
+        """What the actor and the critic see of ``obs``."""
+        return obs if self.normalizer is None else self.normalizer(obs)
+
+    def fold(self, obs: Tensor) -> None:
+        """Merge observations learned from into the normalizer's statistics (nothing without one)."""
+        if self.normalizer is not None:
+            self.normalizer.fold(obs)
+
+    def value(self, obs: Tensor) -> Tensor:
+        return self.critic(self.inputs(obs)).squeeze(-1)
+
+    def distribution(self, obs: Tensor) -> Distribution:
+        return self.actor.distribution(self.actor(self.inputs(obs)))
 
     def evaluate(self, obs: Tensor, actions: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """(log-probabilities of ``actions``, value predictions, the action distributions' entropies) under the
         current parameters."""
-        dist = self.actor.distribution(self.actor(obs))
-        return dist.log_prob(actions), self.critic(obs).squeeze(-1), dist.entropy()
+        dist = self.distribution(obs)
+        return dist.log_prob(actions), self.value(obs), dist.entropy()
 
     @torch.no_grad()
     def act(self, obs: Tensor) -> Acted:
-        dist = self.actor.distribution(self.actor(obs))
+        dist = self.distribution(obs)
         actions = dist.sample()
-        return Acted(actions, dist.log_prob(actions), self.critic(obs).squeeze(-1))
+        return Acted(actions, dist.log_prob(actions), self.value(obs))
 
 
 def share_hidden_layers(mlp: nn.Sequential, source: nn.Sequential) -> None:
@@ -73,14 +98,14 @@ def choose(master: ActorCritic, obs: Tensor, epsilon: float, forced: Tensor | No
     """The master's choice of sub-policy for each observation; with probability ``epsilon`` a uniformly
     random one instead, and ``forced`` where it is not -1. The log-probability stays the master's, as the
     published code does for its exploration."""
-    dist = master.actor.distribution(master.actor(obs))
+    dist = master.distribution(obs)
     chosen = dist.sample()
     num = dist.logits.shape[-1]
     explore = torch.rand(chosen.shape) < epsilon
     actions = torch.where(explore, torch.randint(num, chosen.shape), chosen)
     if forced is not None:
         actions = torch.where(forced >= 0, forced, actions)
-    return Acted(actions, dist.log_prob(actions), master.critic(obs).squeeze(-1))
+    return Acted(actions, dist.log_prob(actions), master.value(obs))
 
 
 class SubPolicies(nn.Module):
@@ -89,7 +114,8 @@ class SubPolicies(nn.Module):
     With ``shared_body`` they share their hidden layers (the actors theirs, the critics theirs) and keep their
     own output layers and action spreads, so that each learns its features from every sub-policy's steps and
     only its behaviour from its own share (on AntBandits each goal's sub-policy learns to walk from a third of
-    the steps; sharing did not make it learn faster there, docs/results.md).
+    the steps; sharing did not make it learn faster there, docs/results.md). With ``normalize_obs`` each
+    standardises its observations by the statistics of the steps it learned from (``mlsh.normalize_obs``).
     """
 
     def __init__(
@@ -99,12 +125,13 @@ class SubPolicies(nn.Module):
         num_subpolicies: int,
         policy_spec: PolicySpec,
         shared_body: bool = False,
+        normalize_obs: bool = False,
     ):
         super().__init__()
         if num_subpolicies < 1:
             raise ValueError(f"num_subpolicies: expected at least 1, got {num_subpolicies}")
         self.members = nn.ModuleList(
-            ActorCritic(observation_space, action_space, policy_spec) for _ in range(num_subpolicies)
+            ActorCritic(observation_space, action_space, policy_spec, normalize_obs) for _ in range(num_subpolicies)
         )
         if shared_body:
             first = self.members[0]

@@ -84,8 +84,9 @@ def set_gradients(model: ActorCritic, part: Samples, clip: float, weights: LossW
     """Every parameter's ``grad`` := the gradient of PPO's loss on ``part`` (``ppo.PPOLoss.total``)."""
     actor, m = model.actor, len(part)
     actor_layers, critic_layers = _layers(actor.network), _layers(model.critic)
-    actor_pass = MLPPass.run(actor_layers, part.obs, actor.activation, order=1)
-    critic_pass = MLPPass.run(critic_layers, part.obs, actor.activation, order=1)
+    obs = model.inputs(part.obs)
+    actor_pass = MLPPass.run(actor_layers, obs, actor.activation, order=1)
+    critic_pass = MLPPass.run(critic_layers, obs, actor.activation, order=1)
     out = actor_pass.out
     if isinstance(actor, GaussianMLPPolicy):
         log_probs, d_mean, d_log_std = _gaussian_head(actor, out, part.actions)

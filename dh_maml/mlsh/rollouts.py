@@ -26,6 +26,7 @@ class MLSHRollouts:
             spec.mlsh.num_subpolicies,
             spec.policy,
             spec.mlsh.shared_body,
+            spec.mlsh.normalize_obs,
         )
         self.envs = VectorEnvCache(self.family)
         self._evaluation: VectorEnvCache | None = None  # built on the first adaptation test

@@ -105,7 +105,13 @@ def load_baselines(run_dirs: list[Path], spec: Spec) -> Baselines:
                 f"--baseline-run {run_dir}: its {section} section differs from the tested run's "
                 f"({theirs} against {getattr(spec, section)})"
             )
-        if differ:
+        normalized = run.mlsh.normalize_obs == spec.mlsh.normalize_obs
+        if not normalized:
+            problems.append(
+                f"--baseline-run {run_dir}: trained with mlsh.normalize_obs {run.mlsh.normalize_obs}, the tested "
+                f"run with {spec.mlsh.normalize_obs}; train the baseline as the tested run"
+            )
+        if differ or not normalized:
             continue
         weights = load_checkpoint(checkpoint_path(run_dir))["subpolicies"]
         if latent is None and baselines.shared is None:

@@ -80,6 +80,7 @@ class MLSHTrainer(TrainingProgress):
             self.mlsh.num_subpolicies,
             spec.policy,
             self.mlsh.shared_body,
+            self.mlsh.normalize_obs,
         )
         self.learner = SubPolicyLearner(self.subpolicies, self.mlsh, spec.experiment.seed)
         self.slots = [Slot(phase=s * self.period // self.mlsh.slots) for s in range(self.mlsh.slots)]

@@ -117,7 +117,7 @@ def slice_advantages(
 
     starts = roll.obs[n::n]  # [Tm - 1, E, obs]: the first state of every slice but the first
     with torch.no_grad():
-        own = torch.stack([sub.critic(starts).squeeze(-1) for sub in subpolicies])  # [K, Tm - 1, E]
+        own = torch.stack([sub.value(starts) for sub in subpolicies])  # [K, Tm - 1, E]
     following = own.gather(0, roll.choices[None, :-1]).squeeze(0) * roll.mask[n::n]
     rewards = torch.nn.functional.pad(roll.rewards * roll.mask, (0, 0, 0, pad)).reshape(tm, n, e).clone()
     rewards[:-1, -1] += gamma * following  # a slice is full whenever another one follows it
@@ -162,10 +162,12 @@ def learn(
 ) -> None:
     """One update by the spec's rule: PPO (``epochs`` passes in minibatches of ``minibatch``), or A2C (one step
     on the whole batch, which is PPO's first step: every ratio is 1 there, so the clipped surrogate's gradient
-    is exactly the advantage actor-critic one)."""
+    is exactly the advantage actor-critic one). Then the samples' observations join ``model``'s normalizer
+    statistics, if it has one: after the update, which sees them as they were sampled."""
     epochs, size = (1, len(samples)) if spec.update == "a2c" else (spec.epochs, minibatch)
     weights = LossWeights(spec.value_coef, spec.entropy_coef, spec.max_grad_norm)
     ppo_update(model, optimizer, samples, spec.clip, epochs, size, generator, weights)
+    model.fold(samples.obs)
 
 
 def sub_minibatch(spec: MLSHSpec, samples: int) -> int:
