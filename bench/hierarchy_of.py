@@ -40,7 +40,9 @@ def hierarchy_of(
 ) -> SubPolicies:
     """Sub-policies whose k-th member is the flat policy of ``policy_runs[k]``."""
     count = len(policy_runs)
-    hierarchy = SubPolicies(family.observation_space, family.action_space, count, policy_spec, False, normalize_obs)
+    hierarchy = SubPolicies(
+        family.observation_space, family.action_space, count, policy_spec, normalize_obs=normalize_obs
+    )
     for k, run in enumerate(policy_runs):
         flat = load_subpolicies(family, policy_spec, run, 1, normalize_obs)
         hierarchy[k].load_state_dict(flat[0].state_dict())

@@ -45,7 +45,9 @@ from dh_maml.user_errors import reporting_user_errors  # noqa: E402
 def load_subpolicies(
     family: TaskFamily, policy_spec: PolicySpec, run_dir: str, count: int, normalize_obs: bool = False
 ) -> SubPolicies:
-    subpolicies = SubPolicies(family.observation_space, family.action_space, count, policy_spec, False, normalize_obs)
+    subpolicies = SubPolicies(
+        family.observation_space, family.action_space, count, policy_spec, normalize_obs=normalize_obs
+    )
     subpolicies.load_state_dict(load_checkpoint(checkpoint_path(run_dir))["subpolicies"])
     return subpolicies
 
@@ -53,7 +55,7 @@ def load_subpolicies(
 def alone(subpolicies: SubPolicies, k: int, family: TaskFamily, policy_spec: PolicySpec) -> SubPolicies:
     """A hierarchy of one: sub-policy ``k`` of ``subpolicies``, for a master with one choice."""
     normalize_obs = subpolicies[k].normalizer is not None
-    one = SubPolicies(family.observation_space, family.action_space, 1, policy_spec, False, normalize_obs)
+    one = SubPolicies(family.observation_space, family.action_space, 1, policy_spec, normalize_obs=normalize_obs)
     one[0].load_state_dict(subpolicies[k].state_dict())
     return one
 

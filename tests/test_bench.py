@@ -182,6 +182,12 @@ def test_the_ant_probe_takes_a_maml_policy_or_the_named_mlsh_subpolicy():
     assert not same(trained[0].actor, trained[1].actor)
     with pytest.raises(UsageError, match="--subpolicy 2: expected 0 to 1"):
         trained_policy(mlsh, family, checkpoint, 2)
+    normalizing = load_spec(ROOT / "specs/mlsh-ant-bandits.yaml", ["mlsh.normalize_obs=true"])
+    trained = SubPolicies(family.observation_space, family.action_space, 2, mlsh.policy, normalize_obs=True)
+    trained[1].fold(5.0 * torch.randn(50, family.observation_space.shape[0]) + 3.0)
+    probed = gaussian(trained_policy(normalizing, family, {"subpolicies": trained.state_dict()}, 1))
+    assert same(probed, lambda obs: trained[1].actor(trained[1].normalizer(obs)))  # what the run's sampler sees
+    assert not same(probed, trained[1].actor)
     maml = load_spec(ROOT / "specs/ant-dir.yaml")
     family = make_family(maml.env)
     policy = make_policy(family.observation_space, family.action_space, maml.policy)
