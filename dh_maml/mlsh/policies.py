@@ -65,17 +65,22 @@ class ActorCritic(nn.Module):
     def distribution(self, obs: Tensor) -> Distribution:
         return self.actor.distribution(self.actor(self.inputs(obs)))
 
+    def outputs(self, obs: Tensor) -> tuple[Distribution, Tensor]:
+        """The action distributions and value predictions, the observations standardised once for both."""
+        seen = self.inputs(obs)
+        return self.actor.distribution(self.actor(seen)), self.critic(seen).squeeze(-1)
+
     def evaluate(self, obs: Tensor, actions: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """(log-probabilities of ``actions``, value predictions, the action distributions' entropies) under the
         current parameters."""
-        dist = self.distribution(obs)
-        return dist.log_prob(actions), self.value(obs), dist.entropy()
+        dist, values = self.outputs(obs)
+        return dist.log_prob(actions), values, dist.entropy()
 
     @torch.no_grad()
     def act(self, obs: Tensor) -> Acted:
-        dist = self.distribution(obs)
+        dist, values = self.outputs(obs)
         actions = dist.sample()
-        return Acted(actions, dist.log_prob(actions), self.value(obs))
+        return Acted(actions, dist.log_prob(actions), values)
 
 
 def share_hidden_layers(mlp: nn.Sequential, source: nn.Sequential) -> None:
@@ -98,14 +103,14 @@ def choose(master: ActorCritic, obs: Tensor, epsilon: float, forced: Tensor | No
     """The master's choice of sub-policy for each observation; with probability ``epsilon`` a uniformly
     random one instead, and ``forced`` where it is not -1. The log-probability stays the master's, as the
     published code does for its exploration."""
-    dist = master.distribution(obs)
+    dist, values = master.outputs(obs)
     chosen = dist.sample()
     num = dist.logits.shape[-1]
     explore = torch.rand(chosen.shape) < epsilon
     actions = torch.where(explore, torch.randint(num, chosen.shape), chosen)
     if forced is not None:
         actions = torch.where(forced >= 0, forced, actions)
-    return Acted(actions, dist.log_prob(actions), master.value(obs))
+    return Acted(actions, dist.log_prob(actions), values)
 
 
 class SubPolicies(nn.Module):
