@@ -387,8 +387,10 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="RUN_DIR",
         action="append",
         default=[],
-        help="a run trained with train --baseline, compared with; repeat for several (MLSH: the shared policy "
-        "and each latent goal's oracle, fine-tuned per held-out task beside the other methods)",
+        help="a run trained with train --baseline, compared with: its directory (latest.pt) or one of its "
+        "checkpoints, e.g. RUN_DIR/checkpoints/iter-0400.pt to compare at equal rounds; repeat for several "
+        "(MLSH: the shared policy and each latent goal's oracle, fine-tuned per held-out task beside the other "
+        "methods)",
     )
     test.add_argument("--tasks", type=_count(1), help="number of held-out tasks (default meta_test.num_tasks)")
     test.add_argument(

@@ -91,6 +91,19 @@ def checkpoint_path(run_dir: str | Path) -> Path:
     return Path(run_dir) / "checkpoints" / "latest.pt"
 
 
+def run_and_checkpoint(path: str | Path) -> tuple[Path, Path]:
+    """The run directory and checkpoint that ``path`` names: a run directory (its ``latest.pt``) or a checkpoint
+    file in one's ``checkpoints/`` (e.g. a kept ``iter-0400.pt``), so runs can be compared at equal rounds."""
+    path = Path(path)
+    if path.is_file() and path.parent.name == "checkpoints":
+        return path.parent.parent, path
+    if path.is_file():
+        raise FileNotFoundError(
+            f"'{path}' is a file outside a run's checkpoints/ folder: give a run directory or one of its checkpoints"
+        )
+    return path, checkpoint_path(path)
+
+
 def kept_checkpoint_path(run_dir: str | Path, iteration: int) -> Path:
     """Where ``checkpoint.keep_every`` keeps an iteration's state beside ``latest.pt``."""
     return Path(run_dir) / "checkpoints" / f"iter-{iteration:04d}.pt"

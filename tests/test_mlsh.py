@@ -442,6 +442,7 @@ def _baseline_run(path, spec):
 
 
 def test_an_oracle_is_the_shared_policy_on_one_latent_goal_and_is_told_apart_from_it(tmp_path):
+    from dh_maml.checkpoint import save_checkpoint
     from dh_maml.mlsh.shared import load_baselines, oracle_spec, shared_policy_spec
     from dh_maml.spec import SpecError, load_spec
 
@@ -457,6 +458,11 @@ def test_an_oracle_is_the_shared_policy_on_one_latent_goal_and_is_told_apart_fro
     baselines = load_baselines([runs["oracle-one"], runs["shared"]], spec)
     assert baselines.shared is not None and torch.equal(baselines.shared["w"], shared["w"])
     assert list(baselines.oracles) == ["1"] and torch.equal(baselines.oracles["1"]["w"], one["w"])
+    kept = runs["oracle-one"] / "checkpoints" / "iter-0001.pt"
+    save_checkpoint({"iteration": 1, "subpolicies": {"w": torch.zeros(2)}}, kept)
+    assert torch.equal(load_baselines([kept], spec).oracles["1"]["w"], torch.zeros(2))  # that checkpoint, not latest
+    with pytest.raises(FileNotFoundError, match="outside a run's checkpoints/ folder"):
+        load_baselines([runs["oracle-one"] / "spec.yaml"], spec)
     _baseline_run(runs["oracle-two"], oracle)
     with pytest.raises(SpecError, match="a second oracle of latent goal 1"):
         load_baselines([runs["oracle-one"], runs["oracle-two"]], spec)

@@ -22,7 +22,7 @@ import torch
 from dh_maml.checkpoint import load_checkpoint
 from dh_maml.config import SpecError
 from dh_maml.envs import make_family
-from dh_maml.run_dir import checkpoint_path, read_run_spec
+from dh_maml.run_dir import read_run_spec, run_and_checkpoint
 from dh_maml.spec import EnvSpec, Spec
 
 Weights = dict[str, torch.Tensor]
@@ -81,14 +81,15 @@ def _behaviour(env: EnvSpec) -> tuple:
 
 
 def load_baselines(run_dirs: list[Path], spec: Spec) -> Baselines:
-    """The flat policies of ``run_dirs``, runs trained with ``launch.py train --baseline shared-policy`` or
-    ``--baseline oracle`` on the family, options (but for the oracle's fixed goal) and policy of ``spec``; a
-    ``SpecError`` saying what differs otherwise."""
+    """The flat policies of ``run_dirs`` (each a run directory or one of its checkpoint files), runs trained with
+    ``launch.py train --baseline shared-policy`` or ``--baseline oracle`` on the family, options (but for the
+    oracle's fixed goal) and policy of ``spec``; a ``SpecError`` saying what differs otherwise."""
     baselines, problems = Baselines(), []
     tested_fixed = fixed_latent(spec) is not None
     tested_env = _behaviour(spec.env)
     for run_dir in run_dirs:
-        run = read_run_spec(run_dir)
+        directory, checkpoint = run_and_checkpoint(run_dir)
+        run = read_run_spec(directory)
         if run.experiment.algorithm != "mlsh" or run.mlsh.num_subpolicies != 1 or run.mlsh.warmup != 0:
             problems.append(
                 f"--baseline-run {run_dir}: expected a run trained with 'launch.py train --baseline shared-policy' "
@@ -113,7 +114,7 @@ def load_baselines(run_dirs: list[Path], spec: Spec) -> Baselines:
             )
         if differ or not normalized:
             continue
-        weights = load_checkpoint(checkpoint_path(run_dir))["subpolicies"]
+        weights = load_checkpoint(checkpoint)["subpolicies"]
         if latent is None and baselines.shared is None:
             baselines.shared = weights
         elif latent is not None and latent not in baselines.oracles:
@@ -122,5 +123,5 @@ def load_baselines(run_dirs: list[Path], spec: Spec) -> Baselines:
             what = "shared policy" if latent is None else f"oracle of latent goal {latent}"
             problems.append(f"--baseline-run {run_dir}: a second {what}; give each baseline once")
     if problems:
-        raise SpecError(problems, ", ".join(str(Path(r) / "spec.yaml") for r in run_dirs))
+        raise SpecError(problems, ", ".join(str(run_and_checkpoint(r)[0] / "spec.yaml") for r in run_dirs))
     return baselines
