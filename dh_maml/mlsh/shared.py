@@ -87,8 +87,8 @@ def load_baselines(run_dirs: list[Path], spec: Spec) -> Baselines:
     baselines, problems = Baselines(), []
     tested_fixed = fixed_latent(spec) is not None
     tested_env = _behaviour(spec.env)
-    for run_dir in run_dirs:
-        directory, checkpoint = run_and_checkpoint(run_dir)
+    sources = [(run_dir, *run_and_checkpoint(run_dir)) for run_dir in run_dirs]
+    for run_dir, directory, checkpoint in sources:
         run = read_run_spec(directory)
         if run.experiment.algorithm != "mlsh" or run.mlsh.num_subpolicies != 1 or run.mlsh.warmup != 0:
             problems.append(
@@ -123,5 +123,5 @@ def load_baselines(run_dirs: list[Path], spec: Spec) -> Baselines:
             what = "shared policy" if latent is None else f"oracle of latent goal {latent}"
             problems.append(f"--baseline-run {run_dir}: a second {what}; give each baseline once")
     if problems:
-        raise SpecError(problems, ", ".join(str(run_and_checkpoint(r)[0] / "spec.yaml") for r in run_dirs))
+        raise SpecError(problems, ", ".join(str(directory / "spec.yaml") for _, directory, _ in sources))
     return baselines
