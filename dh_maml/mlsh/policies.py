@@ -62,6 +62,9 @@ class ActorCritic(nn.Module):
     def value(self, obs: Tensor) -> Tensor:
         return self.critic(self.inputs(obs)).squeeze(-1)
 
+    def distribution(self, obs: Tensor) -> Distribution:
+        return self.actor.distribution(self.actor(self.inputs(obs)))
+
     def outputs(self, obs: Tensor) -> tuple[Distribution, Tensor]:
         """The action distributions and value predictions, the observations standardised once for both."""
         seen = self.inputs(obs)
