@@ -165,7 +165,7 @@ def test_the_ant_probe_takes_a_maml_policy_or_the_named_mlsh_subpolicy():
     from dh_maml.policies import make_policy
     from dh_maml.user_errors import UsageError
 
-    mlsh = load_spec(ROOT / "specs/mlsh-ant-bandits.yaml")
+    mlsh = load_spec(ROOT / "specs/mlsh-ant-bandits.yaml", ["mlsh.normalize_obs=false"])
     family = make_family(mlsh.env)
     trained = SubPolicies(family.observation_space, family.action_space, 2, mlsh.policy)
     checkpoint = {"subpolicies": trained.state_dict()}
